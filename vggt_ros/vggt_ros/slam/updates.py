@@ -1,0 +1,116 @@
+"""What the pipeline emits: one dataclass per kind of result, all in the map frame.
+
+The map frame is the first keyframe's camera *body* frame (REP 105 / REP 103: x forward,
+y left, z up); cameras are their *optical* frames (x right, y down, z forward).
+Poses are named by direction: T_map_cam maps camera-optical points into the map.
+Lengths are map units (arbitrary, fixed by the first window) until a metric source exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FramePose:
+    """Pose of one processed frame. T_map_cam: (4, 4) float64."""
+
+    stamp_ns: int
+    frame_index: int
+    frame_id: str
+    T_map_cam: np.ndarray
+    window_id: int
+    is_keyframe: bool = False
+
+
+@dataclass(frozen=True)
+class DepthFrame:
+    """Depth of one frame at camera resolution.
+
+    depth: (H, W) float32 along optical z, map units, NaN where invalid or below threshold.
+    confidence: (H, W) float32 (>= 1, VGGT's scale), NaN where depth is NaN.
+    K: (3, 3) float64 intrinsics matching depth's resolution.
+    """
+
+    stamp_ns: int
+    frame_index: int
+    frame_id: str
+    depth: np.ndarray
+    confidence: np.ndarray
+    K: np.ndarray
+
+
+@dataclass(frozen=True)
+class WindowCloud:
+    """Points of one accepted window in the map frame.
+
+    points: (N, 3) float32 map; colors: (N, 3) uint8 RGB; confidence: (N,) float32.
+    """
+
+    stamp_ns: int
+    window_id: int
+    points: np.ndarray
+    colors: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass(frozen=True)
+class KeyframeAdded:
+    """A frame promoted to keyframe. T_map_cam (4, 4); K (3, 3) at width x height."""
+
+    keyframe_id: int
+    frame_index: int
+    stamp_ns: int
+    frame_id: str
+    T_map_cam: np.ndarray
+    K: np.ndarray
+    width: int
+    height: int
+    window_id: int
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class MapChanged:
+    """The fused global map after a change (voxel-downsampled), map frame.
+
+    points: (N, 3) float32; colors: (N, 3) uint8; confidence: (N,) float32.
+    """
+
+    stamp_ns: int
+    points: np.ndarray
+    colors: np.ndarray
+    confidence: np.ndarray
+    num_keyframes: int
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Bookkeeping of one window, accepted or rejected (reason says why)."""
+
+    window_id: int
+    stamp_ns: int
+    num_frames: int
+    num_new: int
+    anchor_keyframe_ids: tuple[int, ...]
+    accepted: bool
+    reason: str
+    scale: float
+    residual_rms: float
+    num_inliers: int
+    num_correspondences: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FrameRefused:
+    """A frame refused at the pipeline's door (bad size, NaN, non-monotonic stamp, ...)."""
+
+    stamp_ns: int
+    reason: str
+
+
+Update = Union[FramePose, DepthFrame, WindowCloud, KeyframeAdded, MapChanged, WindowStats, FrameRefused]
