@@ -47,7 +47,8 @@ def quat_xyzw_from_matrix(R: Any) -> Any:
     d = b.stack(
         [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1
     )
-    r = b.sqrt(b.clamp_min(d, 0.0))
+    # the selected root is >= 1 (the four d's sum to 4); the clamp only keeps the others finite
+    r = b.sqrt(b.clamp_min(d, 1e-12))
     rw, rx, ry, rz = r[..., 0], r[..., 1], r[..., 2], r[..., 3]
     # candidate k is (x, y, z, w) computed from the k-th diagonal root
     cands = b.stack(
@@ -61,7 +62,7 @@ def quat_xyzw_from_matrix(R: Any) -> Any:
     ) * 0.5
     best = b.argmax(d)
     onehot = best[..., None] == b.arange_like(4, R)
-    q = b.where(onehot[..., None], cands, 0.0 * cands[..., :1, :]).sum(-2)
+    q = b.where(onehot[..., None], cands, b.full_like(cands, 0.0)).sum(-2)
     q = q / b.sqrt((q * q).sum(-1))[..., None]
     sign = b.where(q[..., 3:4] < 0, b.full_like(q[..., 3:4], -1.0), b.full_like(q[..., 3:4], 1.0))
     return q * sign

@@ -1,0 +1,233 @@
+"""NodeCore: live mode under a 30 Hz source with a slow predictor, sync mode, services, TF modes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from vggt_ros.geometry.se3 import invert_T, make_T, rot_z
+from vggt_ros.runtime.core import NodeCore, resolve_save_path
+from vggt_ros.runtime.factory import make_pipeline
+from vggt_ros.runtime.params import Params
+from vggt_ros.runtime.publishing import ListSink, TransformOut
+from vggt_ros.sim.predictor import SimulatedPredictor
+from vggt_ros.sim.sequence import make_sequence
+
+
+class SlowPredictorDouble:
+    """TEST DOUBLE: the SimulatedPredictor made slower than real time by a fixed sleep per window."""
+
+    def __init__(self, inner: SimulatedPredictor, sleep_s: float) -> None:
+        self.inner, self.sleep_s, self.name = inner, sleep_s, "slow-simulated"
+        self.calls = 0
+        self.in_flight = threading.Event()
+
+    def predict(self, frames, query_points, depth_for):
+        self.calls += 1
+        self.in_flight.set()
+        time.sleep(self.sleep_s)
+        out = self.inner.predict(frames, query_points, depth_for)
+        self.in_flight.clear()
+        return out
+
+
+@pytest.fixture(scope="module")
+def seq():
+    """A slow lap (600 frames = 20 s), so windows with dropped frames in between still overlap."""
+    return make_sequence("loop", 600, width=128, height=96)
+
+
+def frames_of(seq, n):
+    return [seq[i] for i in range(n)]
+
+
+def test_live_source_at_30hz_with_a_slow_predictor(seq):
+    """A window of 12 new frames arrives every 0.4 s; the double needs 0.7 s per window: overload."""
+    frames = frames_of(seq, 120)  # render before timing: the source must keep 30 Hz
+    pred = SlowPredictorDouble(SimulatedPredictor(seq.ground_truth), 0.7)
+    params = Params({"queue_size": 4, "predictor": "simulated"})
+    pipeline = make_pipeline(params, pred)
+    sink = ListSink()
+    core = NodeCore(params, pipeline, sink, mode="live", predictor_name=pred.name,
+                    clock_ns=lambda: time.time_ns())
+    threads_before = threading.active_count()
+    core.start()
+    depth_seen = []
+    t0 = time.monotonic()
+    for i, f in enumerate(frames):  # the camera: 30 Hz from this thread, never blocked by the worker
+        target = t0 + i / 30.0
+        time.sleep(max(0.0, target - time.monotonic()))
+        core.submit(f)
+        depth_seen.append(len(core.queue))
+    push_time = time.monotonic() - t0
+    assert push_time < 120 / 30.0 + 0.5  # submit never blocked the source
+    t_stop = time.monotonic()
+    assert core.stop() is True
+    assert time.monotonic() - t_stop < 0.7 + 1.0  # at most the window in flight, then joined
+    assert not core.worker_alive and threading.active_count() == threads_before
+    d = core.diagnostics()
+    # bounded queue, counted drops
+    assert max(depth_seen) <= 4 and d.queue_high_water <= 4
+    assert d.drops.get("queue_full", 0) > 20
+    pending = len(pipeline.window)
+    # every frame is accounted for: published, dropped by reason, or still waiting in the partial window
+    assert d.frames_received == 120
+    assert d.frames_processed + d.frames_dropped + pending == 120
+    assert d.frames_processed >= 24 and pred.calls >= 3
+    # latency: a frame waits for its window and the 0.7 s predictor
+    assert d.latency_p50_s is not None and d.latency_p50_s >= 0.7
+    assert d.latency_p95_s >= d.latency_p50_s
+    assert d.stamp_latency_p50_s is None or d.stamp_latency_p50_s > 0  # sim stamps are in the past
+    assert d.input_rate_hz == pytest.approx(30.0, rel=0.2)
+    counts = sink.topics()
+    assert counts["odometry"] == counts["/tf"] == d.frames_processed
+    assert counts.get("/diagnostics", 0) >= 2  # diagnostics_period 1 s of wall time over ~4 s
+    # stop -> start resumes (lifecycle deactivate/activate)
+    core.start()
+    assert core.worker_alive
+    assert core.stop(timeout=2.0)
+
+
+def test_stop_while_a_window_is_in_flight_is_bounded(seq):
+    frames = frames_of(seq, 16)
+    pred = SlowPredictorDouble(SimulatedPredictor(seq.ground_truth), 1.0)
+    params = Params({"queue_size": 32, "window_anchors": 4, "window_new_frames": 12})
+    core = NodeCore(params, make_pipeline(params, pred), ListSink(), mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    assert pred.in_flight.wait(5.0)
+    t0 = time.monotonic()
+    assert core.stop(timeout=0.1) is False  # the worker is inside predict(): not joined yet
+    assert time.monotonic() - t0 < 0.5
+    assert core.stop(timeout=5.0) is True
+    assert core.diagnostics().frames_processed == 16
+
+
+def test_sync_mode_processes_every_frame_and_flushes(seq):
+    frames = frames_of(seq, 34)  # 16 + 12 + a partial window of 6
+    params = Params({"predictor": "simulated"})
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="sync")
+    for f in frames:
+        assert core.submit(f)
+    before = core.diagnostics().frames_processed
+    assert before == 28
+    core.finish()
+    d = core.diagnostics()
+    assert d.frames_processed == 34 and d.frames_dropped == 0 and d.windows_rejected == 0
+    topics = sink.topics()
+    assert topics["depth"] == topics["depth/camera_info"] == 34
+    assert topics["map"] >= 1 and sink.items[-1].topic == "/diagnostics"  # finish publishes both
+    stamps = [p.stamp_ns for p in sink.items if p.topic == "odometry"]
+    assert stamps == [f.stamp_ns for f in frames]
+
+
+def test_reset_and_refusals_are_counted(seq):
+    frames = frames_of(seq, 20)
+    params = Params()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), ListSink())
+    for f in frames[:16]:
+        core.submit(f)
+    core.submit(frames[5])  # older stamp: the pipeline refuses it
+    small = type(frames[0])(frames[16].stamp_ns, frames[16].rgb[:50], None, frames[16].frame_id)
+    core.submit(small)  # size change mid-stream
+    core.count_drop("unsupported_encoding", "encoding 'weird16'")
+    d = core.diagnostics()
+    assert d.drops == {"non_monotonic_stamp": 1, "size_changed": 1, "unsupported_encoding": 1}
+    assert d.frames_received == 19 and d.frames_processed == 16
+    core.reset()
+    # after reset the stream may start again, even with older stamps (a looping bag)
+    for f in frames[:16]:
+        core.submit(f)
+    d = core.diagnostics()
+    assert d.frames_processed == 32 and d.resets == 1 and d.frames_dropped == 3
+
+
+def test_odom_tf_mode_publishes_map_to_odom(seq):
+    frames = frames_of(seq, 16)
+    T_odom_cam = make_T(rot_z(0.3), np.array([0.5, -0.2, 0.1]))
+    asked = []
+
+    def lookup(target, source, stamp_ns):
+        asked.append((target, source))
+        return None if stamp_ns == frames[3].stamp_ns else T_odom_cam
+
+    params = Params({"publish_tf": "odom", "odom_frame": "odom"})
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink,
+                    tf_lookup=lookup)
+    for f in frames:
+        core.submit(f)
+    tfs = [p.data for p in sink.items if p.topic == "/tf"]
+    odo = {p.stamp_ns: p.data for p in sink.items if p.topic == "odometry"}
+    assert len(tfs) == 15 and core.diagnostics().tf_failures == 1
+    assert asked[0] == ("odom", "camera_optical_frame")
+    for tf in tfs:
+        assert isinstance(tf, TransformOut) and (tf.parent, tf.child) == ("map", "odom")
+        # map -> odom composed with odom -> cam gives the estimated map -> cam
+        np.testing.assert_allclose(tf.T_parent_child @ T_odom_cam, odo[tf.stamp_ns].T_map_cam, atol=1e-12)
+        np.testing.assert_allclose(tf.T_parent_child, odo[tf.stamp_ns].T_map_cam @ invert_T(T_odom_cam),
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "", ".", "..", ".hidden", "~user", "a\\b", "x" * 200,
+                                  "ok/../../etc"])
+def test_save_map_refuses_names_that_leave_the_directory(tmp_path, name):
+    with pytest.raises(ValueError, match="refused"):
+        resolve_save_path(tmp_path, name)
+
+
+def test_save_map_writes_inside_the_directory_only(seq, tmp_path):
+    frames = frames_of(seq, 16)
+    root = tmp_path / "maps"
+    params = Params({"map_save_dir": str(root)})
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), ListSink())
+    for f in frames:
+        core.submit(f)
+    res = core.save_map("run_1")
+    assert res.success, res.message
+    assert res.path == str((root / "run_1").resolve()) and (root / "run_1").is_dir()
+    assert res.num_keyframes >= 1 and res.num_points > 100
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside)
+    bad = core.save_map("link")
+    assert not bad.success and "outside" in bad.message and not any(outside.iterdir())
+    bad = core.save_map("../escape")
+    assert not bad.success and not (tmp_path / "escape").exists()
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["link", "run_1"]
+
+
+class FailingSinkDouble(ListSink):
+    """TEST DOUBLE: a transport whose 'points' publisher raises (e.g. a serialisation bug)."""
+
+    def publish(self, pub):
+        if pub.topic == "points":
+            raise RuntimeError("points publisher broke")
+        super().publish(pub)
+
+
+def test_a_failing_publisher_does_not_kill_the_live_worker(seq):
+    frames = frames_of(seq, 28)
+    params = Params({"queue_size": 64})
+    sink = FailingSinkDouble()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    deadline = time.monotonic() + 30
+    while core.diagnostics().frames_processed < 28 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    d = core.diagnostics()
+    assert core.worker_alive and d.frames_processed == 28 and d.worker_errors == 2  # two windows' points
+    assert sink.topics()["odometry"] == 28 and "points" not in sink.topics()
+    assert sink.topics()["window_stats"] == 2  # publications after the failing one still go out
+    assert core.stop()
+    # sync mode (replay) must not hide a broken writer
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), FailingSinkDouble())
+    with pytest.raises(RuntimeError, match="points publisher broke"):
+        for f in frames[:16]:
+            core.submit(f)

@@ -1,0 +1,121 @@
+"""GlobalMap: voxel fusion, pose corrections move points, memory cap, atomic save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import vggt_ros.slam.global_map as gm
+from vggt_ros.geometry.se3 import make_T, rot_z
+from vggt_ros.slam.global_map import GlobalMap, voxel_fuse
+
+K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
+
+
+def _cloud(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform([-1, -1, 1], [1, 1, 3], (n, 3)).astype(np.float32)
+    return pts, rng.integers(0, 256, (n, 3)).astype(np.uint8), rng.uniform(1, 10, n).astype(np.float32)
+
+
+def _map(n_kf: int = 3, **kw) -> GlobalMap:
+    m = GlobalMap(**kw)
+    for i in range(n_kf):
+        p, c, w = _cloud(500, i)
+        m.add_keyframe(i, 1000 + i, 10 * i, make_T(np.eye(3), [i, 0, 0]), K, (120, 160), p, c, w)
+    return m
+
+
+def test_voxel_fusion_weights_by_confidence():
+    raw = gm.MapSnapshot(np.array([[0.01, 0.01, 0.01], [0.03, 0.01, 0.01], [0.5, 0.5, 0.5]], np.float32),
+                         np.array([[0, 0, 0], [200, 100, 50], [1, 2, 3]], np.uint8),
+                         np.array([1.0, 3.0, 2.0], np.float32))
+    f = voxel_fuse(raw, 0.1)
+    assert len(f) == 2
+    i = int(np.argmin(f.points[:, 0]))
+    np.testing.assert_allclose(f.points[i], [0.025, 0.01, 0.01], atol=1e-6)
+    assert f.colors[i].tolist() == [150, 75, 38] and f.confidence[i] == 3.0
+
+
+def test_pose_correction_moves_points_and_snapshot_is_cached():
+    m = _map(2, voxel_size=0.05)
+    s1 = m.snapshot()
+    assert m.snapshot() is s1
+    before = m.points_map().points[500:].copy()
+    m.update_pose(1, make_T(rot_z(0.1), [1, 2, 0]))
+    after = m.points_map().points[500:]
+    p, _, _ = _cloud(500, 1)
+    np.testing.assert_allclose(after, p @ rot_z(0.1).T.astype(np.float32) + [1, 2, 0], atol=1e-5)
+    assert not np.allclose(before, after) and m.snapshot() is not s1
+    with pytest.raises(ValueError):
+        m.add_keyframe(1, 0, 0, np.eye(4), K, (120, 160), *_cloud(3))
+
+
+def test_memory_stays_under_cap_for_many_keyframes():
+    cap = 400_000
+    m = GlobalMap(voxel_size=0.02, max_bytes=cap, points_per_keyframe=5000)
+    for i in range(300):
+        p, c, w = _cloud(8000, i)
+        m.add_keyframe(i, i, i, make_T(np.eye(3), [0.05 * i, 0, 0]), K, (120, 160), p, c, w)
+        if i % 50 == 0:
+            m.snapshot()
+    m.snapshot()
+    assert len(m) == 300 and m.peak_bytes <= cap and m.nbytes() <= cap and m.thinning_events > 0
+    # thinning keeps the highest-confidence points of each keyframe
+    kf = m.keyframes[0]
+    _, _, w = _cloud(8000, 0)
+    assert kf.confidence.min() >= np.sort(w)[-len(kf.confidence)] - 1e-6
+
+
+def test_save_load_round_trip(tmp_path):
+    m = _map(3, voxel_size=0.05)
+    stamps = np.array([1000, 1001, 1002, 1003])
+    traj = np.tile(np.eye(4), (4, 1, 1))
+    traj[:, 0, 3] = np.arange(4)
+    m.save(tmp_path / "map", trajectory=(stamps, traj))
+    names = sorted(p.name for p in (tmp_path / "map").iterdir())
+    assert names == ["keyframe_points.npz", "keyframes.json", "keyframes.tum", "map.ply", "trajectory.tum"]
+    m2 = GlobalMap.load(tmp_path / "map")
+    assert sorted(m2.keyframes) == [0, 1, 2] and m2.voxel_size == 0.05
+    for i in range(3):
+        np.testing.assert_array_equal(m2.keyframes[i].points_cam, m.keyframes[i].points_cam)
+        np.testing.assert_array_equal(m2.keyframes[i].T_map_cam, m.keyframes[i].T_map_cam)
+        np.testing.assert_array_equal(m2.keyframes[i].K, K)
+    np.testing.assert_array_equal(m2.snapshot().points, m.snapshot().points)
+    saved = GlobalMap.read_saved(tmp_path / "map")
+    np.testing.assert_array_equal(saved["points"], m.snapshot().points)
+    assert saved["trajectory_tum"][0].tolist() == stamps.tolist()
+    assert saved["keyframes_tum"][0].tolist() == [1000, 1001, 1002]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map"]  # no temp dirs left
+
+
+def test_interrupted_save_leaves_previous_map(tmp_path, monkeypatch):
+    old = _map(2, voxel_size=0.05)
+    old.save(tmp_path / "map")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "map").iterdir()}
+    new = _map(4, voxel_size=0.05)
+    calls = {"n": 0}
+    real = gm.write_tum
+
+    def failing_write_tum(*a, **k):  # fail after map.ply and keyframes.json are written
+        calls["n"] += 1
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(gm, "write_tum", failing_write_tum)
+    with pytest.raises(OSError, match="injected"):
+        new.save(tmp_path / "map")
+    assert calls["n"] == 1
+    after = {p.name: p.read_bytes() for p in (tmp_path / "map").iterdir()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map"]
+    assert len(GlobalMap.load(tmp_path / "map")) == 2
+    monkeypatch.setattr(gm, "write_tum", real)
+    new.save(tmp_path / "map")
+    assert len(GlobalMap.load(tmp_path / "map")) == 4
+
+
+def test_load_recovers_when_stopped_between_renames(tmp_path):
+    _map(2, voxel_size=0.05).save(tmp_path / "map")
+    (tmp_path / "map").rename(tmp_path / ".map.old-abc")  # a crash after the first rename
+    assert len(GlobalMap.load(tmp_path / "map")) == 2
+    with pytest.raises(FileNotFoundError):
+        GlobalMap.load(tmp_path / "nothing")

@@ -1,0 +1,56 @@
+"""KeyframeManager: bounded storage, active set, covisibility and motion criteria."""
+
+from __future__ import annotations
+
+import numpy as np
+from vggt_ros.geometry.se3 import make_T, rot_y
+from vggt_ros.slam.config import KeyframeConfig
+from vggt_ros.slam.keyframes import KeyframeManager, image_stride_for
+from vggt_ros.types import Frame
+
+H, W = 120, 160
+K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
+
+
+def _add(m: KeyframeManager, i: int, T=None, depth_value=2.0):
+    rgb = (np.arange(H * W * 3) % 251).astype(np.uint8).reshape(H, W, 3)
+    depth = np.full((H, W), depth_value, np.float32)
+    depth[:10] = np.nan
+    conf = np.full((H, W), 5.0, np.float32)
+    return m.add(frame_index=i, frame=Frame(1000 + i, rgb, K), window_id=0,
+                 T_world_cam=np.eye(4) if T is None else T, K=K, K_known=True, depth=depth, conf=conf)
+
+
+def test_storage_is_strided_and_bounded():
+    m = KeyframeManager(KeyframeConfig(depth_stride=4, max_image_pixels=40 * 30, max_active=3))
+    kf = _add(m, 0)
+    assert kf.depth.shape == (30, 40) and kf.image.shape == (30, 40, 3) and kf.image_stride == 4
+    assert kf.median_depth == 2.0
+    uv, X, c = kf.points_world()
+    assert len(uv) == 40 * (30 - 3)  # rows 0..9 are NaN -> stored rows 0, 1, 2 invalid
+    np.testing.assert_allclose(X[:, 2], 2.0)
+    np.testing.assert_allclose(X[0, :2], (uv[0] - K[:2, 2]) * 2.0 / 100.0)
+    f = kf.as_frame()
+    assert f.size == (H, W) and f.stamp_ns == 1000 and np.array_equal(f.K, K)
+    assert np.array_equal(f.rgb[::4, ::4], kf.image)
+    for i in range(1, 6):
+        _add(m, i)
+    assert [k.keyframe_id for k in m.active(10)] == [5, 4, 3]
+    assert not m.keyframes[0].active and m.keyframes[0].depth is None
+    assert m.nbytes() < 3 * (30 * 40 * 11) + 6 * 256 + 1
+    assert image_stride_for((480, 640), 640 * 480) == 1 and image_stride_for((480, 640), 320 * 240) == 2
+
+
+def test_criteria():
+    m = KeyframeManager(KeyframeConfig(min_covisible=0.7, max_motion_rel=0.15))
+    kf = _add(m, 0)
+    assert m.motion_rel(kf, make_T(np.eye(3), [0.2, 0, 0])) == 0.1
+    assert not m.is_keyframe(0.9, 0.1) and m.is_keyframe(0.6, 0.0) and m.is_keyframe(1.0, 0.2)
+    # geometric covisibility: same pose sees everything, a 90 deg turn sees nothing
+    assert m.covisible_geometric(kf, np.eye(4), K, (H, W)) == 1.0
+    assert m.covisible_geometric(kf, make_T(rot_y(np.pi / 2), [0, 0, 0]), K, (H, W)) == 0.0
+    tracks = np.array([[10.0, 10], [500, 10], [20, 20], [30, 30]])
+    vis = np.array([0.9, 0.9, 0.1, 0.9])
+    conf = np.array([0.9, 0.9, 0.9, 0.9])
+    valid = np.array([True, True, True, False])
+    assert m.covisible_tracks(tracks, vis, conf, valid, (H, W), 0.5, 0.5) == 1 / 3

@@ -1,0 +1,140 @@
+"""Trajectory accuracy with `evo`: Sim(3)-aligned ATE, RPE and end-to-end scale drift.
+
+Inputs are numpy arrays (integer stamps in ns + 4x4 camera->world poses), so the pipeline,
+the replay and the benchmarks all score through this one module. Monocular estimates have
+an arbitrary scale and gauge, so the estimate is aligned to the reference with a Sim(3)
+(Umeyama, evo's `align(correct_scale=True)`) before ATE/RPE, as in the TUM/evo convention
+for monocular SLAM. Errors are then in reference units (metres for ground truth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from evo.core import metrics as evo_metrics
+from evo.core.trajectory import PoseTrajectory3D
+
+
+class TrajectoryMismatchError(ValueError):
+    """Too few associated poses (or invalid input) to score a trajectory."""
+
+
+@dataclass(frozen=True)
+class TrajectoryMetrics:
+    """Scores of one estimated trajectory against its reference (reference units).
+
+    ate_rmse / ate_mean / ate_max: absolute translation error after Sim(3) alignment.
+    ate_percent: 100 * ate_rmse / path_length of the reference (over the matched poses).
+    rpe_trans_rmse: relative translation error over `rpe_delta` frames (after alignment).
+    rpe_rot_deg: relative rotation error RMSE (degrees) over the same pairs.
+    scale_drift: |s_end / s_start - 1|, s = estimate / reference motion over the first and
+        last `drift_fraction` of the matched poses (NaN when the reference barely moves there).
+    align_scale: the Sim(3) scale that maps the estimate into reference units.
+    num_matched: poses associated by stamp; num_reference / num_estimate: input sizes.
+    """
+
+    ate_rmse: float
+    ate_mean: float
+    ate_max: float
+    ate_percent: float
+    rpe_trans_rmse: float
+    rpe_rot_deg: float
+    scale_drift: float
+    path_length: float
+    align_scale: float
+    num_matched: int
+    num_reference: int
+    num_estimate: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _check(name: str, stamps: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(stamps).astype(np.int64).reshape(-1)
+    P = np.asarray(T, dtype=np.float64)
+    if P.ndim != 3 or P.shape[1:] != (4, 4) or len(P) != len(s):
+        raise TrajectoryMismatchError(f"{name}: need stamps (N,) and poses (N,4,4), got {s.shape}, {P.shape}")
+    if not np.all(np.isfinite(P)):
+        raise TrajectoryMismatchError(f"{name}: poses contain NaN or inf")
+    order = np.argsort(s, kind="stable")
+    return s[order], P[order]
+
+
+def associate(stamps_ref: np.ndarray, stamps_est: np.ndarray, max_diff_ns: int = 1_000_000
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i_ref, i_est) of nearest stamps within max_diff_ns, one-to-one, both sorted inputs."""
+    if len(stamps_ref) == 0 or len(stamps_est) == 0:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    j = np.clip(np.searchsorted(stamps_ref, stamps_est), 1, len(stamps_ref) - 1) if len(stamps_ref) > 1 \
+        else np.zeros(len(stamps_est), np.intp)
+    cand = np.stack([j - 1, j], 1) if len(stamps_ref) > 1 else j[:, None]
+    d = np.abs(stamps_ref[cand] - stamps_est[:, None])
+    best = cand[np.arange(len(stamps_est)), np.argmin(d, 1)]
+    ok = np.abs(stamps_ref[best] - stamps_est) <= max_diff_ns
+    i_ref, i_est = best[ok], np.flatnonzero(ok)
+    _, first = np.unique(i_ref, return_index=True)  # one-to-one: keep the first estimate per reference
+    return i_ref[first], i_est[first]
+
+
+def _segment_scale(p_ref: np.ndarray, p_est: np.ndarray, step: int) -> float:
+    """Ratio of summed displacement lengths over `step`-frame pairs (estimate / reference)."""
+    if len(p_ref) <= step:
+        return float("nan")
+    d_ref = np.linalg.norm(p_ref[step:] - p_ref[:-step], axis=1).sum()
+    d_est = np.linalg.norm(p_est[step:] - p_est[:-step], axis=1).sum()
+    return float(d_est / d_ref) if d_ref > 1e-9 else float("nan")
+
+
+def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.2, step: int = 5) -> float:
+    """End-to-end scale drift |s_end/s_start - 1| of positions (N,3) (any estimate scale)."""
+    n = len(p_ref)
+    m = max(step + 2, int(round(drift_fraction * n)))
+    if n < 2 * m:
+        return float("nan")
+    s0 = _segment_scale(p_ref[:m], p_est[:m], step)
+    s1 = _segment_scale(p_ref[-m:], p_est[-m:], step)
+    return float(abs(s1 / s0 - 1.0)) if np.isfinite(s0) and np.isfinite(s1) and s0 > 0 else float("nan")
+
+
+def evaluate_trajectory(stamps_ref: np.ndarray, T_ref: np.ndarray, stamps_est: np.ndarray, T_est: np.ndarray,
+                        *, rpe_delta: int = 10, max_diff_ns: int = 1_000_000,
+                        drift_fraction: float = 0.2) -> TrajectoryMetrics:
+    """Score an estimate (stamps_est (M,), T_est (M,4,4)) against a reference (N,), (N,4,4).
+
+    Poses are camera->world of the same camera (frames may differ by any Sim(3)). Association by
+    nearest stamp within max_diff_ns; at least 3 matched poses are required.
+    """
+    s_ref, P_ref = _check("reference", stamps_ref, T_ref)
+    s_est, P_est = _check("estimate", stamps_est, T_est)
+    i_ref, i_est = associate(s_ref, s_est, max_diff_ns)
+    if len(i_ref) < 3:
+        raise TrajectoryMismatchError(f"only {len(i_ref)} poses matched by stamp")
+    ts = s_ref[i_ref].astype(np.float64) * 1e-9
+    ref = PoseTrajectory3D(poses_se3=list(P_ref[i_ref]), timestamps=ts)
+    est = PoseTrajectory3D(poses_se3=list(P_est[i_est]), timestamps=ts)
+    try:
+        _, _, align_scale = est.align(ref, correct_scale=True)
+    except Exception as exc:  # evo raises GeometryException on degenerate positions (e.g. all equal)
+        raise TrajectoryMismatchError(f"Sim(3) alignment failed: {exc}") from exc
+    ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
+    ape.process_data((ref, est))
+    ate = ape.get_all_statistics()
+    path_length = float(ref.path_length)
+    delta = max(1, min(int(rpe_delta), len(i_ref) - 1))
+    rpe_t = evo_metrics.RPE(evo_metrics.PoseRelation.translation_part, delta=delta,
+                            delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+    rpe_t.process_data((ref, est))
+    rpe_r = evo_metrics.RPE(evo_metrics.PoseRelation.rotation_angle_deg, delta=delta,
+                            delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+    rpe_r.process_data((ref, est))
+    drift = scale_drift(P_ref[i_ref][:, :3, 3], P_est[i_est][:, :3, 3], drift_fraction)
+    return TrajectoryMetrics(
+        ate_rmse=float(ate["rmse"]), ate_mean=float(ate["mean"]), ate_max=float(ate["max"]),
+        ate_percent=100.0 * float(ate["rmse"]) / path_length if path_length > 0 else float("nan"),
+        rpe_trans_rmse=float(rpe_t.get_statistic(evo_metrics.StatisticsType.rmse)),
+        rpe_rot_deg=float(rpe_r.get_statistic(evo_metrics.StatisticsType.rmse)),
+        scale_drift=drift, path_length=path_length, align_scale=float(align_scale),
+        num_matched=int(len(i_ref)), num_reference=int(len(s_ref)), num_estimate=int(len(s_est)),
+    )

@@ -1,0 +1,214 @@
+"""Rosbag reading (ROS 1 .bag, ROS 2 .db3 / .mcap / bag directories) and .mcap writing, via rosbags.
+
+Reading: `read_messages(path)` yields `BagMessage(topic, msgtype, stamp_ns, message)` in log-time
+order (rosbags AnyReader merges connections by timestamp; ties keep file order, so a replay is
+deterministic). Messages are rosbags dataclasses; ROS 1 types are normalised to 'pkg/msg/Name'.
+A message that does not deserialise is yielded with `message=None` and `error` set, so the
+caller counts it instead of crashing.
+
+Writing: `BagWriter(path)` writes one self-contained ROS 2 .mcap file (schemas, channels with
+`offered_qos_profiles` metadata, and rosbag2's serialized metadata record), which
+`ros2 bag play file.mcap` (Humble: `ros2 bag play -s mcap file.mcap`) and `ros2 bag info` open
+directly; a path without the .mcap suffix gives a rosbag2 directory (metadata.yaml + <name>.mcap)
+instead. Chunks are zstd-compressed by default (MCAP spec; ~2x smaller for images and depth).
+QoS is stored in rosbag2 metadata version 8 form (integer enums), which Humble through Jazzy read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rosbags.highlevel import AnyReader
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+from vggt_ros.msgs.typestore import get_typestore
+
+_ZERO = QosTime(0, 0)  # rmw: 0 = default (infinite deadline / lifespan / lease)
+
+
+def qos_profile(
+    reliability: QosReliability, durability: QosDurability, depth: int
+) -> Qos:
+    """A KEEP_LAST QoS profile as rosbag2 stores it in offered_qos_profiles."""
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=depth,
+        reliability=reliability,
+        durability=durability,
+        deadline=_ZERO,
+        lifespan=_ZERO,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_ZERO,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+# REP 2003 / rclpy's qos_profile_sensor_data: best effort, volatile, depth 5 (camera streams).
+QOS_SENSOR_DATA = qos_profile(QosReliability.BEST_EFFORT, QosDurability.VOLATILE, 5)
+# rclpy default: reliable, volatile, depth 10 (per-window outputs).
+QOS_RELIABLE = qos_profile(QosReliability.RELIABLE, QosDurability.VOLATILE, 10)
+# REP 2003 map-like topics (map, path): reliable + transient local, depth 1 (late joiners get it).
+QOS_LATCHED = qos_profile(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, 1)
+# tf2_ros.TransformBroadcaster: reliable, volatile, depth 100.
+QOS_TF = qos_profile(QosReliability.RELIABLE, QosDurability.VOLATILE, 100)
+# tf2_ros.StaticTransformBroadcaster: reliable, transient local, depth 1.
+QOS_TF_STATIC = qos_profile(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, 1)
+
+
+# by name, as runtime.publishing.TopicSpec.qos spells them
+QOS_PROFILES: dict[str, Qos] = {
+    "sensor_data": QOS_SENSOR_DATA,
+    "reliable_volatile": QOS_RELIABLE,
+    "reliable_transient_local": QOS_LATCHED,
+    "tf": QOS_TF,
+    "tf_static": QOS_TF_STATIC,
+}
+
+
+def default_qos(topic: str) -> Qos:
+    """The QoS a topic gets when the writer is not told: /tf, /tf_static, else reliable volatile."""
+    if topic == "/tf_static":
+        return QOS_TF_STATIC
+    if topic == "/tf":
+        return QOS_TF
+    return QOS_RELIABLE
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    """One message of a bag. stamp_ns is the bag's log (receive) time in int ns."""
+
+    topic: str
+    msgtype: str
+    stamp_ns: int
+    message: Any
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    topic: str
+    msgtype: str
+    count: int
+    qos: tuple[Qos, ...]
+
+
+def _paths(path: str | Path) -> list[Path]:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"bag {p} does not exist")
+    return [p]
+
+
+def bag_topics(path: str | Path) -> dict[str, TopicInfo]:
+    """topic -> TopicInfo(msgtype, message count, offered QoS profiles) of a bag."""
+    out: dict[str, TopicInfo] = {}
+    with AnyReader(_paths(path), default_typestore=get_typestore()) as reader:
+        for conn in reader.connections:
+            qos = tuple(getattr(conn.ext, "offered_qos_profiles", ()) or ())
+            prev = out.get(conn.topic)
+            count = conn.msgcount + (prev.count if prev else 0)
+            out[conn.topic] = TopicInfo(conn.topic, conn.msgtype, count, qos or (prev.qos if prev else ()))
+    return out
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Messages of a ROS 1 or ROS 2 bag in log-time order, optionally only `topics`."""
+    wanted = set(topics) if topics is not None else None
+    with AnyReader(_paths(path), default_typestore=get_typestore()) as reader:
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:
+            return
+        for conn, stamp, raw in reader.messages(connections=conns):
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:  # rosbags raises several types for corrupt payloads
+                yield BagMessage(conn.topic, conn.msgtype, int(stamp), None, f"deserialize: {exc}")
+                continue
+            yield BagMessage(conn.topic, conn.msgtype, int(stamp), msg)
+
+
+class BagWriter:
+    """Writes rosbags messages to a ROS 2 .mcap (single file) or rosbag2 directory.
+
+    Topics are added with `add_topic(topic, msgtype, qos)` or on first `write` with
+    `default_qos(topic)`. Use as a context manager; the file appears complete on close.
+    """
+
+    def __init__(self, path: str | Path, *, typestore: Any = None, overwrite: bool = False,
+                 compress: bool = True) -> None:
+        self.path = Path(path)
+        self.typestore = typestore or get_typestore()
+        self.single_file = self.path.suffix == ".mcap"
+        if self.path.exists():
+            if not overwrite:
+                raise FileExistsError(f"{self.path} exists (pass overwrite=True to replace it)")
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+            else:
+                self.path.unlink()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp: Path | None = None
+        if self.single_file:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}.", dir=self.path.parent))
+            bag_dir = self._tmp / self.path.stem
+        else:
+            bag_dir = self.path
+        # version 8: integer QoS enums, readable by Humble's rosbag2 as well as Jazzy's
+        self._writer = Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP)
+        if compress:
+            # zstd chunk compression: part of the MCAP spec, read by rosbag2's mcap plugin,
+            # rosbags and the mcap library alike
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self._bag_dir = bag_dir
+        self._connections: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self._writer.open()
+
+    def add_topic(self, topic: str, msgtype: str, qos: Qos | None = None) -> None:
+        """Register a topic once, with its offered QoS (default_qos(topic) when None)."""
+        if topic in self._connections:
+            if self._connections[topic].msgtype != msgtype:
+                raise ValueError(f"{topic} already has type {self._connections[topic].msgtype}")
+            return
+        self._connections[topic] = self._writer.add_connection(
+            topic,
+            msgtype,
+            typestore=self.typestore,
+            offered_qos_profiles=[qos or default_qos(topic)],
+        )
+        self.counts[topic] = 0
+
+    def write(self, topic: str, stamp_ns: int, msg: Any) -> None:
+        """Serialise (CDR) and write one rosbags message at log time stamp_ns."""
+        msgtype = msg.__msgtype__
+        self.add_topic(topic, msgtype)
+        conn = self._connections[topic]
+        if conn.msgtype != msgtype:
+            raise ValueError(f"{topic} has type {conn.msgtype}, got a {msgtype}")
+        self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        """Finish the file (summary, metadata) and move it into place."""
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None  # type: ignore[assignment]
+        writer.close()
+        if self._tmp is not None:
+            (self._bag_dir / f"{self._bag_dir.name}.mcap").replace(self.path)
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()

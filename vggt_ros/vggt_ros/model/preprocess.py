@@ -1,0 +1,200 @@
+"""Frames -> VGGT network input, and the exact mapping back to camera pixels.
+
+Reproduces the reference's `load_and_preprocess_images(paths, mode)` on in-memory frames
+(SPEC.md §4): RGBA is composited on white, then
+- ``crop``: width -> 518, height -> round(H * 518 / W / 14) * 14, PIL BICUBIC resize (PIL
+  antialiases when shrinking), centre-crop the height to 518 when larger;
+- ``pad``: the longer side -> 518, the other rounded to a multiple of 14, white (1.0) padding
+  to 518 x 518 (top/left get floor(pad / 2)).
+Frames of different sizes are white-padded to the largest (as the reference does).
+
+Pixel convention: index coordinates, the centre of pixel i is at i (VGGT's unprojection grid
+u = 0..W-1). PIL's resize maps pixel AREAS ([0, W0] -> [0, Wr]), so a camera pixel u0 lands at
+    u_net = (u0 + 0.5) * sx - 0.5 + ox,   sx = Wr / W0,
+with (ox, oy) the network offset (+pad, -crop). Intrinsics follow the same affine map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+TARGET_SIZE = 518
+PATCH = 14
+
+Mode = Literal["crop", "pad"]
+
+
+class PreprocessError(ValueError):
+    """A frame that cannot be preprocessed (wrong shape/dtype, empty window, unknown mode)."""
+
+
+@dataclass(frozen=True)
+class PreprocessMap:
+    """Geometry of one frame's preprocessing: camera pixels <-> network pixels.
+
+    orig_hw: camera image (H0, W0). resized_hw: after the resize (Hr, Wr).
+    net_hw: the network input (Hn, Wn) shared by the window.
+    offset_xy: network pixel = resized pixel + offset (positive: padding, negative: crop), pixels.
+    """
+
+    mode: str
+    orig_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    net_hw: tuple[int, int]
+    offset_xy: tuple[int, int]
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """(sx, sy) = resized size / camera size (may differ slightly: rounding to 14)."""
+        return self.resized_hw[1] / self.orig_hw[1], self.resized_hw[0] / self.orig_hw[0]
+
+    def affine(self) -> np.ndarray:
+        """(3, 3) float64 A with [u_net, v_net, 1]^T = A [u_cam, v_cam, 1]^T."""
+        sx, sy = self.scale_xy
+        ox, oy = self.offset_xy
+        return np.array(
+            [[sx, 0.0, 0.5 * sx - 0.5 + ox], [0.0, sy, 0.5 * sy - 0.5 + oy], [0.0, 0.0, 1.0]]
+        )
+
+    def orig_to_net(self, uv: np.ndarray) -> np.ndarray:
+        """Camera pixels (..., 2) (x, y) -> network pixels (..., 2), float64."""
+        a = self.affine()
+        uv = np.asarray(uv, dtype=np.float64)
+        return uv * np.array([a[0, 0], a[1, 1]]) + np.array([a[0, 2], a[1, 2]])
+
+    def net_to_orig(self, uv: np.ndarray) -> np.ndarray:
+        """Network pixels (..., 2) (x, y) -> camera pixels (..., 2), float64."""
+        a = self.affine()
+        uv = np.asarray(uv, dtype=np.float64)
+        return (uv - np.array([a[0, 2], a[1, 2]])) / np.array([a[0, 0], a[1, 1]])
+
+    def K_net_to_orig(self, K_net: np.ndarray) -> np.ndarray:
+        """Intrinsics (..., 3, 3) at network resolution -> camera resolution (float64)."""
+        return np.linalg.inv(self.affine()) @ np.asarray(K_net, dtype=np.float64)
+
+    def K_orig_to_net(self, K_orig: np.ndarray) -> np.ndarray:
+        """Intrinsics (..., 3, 3) at camera resolution -> network resolution (float64)."""
+        return self.affine() @ np.asarray(K_orig, dtype=np.float64)
+
+    def valid_net_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) inclusive network pixels that hold image content (not padding)."""
+        hr, wr = self.resized_hw
+        hn, wn = self.net_hw
+        ox, oy = self.offset_xy
+        return max(ox, 0), max(oy, 0), min(ox + wr, wn) - 1, min(oy + hr, hn) - 1
+
+    def map_to_orig(
+        self, image_net: np.ndarray, interpolation: Literal["linear", "nearest"] = "linear"
+    ) -> np.ndarray:
+        """A network-resolution map (Hn, Wn) (depth, confidence) -> camera resolution (H0, W0) float32.
+
+        Bilinear (or nearest) in network pixels; camera pixels whose centre falls outside the
+        network's image content (cropped away) are NaN. Values are not rescaled: depth along
+        the optical axis is unchanged by resizing.
+        """
+        img = np.asarray(image_net, dtype=np.float32)
+        if img.shape != tuple(self.net_hw):
+            raise PreprocessError(f"map has shape {img.shape}, expected network size {self.net_hw}")
+        h0, w0 = self.orig_hw
+        x0, y0, x1, y1 = self.valid_net_box()
+        a = self.affine()
+        u = np.arange(w0) * a[0, 0] + a[0, 2]
+        v = np.arange(h0) * a[1, 1] + a[1, 2]
+        # A camera pixel is valid when its centre lies within the content's pixel area.
+        u_ok = (u >= x0 - 0.5) & (u <= x1 + 0.5)
+        v_ok = (v >= y0 - 0.5) & (v <= y1 + 0.5)
+        u = np.clip(u, x0, x1)
+        v = np.clip(v, y0, y1)
+        if interpolation == "nearest":
+            out = img[np.floor(v + 0.5).astype(np.int64)][:, np.floor(u + 0.5).astype(np.int64)]
+        elif interpolation == "linear":
+            ui = np.minimum(np.floor(u).astype(np.int64), max(x1 - 1, x0))
+            vi = np.minimum(np.floor(v).astype(np.int64), max(y1 - 1, y0))
+            ui1 = np.minimum(ui + 1, x1)
+            vi1 = np.minimum(vi + 1, y1)
+            wu = (u - ui).astype(np.float32)
+            wv = (v - vi).astype(np.float32)[:, None]
+            rows = img[vi] * (1.0 - wv) + img[vi1] * wv  # (H0, Wn)
+            out = rows[:, ui] * (1.0 - wu) + rows[:, ui1] * wu
+        else:
+            raise PreprocessError(f"unknown interpolation {interpolation!r}")
+        out = out.astype(np.float32)
+        out[~v_ok, :] = np.nan
+        out[:, ~u_ok] = np.nan
+        return out
+
+
+def _to_rgb_image(rgb: np.ndarray) -> Image.Image:
+    """(H, W, 3|4) or (H, W) uint8 -> PIL RGB image; RGBA is composited on white."""
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8:
+        raise PreprocessError(f"frame dtype must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise PreprocessError(f"frame must be HxWx3 (RGB) or HxWx4 (RGBA), got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        rgba = Image.fromarray(np.ascontiguousarray(arr), mode="RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+
+
+def resized_size(h: int, w: int, mode: Mode, size: int = TARGET_SIZE) -> tuple[int, int]:
+    """(Hr, Wr) of the resize step for a camera image (h, w) (Python round, as the reference)."""
+    if mode == "crop" or w >= h:
+        return round(h * (size / w) / PATCH) * PATCH, size
+    return size, round(w * (size / h) / PATCH) * PATCH
+
+
+def preprocess_frames(
+    frames_rgb: Sequence[np.ndarray], mode: Mode = "crop", size: int = TARGET_SIZE
+) -> tuple[torch.Tensor, list[PreprocessMap]]:
+    """RGB(A) uint8 frames of any size -> (images [S, 3, Hn, Wn] float32 in [0, 1], maps per frame).
+
+    size: the reference's 518 px (VGGT's training resolution); other multiples of 14 only for
+    tests and speed trials.
+    """
+    if mode not in ("crop", "pad"):
+        raise PreprocessError(f"mode must be 'crop' or 'pad', got {mode!r}")
+    if size < PATCH or size % PATCH:
+        raise PreprocessError(f"size must be a positive multiple of {PATCH}, got {size}")
+    if len(frames_rgb) == 0:
+        raise PreprocessError("at least one frame is required")
+    tensors: list[torch.Tensor] = []
+    geo: list[tuple[tuple[int, int], tuple[int, int], int, int]] = []
+    for rgb in frames_rgb:
+        img = _to_rgb_image(rgb)
+        w0, h0 = img.size
+        hr, wr = resized_size(h0, w0, mode, size)
+        if hr < PATCH or wr < PATCH:
+            raise PreprocessError(f"frame {h0}x{w0} is too thin to resize to multiples of {PATCH}")
+        arr = np.asarray(img.resize((wr, hr), Image.Resampling.BICUBIC))
+        t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)
+        ox = oy = 0
+        if mode == "crop" and hr > size:
+            start = (hr - size) // 2
+            t = t[:, start : start + size, :]
+            oy = -start
+        if mode == "pad":
+            ph, pw = size - t.shape[1], size - t.shape[2]
+            top, left = ph // 2, pw // 2
+            t = torch.nn.functional.pad(t, (left, pw - left, top, ph - top), value=1.0)
+            ox, oy = left, top
+        tensors.append(t)
+        geo.append(((h0, w0), (hr, wr), ox, oy))
+    hn = max(t.shape[1] for t in tensors)
+    wn = max(t.shape[2] for t in tensors)
+    out = torch.ones(len(tensors), 3, hn, wn, dtype=torch.float32)
+    maps = []
+    for i, (t, (orig, res, ox, oy)) in enumerate(zip(tensors, geo)):
+        top, left = (hn - t.shape[1]) // 2, (wn - t.shape[2]) // 2
+        out[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
+        maps.append(PreprocessMap(mode, orig, res, (hn, wn), (ox + left, oy + top)))
+    return out, maps

@@ -1,0 +1,99 @@
+"""Live ground truth for the simulated predictor (TEST MODE of the node), ROS-free.
+
+`ros2 bag play` of a sample bag (io/sample.py) publishes the ground truth next to the images; the node
+subscribes to those topics and feeds every message into a `GroundTruthCache`, whose `lookup` is the
+`stamp_ns -> GroundTruth` that `SimulatedPredictor` needs. The message handling is the same as
+`io.sample.read_ground_truth` (which reads the bag file instead): pose from the odometry, K from the
+depth's CameraInfo, depth 32FC1 metres. Works with any message family (rclpy or rosbags classes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from vggt_ros.io.sample import (
+    GT_DEPTH_INFO_TOPIC,
+    GT_DEPTH_TOPIC,
+    GT_ODOMETRY_TOPIC,
+    TOPIC_TYPES,
+    pose_matrix,
+)
+from vggt_ros.msgs.decode import camera_info_K
+from vggt_ros.msgs.stamps import stamp_ns
+from vggt_ros.sim.sequence import GroundTruth
+
+
+class GroundTruthCache:
+    """Thread-safe stamp -> GroundTruth table filled from ground-truth messages as they arrive.
+
+    capacity: stamps kept (oldest go first); 600 = 20 s at 30 Hz, more than a window's span.
+    wait_s: how long `lookup` waits for a stamp whose parts have not all arrived yet (the images and
+    their ground truth are played together, so a window rarely waits at all).
+    """
+
+    def __init__(self, capacity: int = 600, wait_s: float = 1.0) -> None:
+        self.capacity = int(capacity)
+        self.wait_s = float(wait_s)
+        self._parts: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cond = threading.Condition()
+
+    @staticmethod
+    def topics() -> dict[str, str]:
+        """Topic -> ROS type of the ground truth the sample bag carries."""
+        return {t: TOPIC_TYPES[t] for t in (GT_ODOMETRY_TOPIC, GT_DEPTH_TOPIC, GT_DEPTH_INFO_TOPIC)}
+
+    def add(self, topic: str, msg: Any) -> None:
+        """Store one ground-truth message; ValueError on a message that cannot be ground truth."""
+        stamp = stamp_ns(msg.header.stamp)
+        if topic == GT_ODOMETRY_TOPIC:
+            key, value = "T", pose_matrix(msg.pose.pose)
+        elif topic == GT_DEPTH_TOPIC:
+            if msg.encoding != "32FC1" or int(msg.step) != 4 * int(msg.width):
+                raise ValueError(f"{topic} at {stamp}: want unpadded 32FC1, got {msg.encoding}")
+            dtype = ">f4" if msg.is_bigendian else "<f4"
+            raw = np.frombuffer(bytes(msg.data), dtype=dtype)
+            if raw.size != int(msg.height) * int(msg.width):
+                raise ValueError(f"{topic} at {stamp}: {raw.size} values for {msg.width}x{msg.height}")
+            key, value = "depth", raw.astype(np.float32).reshape(int(msg.height), int(msg.width))
+        elif topic == GT_DEPTH_INFO_TOPIC:
+            K, reason = camera_info_K(msg)
+            if K is None:
+                raise ValueError(f"{topic} at {stamp}: unusable K ({reason})")
+            key, value = "K", K
+        else:
+            raise ValueError(f"{topic} is not a ground-truth topic ({', '.join(self.topics())})")
+        with self._cond:
+            self._parts.setdefault(stamp, {})[key] = value
+            self._parts.move_to_end(stamp)
+            while len(self._parts) > self.capacity:
+                self._parts.popitem(last=False)
+            self._cond.notify_all()
+
+    def _complete(self, stamp: int) -> GroundTruth | None:
+        e = self._parts.get(stamp)
+        if e is None or not {"T", "K", "depth"} <= e.keys():
+            return None
+        return GroundTruth(stamp, e["T"], e["K"], e["depth"])
+
+    def lookup(self, stamp: int) -> GroundTruth:
+        """Ground truth at `stamp` (int ns), waiting up to wait_s for late parts; KeyError otherwise."""
+        deadline = time.monotonic() + self.wait_s
+        with self._cond:
+            while True:
+                gt = self._complete(int(stamp))
+                if gt is not None:
+                    return gt
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise KeyError(f"no complete ground truth at stamp {stamp} ns "
+                                   f"(topics {', '.join(self.topics())})")
+                self._cond.wait(left)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._parts)

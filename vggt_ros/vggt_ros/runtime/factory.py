@@ -1,0 +1,96 @@
+"""Build the pipeline and the predictor from the parameter table (shared by the replay and the node)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vggt_ros.slam.config import KeyframeConfig, MapConfig, PipelineConfig, StitchConfig
+from vggt_ros.types import Predictor
+
+from .params import Params
+
+SIMULATED_NOTE = ("SIMULATED predictor (test double): poses, depth and tracks are the input bag's ground "
+                  "truth plus documented noise; no network ran, the accuracy says nothing about VGGT")
+
+
+class PredictorUnavailable(RuntimeError):
+    """The predictor cannot be built (weights offline or missing, no ground truth for 'simulated').
+
+    The message is meant for the user as is (no traceback needed).
+    """
+
+
+def pipeline_config(params: Params) -> PipelineConfig:
+    """slam.config.PipelineConfig from the node parameters."""
+    return PipelineConfig(
+        window_size=params["window_anchors"] + params["window_new_frames"],
+        num_anchors=params["window_anchors"],
+        stitcher=params["stitcher"],
+        depth_conf_threshold=params["depth_conf_threshold"],
+        use_camera_intrinsics=params["use_camera_info"],
+        cloud_stride=params["points_stride"],
+        emit_depth=params["publish_depth"],
+        keyframes=KeyframeConfig(
+            min_covisible=params["keyframe_min_covisible"],
+            max_motion_rel=params["keyframe_max_motion_rel"],
+            max_active=params["keyframe_max_active"],
+        ),
+        stitch=StitchConfig(
+            max_rel_rms=params["max_window_residual_rel"],
+            min_inlier_ratio=params["min_inlier_ratio"],
+        ),
+        map=MapConfig(
+            voxel_size_rel=params["map_voxel_size_rel"],
+            max_bytes=params["map_max_mb"] * 1024 * 1024,
+            points_per_keyframe=params["map_points_per_keyframe"],
+        ),
+    )
+
+
+def model_spec(params: Params) -> str:
+    """The weights source: weights_path when set, else 'model_id[@model_revision]'."""
+    if params["weights_path"]:
+        return params["weights_path"]
+    return params["model_id"] + (f"@{params['model_revision']}" if params["model_revision"] else "")
+
+
+_PRECISION = {"auto": "auto", "float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def make_vggt_predictor(params: Params, load: bool = True) -> Predictor:
+    """The VGGT network (model.predictor.VGGTPredictor) configured from params; with load=True the weights
+    are loaded now (hub or local file). Raises PredictorUnavailable with the loader's clear message when
+    the weights cannot be had (offline, missing or wrong file) or the device does not exist.
+    The rclpy node passes load=False and calls `.load()` in on_configure/on_activate (never in __init__).
+    """
+    from vggt_ros.model.predictor import PredictorConfig, VGGTPredictor
+    from vggt_ros.model.weights import WeightsError
+
+    try:
+        pred = VGGTPredictor(model_spec(params), PredictorConfig(
+            device=params["device"], precision=_PRECISION[params["dtype"]],  # type: ignore[arg-type]
+            use_known_intrinsics=params["use_camera_info"]))
+        if load:
+            pred.load()
+    except WeightsError as exc:
+        raise PredictorUnavailable(str(exc)) from exc
+    except RuntimeError as exc:  # e.g. device 'cuda' requested without CUDA
+        if "CUDA" in str(exc) or "device" in str(exc):
+            raise PredictorUnavailable(str(exc)) from exc
+        raise
+    return pred
+
+
+def make_simulated_predictor(ground_truth: Callable[[int], Any], seed: int = 0) -> Predictor:
+    """SimulatedPredictor (the TEST DOUBLE of the network) over a ground-truth lookup by stamp_ns."""
+    from vggt_ros.sim.predictor import SimulatedPredictor
+
+    return SimulatedPredictor(ground_truth, seed=seed)
+
+
+def make_pipeline(params: Params, predictor: Predictor) -> Any:
+    """slam.Pipeline(predictor, pipeline_config(params))."""
+    from vggt_ros.slam.pipeline import Pipeline
+
+    return Pipeline(predictor, pipeline_config(params))

@@ -1,0 +1,340 @@
+"""The node's one parameter table, shared by the YAML loader, the replay and the rclpy node.
+
+Every parameter is a `ParamSpec` (name, type, default, range or choices, description, read_only).
+`load_params_yaml` reads the node's YAML format (`/**: ros__parameters: {...}`);
+`ParamSpec.descriptor_kwargs()` gives the plain data an rclpy `ParameterDescriptor` needs, so the
+node builds descriptors without logic of its own:
+
+    kw = spec.descriptor_kwargs()
+    ParameterDescriptor(name=kw["name"], type=kw["type"], description=kw["description"],
+                        additional_constraints=kw["additional_constraints"], read_only=kw["read_only"],
+                        integer_range=[IntegerRange(**r) for r in kw["integer_range"]],
+                        floating_point_range=[FloatingPointRange(**r) for r in kw["floating_point_range"]])
+
+Lengths are map units (arbitrary, fixed by the first window; ARCHITECTURE.md "Scale"), times seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# rcl_interfaces/msg/ParameterType constants (rcl_interfaces ParameterType.msg)
+_ROS_TYPE = {bool: 1, int: 2, float: 3, str: 4}
+_TYPE_NAME = {bool: "bool", int: "integer", float: "double", str: "string"}
+
+
+class ParamError(ValueError):
+    """A parameter value is of the wrong type, out of range, unknown, or read-only."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter.
+
+    Numeric types carry `min_value`/`max_value` (inclusive); strings carry `choices` (a closed set)
+    or accept any value (`choices` empty, `allow_empty` says whether "" is valid).
+    """
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    min_value: float | int | None = None
+    max_value: float | int | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+    allow_empty: bool = True
+
+    @property
+    def range_text(self) -> str:
+        """Human-readable range ("[1, 64]", "one of: latest, oldest", "any string", "true|false")."""
+        if self.type is bool:
+            return "true|false"
+        if self.type in (int, float):
+            return f"[{self.min_value}, {self.max_value}]"
+        if self.choices:
+            return "one of: " + ", ".join(self.choices)
+        return "any string" if self.allow_empty else "non-empty string"
+
+    def validate(self, value: Any) -> Any:
+        """Return `value` coerced to the declared type (int -> float only), or raise ParamError."""
+        t = self.type
+        if t is bool:
+            if not isinstance(value, bool):
+                raise ParamError(f"parameter '{self.name}': expected bool, got {type(value).__name__} "
+                                 f"{value!r}")
+            return value
+        if t is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(f"parameter '{self.name}': expected integer, got {type(value).__name__} "
+                                 f"{value!r}")
+        elif t is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ParamError(f"parameter '{self.name}': expected double, got {type(value).__name__} "
+                                 f"{value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ParamError(f"parameter '{self.name}': {value!r} is not finite")
+        elif t is str:
+            if not isinstance(value, str):
+                raise ParamError(f"parameter '{self.name}': expected string, got {type(value).__name__} "
+                                 f"{value!r}")
+            if self.choices and value not in self.choices:
+                raise ParamError(f"parameter '{self.name}': {value!r} is not {self.range_text}")
+            if not self.allow_empty and not value:
+                raise ParamError(f"parameter '{self.name}': must not be empty")
+            return value
+        if self.min_value is not None and value < self.min_value:
+            raise ParamError(f"parameter '{self.name}': {value!r} is below the range {self.range_text}")
+        if self.max_value is not None and value > self.max_value:
+            raise ParamError(f"parameter '{self.name}': {value!r} is above the range {self.range_text}")
+        return value
+
+    def descriptor_kwargs(self) -> dict[str, Any]:
+        """Plain data for rcl_interfaces/ParameterDescriptor (ranges as dicts for IntegerRange(**r))."""
+        int_range: list[dict[str, Any]] = []
+        float_range: list[dict[str, Any]] = []
+        lo, hi = self.min_value, self.max_value
+        if self.type is int and lo is not None and hi is not None:
+            int_range = [{"from_value": int(lo), "to_value": int(hi), "step": 0}]
+        elif self.type is float and lo is not None and hi is not None:
+            float_range = [{"from_value": float(lo), "to_value": float(hi), "step": 0.0}]
+        return {
+            "name": self.name,
+            "type": _ROS_TYPE[self.type],
+            "description": self.description,
+            "additional_constraints": self.range_text,
+            "read_only": self.read_only,
+            "integer_range": int_range,
+            "floating_point_range": float_range,
+        }
+
+
+def _p(name: str, t: type, default: Any, description: str, lo: Any = None, hi: Any = None,
+       choices: tuple[str, ...] = (), read_only: bool = False, allow_empty: bool = True) -> ParamSpec:
+    return ParamSpec(name, t, default, description, lo, hi, choices, read_only, allow_empty)
+
+
+_BIG = 2**31 - 1
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- input topics (relative names resolve in the node's namespace; remap as usual)
+    _p("image_topic", str, "image", "Input image topic (sensor_msgs/Image).", allow_empty=False),
+    _p("compressed_image_topic", str, "image/compressed",
+       "Input topic when image_transport is 'compressed' (sensor_msgs/CompressedImage).", allow_empty=False),
+    _p("image_transport", str, "raw", "Subscribe to raw Image or to CompressedImage (jpeg/png).",
+       choices=("raw", "compressed"), read_only=True),
+    _p("camera_info_topic", str, "camera_info",
+       "Optional sensor_msgs/CameraInfo; its K is used when use_camera_info is true.", allow_empty=False),
+    _p("use_camera_info", bool, True,
+       "Use CameraInfo K as the camera's intrinsics (else VGGT's predicted K)."),
+    # --- frames and TF (REP 105)
+    _p("map_frame", str, "map", "Map frame: the first keyframe's camera body frame (REP 105).",
+       allow_empty=False),
+    _p("camera_frame", str, "",
+       "Optical frame of the camera; empty = the image header's frame_id."),
+    _p("publish_tf", str, "camera",
+       "TF to broadcast: 'camera' = map -> camera optical frame; 'odom' = map -> odom_frame computed "
+       "through the odom -> camera TF (slam_toolbox's pattern); 'none' = no TF.",
+       choices=("camera", "odom", "none")),
+    _p("odom_frame", str, "odom", "Odometry frame for publish_tf 'odom'.", allow_empty=False),
+    _p("base_frame", str, "base_link", "Robot base frame (odometry child_frame_id in 'odom' mode).",
+       allow_empty=False),
+    # --- model (read-only: changing them needs a reconfigure of the lifecycle node)
+    _p("predictor", str, "vggt",
+       "'vggt' = the VGGT network; 'simulated' = ground truth plus noise (TEST DOUBLE, no weights).",
+       choices=("vggt", "simulated"), read_only=True),
+    _p("model_id", str, "facebook/VGGT-1B", "Hugging Face hub repo of the VGGT checkpoint.",
+       read_only=True, allow_empty=False),
+    _p("model_revision", str, "", "Hub revision (commit, tag, branch); empty = default branch.",
+       read_only=True),
+    _p("weights_path", str, "",
+       "Local checkpoint file (.pt/.safetensors); when set the hub is not contacted.", read_only=True),
+    _p("device", str, "auto", "Inference device; 'auto' = cuda when available, else cpu.",
+       choices=("auto", "cuda", "cpu"), read_only=True),
+    _p("dtype", str, "auto",
+       "Inference dtype; 'auto' = bfloat16 on GPUs with compute capability >= 8, float16 on older GPUs, "
+       "float32 on CPU (the official VGGT demo's choice).",
+       choices=("auto", "float32", "float16", "bfloat16"), read_only=True),
+    # --- sliding window, keyframes, stitching (slam.config.PipelineConfig explains the defaults)
+    _p("window_anchors", int, 4, "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
+    _p("window_new_frames", int, 12, "New frames per window (anchors + new = window length).", 1, 64),
+    _p("stitcher", str, "tracks",
+       "Window-to-map alignment: 'tracks' (VGGT point tracks + anchor depth), or the baselines "
+       "'camera_centres' / 'point_map'.", choices=("tracks", "camera_centres", "point_map")),
+    _p("keyframe_min_covisible", float, 0.7,
+       "A frame becomes a keyframe when fewer than this fraction of the last keyframe's tracks are still "
+       "visible.", 0.0, 1.0),
+    _p("keyframe_max_motion_rel", float, 0.15,
+       "... or when the camera moved more than this fraction of the last keyframe's median depth.",
+       0.0, 10.0),
+    _p("keyframe_max_active", int, 8,
+       "Keyframes that keep image and depth as anchor candidates (older ones keep pose and points).", 1, 256),
+    _p("depth_conf_threshold", float, 1.5,
+       "Depth pixels with VGGT confidence below this become NaN in depth/points/map (confidence >= 1).",
+       1.0, 1000.0),
+    _p("max_window_residual_rel", float, 0.05,
+       "Reject a window whose Sim(3) inlier RMS exceeds this fraction of the scene depth.", 0.0, 10.0),
+    _p("min_inlier_ratio", float, 0.5,
+       "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
+    # --- input queue
+    _p("queue_size", int, 4, "Frames waiting for the worker; when full the drop_policy applies.", 1, 1000),
+    _p("drop_policy", str, "latest",
+       "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
+       "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
+    # --- outputs
+    _p("publish_depth", bool, True, "Publish depth (32FC1) and depth/camera_info for every new frame."),
+    _p("publish_points", bool, True, "Publish each accepted window's cloud on 'points'."),
+    _p("points_stride", int, 4, "Pixel stride of each window's cloud (1 = every pixel).", 1, 64),
+    _p("points_max_per_window", int, 200000, "Subsample each window cloud to at most this many points.",
+       1, _BIG),
+    _p("map_publish_period", float, 2.0,
+       "Seconds between global map publications (0 = on every change).", 0.0, 3600.0),
+    _p("diagnostics_period", float, 1.0, "Seconds between /diagnostics publications.", 0.1, 3600.0),
+    _p("map_voxel_size_rel", float, 0.01,
+       "Global map voxel edge as a fraction of the first keyframe's median depth (map units are arbitrary).",
+       1e-5, 10.0),
+    _p("map_max_mb", int, 256, "Memory cap of the global map in MiB, whatever the sequence length.",
+       1, 1_000_000),
+    _p("map_points_per_keyframe", int, 20000, "Points stored per keyframe before cap-driven thinning.",
+       100, 10_000_000),
+    _p("map_save_dir", str, "~/.ros/vggt_ros/maps",
+       "Directory save_map writes into; a requested name cannot leave it.", read_only=True,
+       allow_empty=False),
+    _p("shutdown_timeout", float, 5.0, "Seconds stop() waits for the worker to finish its window.",
+       0.1, 600.0),
+)
+
+SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
+
+
+class Params(Mapping[str, Any]):
+    """Validated parameter values (immutable mapping name -> value); use `replace()` to change."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        merged = {s.name: s.default for s in PARAMETERS}
+        for name, value in (values or {}).items():
+            if name not in SPECS:
+                raise ParamError(f"unknown parameter '{name}' (declared: {', '.join(sorted(SPECS))})")
+            merged[name] = SPECS[name].validate(value)
+        self._values = merged
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Params({self._values!r})"
+
+    def replace(self, allow_read_only: bool = True, **changes: Any) -> Params:
+        """A copy with `changes` validated; with allow_read_only=False read-only names raise ParamError."""
+        if not allow_read_only:
+            for name in changes:
+                if name in SPECS and SPECS[name].read_only:
+                    raise ParamError(f"parameter '{name}' is read-only")
+        return Params({**self._values, **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """ROS nesting: {"a": {"b": 1}} is parameter "a.b"."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def parse_params_yaml(text: str, node_name: str = "vggt_ros") -> Params:
+    """Parse the node's YAML (`/**:` or `<node_name>:` or `/<node_name>:` -> `ros__parameters`)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamError(f"params YAML does not parse: {exc}") from exc
+    if doc is None:
+        return Params()
+    if not isinstance(doc, Mapping):
+        raise ParamError("params YAML: top level must be a mapping of node names")
+    values: dict[str, Any] = {}
+    matched = False
+    for key in ("/**", node_name, "/" + node_name):
+        section = doc.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):
+            raise ParamError(f"params YAML: '{key}' must contain a 'ros__parameters' mapping")
+        values.update(_flatten(section["ros__parameters"]))
+        matched = True
+    if not matched:
+        raise ParamError(f"params YAML: no '/**' or '{node_name}' section with ros__parameters "
+                         f"(found: {', '.join(map(str, doc))})")
+    values.pop("use_sim_time", None)  # declared by rclpy itself on every node
+    return Params(values)
+
+
+def load_params_yaml(path: str | Path, node_name: str = "vggt_ros") -> Params:
+    """Read and validate a params file; raises ParamError naming the file on any problem."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ParamError(f"cannot read params file {p}: {exc}") from exc
+    try:
+        return parse_params_yaml(text, node_name)
+    except ParamError as exc:
+        raise ParamError(f"{p}: {exc}") from exc
+
+
+def default_params_yaml_path() -> Path:
+    """config/vggt_ros.yaml of the source tree (the installed copy lives in share/vggt_ros/config)."""
+    return Path(__file__).resolve().parents[2] / "config" / "vggt_ros.yaml"
+
+
+def _yaml_scalar(spec: ParamSpec, value: Any) -> str:
+    if spec.type is bool:
+        return "true" if value else "false"
+    if spec.type is str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if spec.type is float:
+        text = repr(float(value))
+        return text if ("." in text or "e" in text) else text + ".0"
+    return str(int(value))
+
+
+def render_params_yaml(params: Mapping[str, Any] | None = None) -> str:
+    """The node's YAML of `params` (defaults when None), one commented entry per table row.
+
+    config/vggt_ros.yaml is this text for the defaults (test_runtime_params.py checks it).
+    """
+    import textwrap
+
+    values = Params(params).as_dict() if params is not None else {s.name: s.default for s in PARAMETERS}
+    lines = [
+        "# vggt_ros node parameters, generated from the one table in vggt_ros/runtime/params.py",
+        "# (python -c 'from vggt_ros.runtime.params import render_params_yaml as r; print(r(), end=\"\")').",
+        "# Use: ros2 launch vggt_ros slam.launch.py params_file:=<file>; vggt-ros replay BAG --params <file>",
+        "# Lengths are map units (arbitrary scale fixed by the first window), times are seconds.",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for s in PARAMETERS:
+        text = f"{s.description} Range: {s.range_text}." + (" Read-only." if s.read_only else "")
+        lines += ["    # " + line for line in textwrap.wrap(text, 100)]
+        lines.append(f"    {s.name}: {_yaml_scalar(s, values[s.name])}")
+    return "\n".join(lines) + "\n"

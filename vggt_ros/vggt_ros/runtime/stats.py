@@ -1,0 +1,124 @@
+"""Counters and timing statistics of the runtime (what /diagnostics and report.json show)."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Samples:
+    """The last `maxlen` samples of a quantity (seconds), with percentiles."""
+
+    def __init__(self, maxlen: int = 100_000) -> None:
+        self._values: deque[float] = deque(maxlen=maxlen)
+
+    def add(self, value: float) -> None:
+        self._values.append(float(value))
+
+    def extend(self, values: Iterable[float]) -> None:
+        self._values.extend(float(v) for v in values)
+
+    def percentile(self, q: float) -> float | None:
+        """q in [0, 100]; None without samples."""
+        if not self._values:
+            return None
+        return float(np.percentile(np.fromiter(self._values, float), q))
+
+    def mean(self) -> float | None:
+        return float(np.mean(np.fromiter(self._values, float))) if self._values else None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class RateMeter:
+    """Event rate (Hz) over the last `window` events, from their monotonic times (s)."""
+
+    def __init__(self, window: int = 60) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self, t: float) -> None:
+        self._times.append(t)
+
+    def rate(self) -> float | None:
+        if len(self._times) < 2 or self._times[-1] <= self._times[0]:
+            return None
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+
+
+@dataclass
+class Diagnostics:
+    """A snapshot of the runtime's counters (all cumulative since start; times in seconds).
+
+    frames_dropped counts every frame that never reached a published pose: bad input, queue overflow,
+    refused by the pipeline, left in the queue at shutdown or reset; `drops` splits it by reason.
+    latency_*: receipt (push) to publication of the frame's pose, wall clock.
+    stamp_latency_*: image stamp to publication on the node's clock (None without a clock, e.g. replay).
+    """
+
+    predictor: str
+    predictor_note: str
+    mode: str
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    windows_accepted: int = 0
+    windows_rejected: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+    keyframes: int = 0
+    map_points: int = 0
+    queue_depth: int = 0
+    queue_size: int = 0
+    queue_high_water: int = 0
+    input_rate_hz: float | None = None
+    output_rate_hz: float | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    stamp_latency_p50_s: float | None = None
+    stamp_latency_p95_s: float | None = None
+    predict_time_p50_s: float | None = None
+    resets: int = 0
+    worker_alive: bool = False
+    worker_errors: int = 0
+    tf_failures: int = 0
+
+    @property
+    def level(self) -> int:
+        """diagnostic_msgs/DiagnosticStatus level: 0 OK, 1 WARN (drops or rejections), 2 ERROR (worker)."""
+        if self.worker_errors and self.mode == "live" and not self.worker_alive:
+            return 2
+        if self.frames_dropped or self.windows_rejected or self.worker_errors:
+            return 1
+        return 0
+
+    @property
+    def message(self) -> str:
+        return (f"{self.frames_processed} frames processed, {self.frames_dropped} dropped, "
+                f"{self.windows_rejected} windows rejected; predictor {self.predictor}"
+                + (f" ({self.predictor_note})" if self.predictor_note else ""))
+
+    def key_values(self) -> list[tuple[str, str]]:
+        """(key, value) strings for DiagnosticStatus.values; drops and rejections one key per reason."""
+        out: list[tuple[str, str]] = []
+        for key, value in self.as_dict().items():
+            if isinstance(value, dict):
+                out.extend((f"{key}.{k}", str(v)) for k, v in sorted(value.items()))
+            else:
+                out.append((key, "" if value is None else (f"{value:.6g}" if isinstance(value, float)
+                                                           else str(value))))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["drops"] = dict(self.drops)
+        d["rejections"] = dict(self.rejections)
+        return d
+
+
+def counter_dict(c: Counter[str]) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(c.items())}

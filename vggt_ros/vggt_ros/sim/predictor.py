@@ -1,0 +1,230 @@
+"""SimulatedPredictor: the test double for VGGT, built from ground truth plus documented noise.
+
+For a window of S frames it returns what VGGT returns (types.WindowPrediction):
+
+Gauge and scale (VGGT training normalisation, SPEC.md §4 / vggt#37):
+  * the window frame is frame 0's optical camera: T_cam_win[0] = identity exactly;
+  * window units = metres * scale, with scale chosen so that the mean distance of the valid
+    ground-truth depth points of ALL the window's frames from the first camera is 1.
+
+Noise model (SimNoise; every number a dataclass field, defaults no kinder than VGGT's errors):
+  * pose, frames s >= 1 (frame 0 has none): the camera's orientation in the window frame is
+    perturbed by a rotation vector ~ N(0, (rot_deg/sqrt 3)^2 I) (so the RMS angle is rot_deg),
+    its centre by ~ N(0, (trans_frac * D / sqrt 3)^2 I) with D the mean ground-truth depth of
+    frame 0 in window units (RMS displacement = trans_frac * D);
+  * intrinsics: fx and fy of every frame scaled by one factor 1 + N(0, focal_frac^2);
+    principal point at (W/2, H/2), as VGGT predicts it;
+  * depth (only frames in depth_for), window units: gt * (1 + N(0, depth_frac^2)) per pixel
+    * (1 + b(u, v)) with b a smooth field (bicubic upsampling of a 3x4 grid ~ U(-1, 1)) scaled
+    to max |b| = depth_bias_frac; then a fraction depth_outlier_frac of pixels is multiplied by
+    a factor log-uniform in [1/3, 3] with |log| >= log 1.25 (gross outliers);
+  * depth_conf (float32 >= 1, VGGT's 1 + exp): 1 + conf_max * exp(-d / (conf_far * D)) *
+    (edge_conf_factor at depth discontinuities (|grad d| / d > 0.05, dilated 1 px)) *
+    (0.5 on half of the outlier pixels, drawn at random) * (1 + 0.1 N(0,1)) clipped >= 0;
+  * tracks: frame 0 returns the queries exactly (VGGT forces it); frame s >= 1 is the exact
+    reprojection (GT depth of frame 0 at the query, GT poses, GT K) + N(0, track_px^2) per
+    axis; a fraction track_outlier_frac is replaced by a point displaced 15..80 px in a random
+    direction;
+  * vis: the reprojection is visible when it lands inside the image, in front of the camera,
+    and not more than occlusion_tol (relative) behind frame s's GT depth there; visible ->
+    U(0.7, 1), not visible -> U(0, 0.3);
+  * conf (track): inliers U(0.5, 1) * (1 if visible else 0.3), outliers U(0.05, 0.7).
+
+Randomness: one numpy SeedSequence from (seed, every stamp of the window), so a prediction is
+reproducible, yet the same frame in another window (a different set of stamps) gets
+independent noise, like a re-run of the network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vggt_ros.geometry.depth import in_image, project_points, sample_nearest, unproject_pixels
+from vggt_ros.geometry.se3 import invert_T, so3_exp
+from vggt_ros.sim.sequence import GroundTruth
+from vggt_ros.types import Frame, WindowPrediction
+
+
+@dataclass(frozen=True)
+class SimNoise:
+    """Noise of the simulated network (see the module docstring for the exact model)."""
+
+    rot_deg: float = 0.5            #: RMS per-frame rotation error (deg), frames s >= 1
+    trans_frac: float = 0.01        #: RMS per-frame centre error / mean depth of frame 0
+    focal_frac: float = 0.02        #: std of the per-frame focal scale error
+    depth_frac: float = 0.02        #: std of the per-pixel multiplicative depth noise
+    depth_bias_frac: float = 0.03   #: max |smooth per-frame multiplicative depth bias|
+    depth_outlier_frac: float = 0.02  #: fraction of depth pixels that are gross outliers
+    track_px: float = 1.0           #: std of track noise per axis (px)
+    track_outlier_frac: float = 0.05  #: fraction of tracks (frames s >= 1) that are outliers
+    occlusion_tol: float = 0.03     #: relative depth margin for the visibility test
+    conf_max: float = 20.0          #: depth_conf - 1 at zero depth on smooth surfaces
+    conf_far: float = 2.0           #: depth_conf decay length, in units of frame 0's mean depth
+    edge_conf_factor: float = 0.05  #: depth_conf factor at depth discontinuities
+
+    @staticmethod
+    def zero() -> SimNoise:
+        """No noise at all: outputs are the ground truth in window units."""
+        return SimNoise(rot_deg=0.0, trans_frac=0.0, focal_frac=0.0, depth_frac=0.0, depth_bias_frac=0.0,
+                        depth_outlier_frac=0.0, track_px=0.0, track_outlier_frac=0.0)
+
+
+def window_scale(gts: Sequence[GroundTruth]) -> float:
+    """1 / (mean distance of all the frames' valid GT depth points from the first camera), 1/metres.
+
+    Uses every pixel: with p = d * ray (ray z = 1) in camera s and (R, t) = T_c0_cs,
+    |R p + t|^2 = d^2 |ray|^2 + 2 d ray . (R^T t) + |t|^2, so no point cloud is built.
+    """
+    T_c0_w = invert_T(gts[0].T_world_cam)
+    total, count = 0.0, 0
+    for gt in gts:
+        d = gt.depth.astype(np.float64)
+        ok = np.isfinite(d) & (d > 0)
+        H, W = d.shape
+        K = np.asarray(gt.K, dtype=np.float64)
+        rx = ((np.arange(W) - K[0, 2]) / K[0, 0])[None, :]
+        ry = ((np.arange(H) - K[1, 2]) / K[1, 1])[:, None]
+        T = T_c0_w @ gt.T_world_cam
+        b = T[:3, :3].T @ T[:3, 3]
+        sq = d * d * (rx * rx + ry * ry + 1.0) + 2.0 * d * (b[0] * rx + b[1] * ry + b[2]) + float(b @ b)
+        total += float(np.sqrt(np.maximum(sq[ok], 0.0)).sum())
+        count += int(ok.sum())
+    if count == 0 or total <= 0:
+        raise ValueError("window has no valid ground-truth depth")
+    return count / total
+
+
+def _smooth_field(rng: np.random.Generator, hw: tuple[int, int], amp: float) -> np.ndarray:
+    """Smooth field over the image with max |value| = amp (low-frequency bias)."""
+    g = rng.uniform(-1.0, 1.0, (3, 4)).astype(np.float32)
+    f = cv2.resize(g, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    m = float(np.abs(f).max())
+    return f * (amp / m) if m > 0 else f
+
+
+def depth_edges(depth: np.ndarray, rel: float = 0.05) -> np.ndarray:
+    """Bool (H,W): depth discontinuities, |grad d| / d > rel, dilated by one pixel."""
+    d = depth.astype(np.float32)
+    gx = np.abs(np.diff(d, axis=1, append=d[:, -1:]))
+    gy = np.abs(np.diff(d, axis=0, append=d[-1:, :]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = (np.maximum(gx, gy) / d) > rel
+    return cv2.dilate(e.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+
+class SimulatedPredictor:
+    """Predictor from ground truth (Predictor protocol): see the module docstring for the model.
+
+    ground_truth: stamp_ns -> GroundTruth (e.g. SyntheticSequence.ground_truth); frames must have
+    the ground truth's resolution. seed: base seed of the noise.
+    """
+
+    name = "simulated"
+
+    def __init__(self, ground_truth: Callable[[int], GroundTruth], noise: SimNoise | None = None,
+                 seed: int = 0) -> None:
+        self.ground_truth = ground_truth
+        self.noise = noise if noise is not None else SimNoise()
+        self.seed = int(seed)
+
+    def predict(self, frames: Sequence[Frame], query_points: np.ndarray,
+                depth_for: Sequence[int]) -> WindowPrediction:
+        t_start = time.perf_counter()
+        S = len(frames)
+        if S == 0:
+            raise ValueError("empty window")
+        gts = [self.ground_truth(int(f.stamp_ns)) for f in frames]
+        hw = gts[0].depth.shape
+        for f, gt in zip(frames, gts):
+            if f.size != gt.depth.shape:
+                raise ValueError(f"frame {f.stamp_ns} is {f.size}, ground truth is {gt.depth.shape}")
+        q = np.asarray(query_points, dtype=np.float64).reshape(-1, 2)
+        depth_for = sorted({int(i) for i in depth_for})
+        if any(not 0 <= i < S for i in depth_for):
+            raise IndexError(f"depth_for {depth_for} outside window of {S}")
+        nz = self.noise
+        ss = np.random.SeedSequence([self.seed, *[int(f.stamp_ns) % (1 << 63) for f in frames]])
+        r_pose, r_focal, r_track, *r_depth = [np.random.default_rng(c) for c in ss.spawn(3 + S)]
+
+        scale = window_scale(gts)
+        d0 = gts[0].depth.astype(np.float64)
+        mean_depth0 = float(np.nanmean(np.where(d0 > 0, d0, np.nan))) * scale
+
+        # --- poses: GT relative to frame 0, in window units, then noise for s >= 1 ---
+        T_c0_w = invert_T(gts[0].T_world_cam)
+        T_win_cam = np.stack([T_c0_w @ gt.T_world_cam for gt in gts])
+        T_win_cam[:, :3, 3] *= scale
+        T_win_cam[0] = np.eye(4)
+        rot_sigma = np.deg2rad(nz.rot_deg) / np.sqrt(3.0)
+        trans_sigma = nz.trans_frac * mean_depth0 / np.sqrt(3.0)
+        dR = so3_exp(r_pose.normal(0.0, 1.0, (S, 3)) * rot_sigma)
+        dt = r_pose.normal(0.0, 1.0, (S, 3)) * trans_sigma
+        T_win_cam[1:, :3, :3] = T_win_cam[1:, :3, :3] @ dR[1:]
+        T_win_cam[1:, :3, 3] += dt[1:]
+        T_cam_win = invert_T(T_win_cam)
+        T_cam_win[0] = np.eye(4)
+
+        # --- intrinsics ---
+        H, W = hw
+        K = np.zeros((S, 3, 3))
+        fs = 1.0 + r_focal.normal(0.0, nz.focal_frac, S)
+        for s, gt in enumerate(gts):
+            K[s] = [[gt.K[0, 0] * fs[s], 0.0, W / 2.0], [0.0, gt.K[1, 1] * fs[s], H / 2.0], [0.0, 0.0, 1.0]]
+
+        # --- depth and its confidence, only for depth_for ---
+        depth: dict[int, np.ndarray] = {}
+        depth_conf: dict[int, np.ndarray] = {}
+        for s in depth_for:
+            rng = r_depth[s]
+            g = gts[s].depth.astype(np.float64) * scale
+            bias = _smooth_field(rng, hw, nz.depth_bias_frac)
+            d = g * (1.0 + rng.normal(0.0, nz.depth_frac, hw)) * (1.0 + bias)
+            out = rng.random(hw) < nz.depth_outlier_frac
+            lf = rng.uniform(np.log(1.25), np.log(3.0), hw) * rng.choice([-1.0, 1.0], hw)
+            d = np.where(out, g * np.exp(lf), d)
+            c = nz.conf_max * np.exp(-g / (nz.conf_far * max(mean_depth0, 1e-9)))
+            c = np.where(depth_edges(g), c * nz.edge_conf_factor, c)
+            c = np.where(out & (rng.random(hw) < 0.5), 0.5 * c, c)
+            c = np.maximum(c * (1.0 + 0.1 * rng.normal(0.0, 1.0, hw)), 0.0)
+            depth[s] = np.maximum(d, 1e-6).astype(np.float32)
+            depth_conf[s] = (1.0 + c).astype(np.float32)
+
+        # --- tracks from frame 0's queries ---
+        N = len(q)
+        tracks = np.zeros((S, N, 2))
+        vis = np.zeros((S, N))
+        conf = np.zeros((S, N))
+        if N:
+            tracks[0] = q
+            vis[0] = 1.0
+            conf[0] = 1.0
+            qd = sample_nearest(gts[0].depth, q)
+            good_q = np.isfinite(qd) & (qd > 0)
+            pts_w = unproject_pixels(q, np.where(good_q, qd, 1.0), gts[0].K, gts[0].T_world_cam)
+            for s in range(1, S):
+                uv, z = project_points(gts[s].K, invert_T(gts[s].T_world_cam), pts_w)
+                front = good_q & (z > 1e-6)
+                uv = np.where(front[:, None], uv, r_track.uniform(0, 1, (N, 2)) * [W - 1, H - 1])
+                ds = sample_nearest(gts[s].depth, uv)
+                with np.errstate(invalid="ignore"):
+                    visible = front & in_image(uv, hw) & (z <= ds * (1.0 + nz.occlusion_tol))
+                uv = uv + r_track.normal(0.0, nz.track_px, (N, 2))
+                outl = r_track.random(N) < nz.track_outlier_frac
+                ang = r_track.uniform(0, 2 * np.pi, N)
+                rad = r_track.uniform(15.0, 80.0, N)
+                uv = np.where(outl[:, None], uv + rad[:, None] * np.stack([np.cos(ang), np.sin(ang)], -1), uv)
+                tracks[s] = uv
+                vis[s] = np.where(visible, r_track.uniform(0.7, 1.0, N), r_track.uniform(0.0, 0.3, N))
+                conf[s] = np.where(outl, r_track.uniform(0.05, 0.7, N),
+                                   r_track.uniform(0.5, 1.0, N) * np.where(visible, 1.0, 0.3))
+        tracks[0] = q  # exactly the queries
+        return WindowPrediction(
+            T_cam_win=T_cam_win, K=K, depth=depth, depth_conf=depth_conf,
+            tracks=tracks.astype(np.float32), vis=vis.astype(np.float32), conf=conf.astype(np.float32),
+            timings={"predict_s": time.perf_counter() - t_start, "scale_m_to_win": scale},
+        )

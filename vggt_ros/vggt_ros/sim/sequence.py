@@ -1,0 +1,133 @@
+"""Synthetic camera sequences: lazily rendered Frames at 30 Hz with ground truth.
+
+A SyntheticSequence holds only poses and intrinsics; each frame is rendered on access
+(~20 ms at 320x240) with a small LRU cache, so a 5000-frame sequence costs no memory.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_ros.sim.scene import Scene, render
+from vggt_ros.sim.trajectories import TRAJECTORIES
+from vggt_ros.types import Frame
+
+#: default first stamp (2023-11-14T22:13:20Z): nonzero, realistic epoch nanoseconds
+DEFAULT_T0_NS = 1_700_000_000_000_000_000
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Ground truth of one frame.
+
+    stamp_ns: image stamp. T_world_cam: (4,4) optical camera pose in the world (metres, z up).
+    K: (3,3) intrinsics the frame was rendered with. depth: (H,W) float32 metres along optical z.
+    """
+
+    stamp_ns: int
+    T_world_cam: np.ndarray
+    K: np.ndarray
+    depth: np.ndarray
+
+
+def intrinsics(width: int = 320, height: int = 240, hfov_deg: float = 65.0) -> np.ndarray:
+    """(3,3) pinhole K with square pixels, horizontal FoV hfov_deg, principal point (W/2, H/2)
+    (VGGT's convention, SPEC.md §4)."""
+    f = (width / 2.0) / np.tan(np.deg2rad(hfov_deg) / 2.0)
+    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+class SyntheticSequence:
+    """Frames rendered on demand from a Scene along poses (n,4,4) T_world_cam, stamped at rate_hz.
+
+    K: (3,3) intrinsics at image size = (width, height) (default 320 x 240; note the order,
+    unlike render's hw = (H, W); the property hw gives (H, W)).
+
+    stamps: t0_ns + round(i * 1e9 / rate_hz). Indexing gives Frame (rgb, K, frame_id);
+    ground_truth(stamp_ns) gives GroundTruth; unknown stamps raise KeyError.
+    """
+
+    def __init__(self, scene: Scene, poses: np.ndarray, K: np.ndarray, size: tuple[int, int] = (320, 240),
+                 *, t0_ns: int = DEFAULT_T0_NS, rate_hz: float = 30.0,
+                 frame_id: str = "camera_optical_frame", cache_size: int = 32) -> None:
+        self.scene = scene
+        self.poses = np.asarray(poses, dtype=np.float64)
+        if self.poses.ndim != 3 or self.poses.shape[1:] != (4, 4):
+            raise ValueError(f"poses must be (n,4,4), got {self.poses.shape}")
+        free = scene.is_free(self.poses[:, :3, 3], margin=0.05)
+        if not free.all():
+            raise ValueError(f"camera {int(np.argmin(free))} is inside a box or within 5 cm of a wall")
+        self.K = np.asarray(K, dtype=np.float64)
+        self.width, self.height = int(size[0]), int(size[1])
+        self.rate_hz = float(rate_hz)
+        self.frame_id = frame_id
+        n = len(self.poses)
+        self.stamps_ns = int(t0_ns) + np.round(np.arange(n) * (1e9 / self.rate_hz)).astype(np.int64)
+        self._index = {int(s): i for i, s in enumerate(self.stamps_ns)}
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache_size = int(cache_size)
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def _render(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._cache.get(i)
+        if hit is not None:
+            self._cache.move_to_end(i)
+            return hit
+        out = render(self.scene, self.K, self.poses[i], self.hw)
+        out[0].setflags(write=False)
+        out[1].setflags(write=False)
+        self._cache[i] = out
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    def __getitem__(self, i: int) -> Frame:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        i %= n
+        rgb, _ = self._render(i)
+        return Frame(stamp_ns=int(self.stamps_ns[i]), rgb=rgb, K=self.K.copy(), frame_id=self.frame_id)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def index_of(self, stamp_ns: int) -> int:
+        try:
+            return self._index[int(stamp_ns)]
+        except KeyError:
+            raise KeyError(f"no frame at stamp {stamp_ns} ns") from None
+
+    def ground_truth_at(self, i: int) -> GroundTruth:
+        _, depth = self._render(i)
+        return GroundTruth(int(self.stamps_ns[i]), self.poses[i].copy(), self.K.copy(), depth)
+
+    def ground_truth(self, stamp_ns: int) -> GroundTruth:
+        """Ground truth of the frame stamped stamp_ns (KeyError if there is none)."""
+        return self.ground_truth_at(self.index_of(stamp_ns))
+
+
+def make_sequence(kind: str, n_frames: int, *, width: int = 320, height: int = 240, hfov_deg: float = 65.0,
+                  seed: int = 0, t0_ns: int = DEFAULT_T0_NS, rate_hz: float = 30.0,
+                  frame_id: str = "camera_optical_frame") -> SyntheticSequence:
+    """A sequence in the default room: kind in {"loop", "forward", "rotation", "still"}.
+
+    seed changes the scene's textures (not the geometry). Size width x height, horizontal FoV
+    hfov_deg (65 deg default: a typical webcam / RealSense colour FoV).
+    """
+    if kind not in TRAJECTORIES:
+        raise ValueError(f"unknown trajectory {kind!r}; choose from {sorted(TRAJECTORIES)}")
+    poses = TRAJECTORIES[kind](n_frames)
+    return SyntheticSequence(Scene(seed=seed), poses, intrinsics(width, height, hfov_deg), (width, height),
+                             t0_ns=t0_ns, rate_hz=rate_hz, frame_id=frame_id)

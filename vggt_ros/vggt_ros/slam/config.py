@@ -1,0 +1,131 @@
+"""Configuration of the streaming reconstruction core (one dataclass per component).
+
+Defaults and why:
+- window_size 16 = 4 anchors + 12 new frames. VGGT's global attention costs O(S^2) in the
+  number of frames; the paper's runtime table (Wang et al., CVPR 2025, Table 9, H100) gives
+  ~0.04 s for 1 frame, ~0.14 s for 10, ~0.31 s for 20 and ~1.04 s for 50 frames, so ~16 frames
+  keep one inference near 0.2-0.25 s (about 50+ new frames/s) while 4 anchors give the
+  stitcher several map views (depth overlap from different viewpoints, and >= 3 camera centres
+  for the camera-centre baseline).
+- Keyframes when < 70 % of the tracks from the last keyframe are still visible or the camera
+  moved more than 15 % of the scene's median depth: parallax-based, so standing still or
+  rotating in place (no parallax, full overlap until the view changes) adds none or few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class KeyframeConfig:
+    """KeyframeManager settings.
+
+    min_covisible: new keyframe when the fraction of the last keyframe's tracks still visible
+        in a frame falls below this. max_motion_rel: or when the camera centre moved more than
+        this fraction of the last keyframe's median depth.
+    depth_stride: keyframe depth/confidence kept at every `depth_stride`-th pixel (exact pixel
+        correspondence with the camera grid, no interpolation).
+    max_image_pixels: keyframe image kept at an integer stride so that H*W/stride^2 <= this.
+    max_active: keyframes that keep image/depth/confidence (anchor candidates); older ones
+        keep pose, intrinsics and their map points only, so memory does not grow with length.
+    """
+
+    min_covisible: float = 0.7
+    max_motion_rel: float = 0.15
+    depth_stride: int = 4
+    max_image_pixels: int = 640 * 480
+    max_active: int = 8
+
+
+@dataclass
+class StitchConfig:
+    """Stitcher settings (ours; the baselines use the correspondence settings only).
+
+    max_anchor_points: anchor-depth correspondences kept (uniform subsample, confidence-weighted).
+    max_track_points: track (2D-3D) correspondences kept for the Sim(3) (all are used by PnP).
+    num_queries: track queries on the window's frame 0 (the latest keyframe).
+    min_track_vis / min_track_conf: a track observation is used when vis and conf exceed these.
+    max_rel_rms: reject a window whose Sim(3) inlier RMS exceeds this fraction of scene depth.
+    min_inlier_ratio: reject when fewer Sim(3) inliers than this fraction of correspondences.
+    min_correspondences: reject below this many usable correspondences.
+    pnp_min_px / pnp_max_px: range of the adaptive PnP reprojection inlier bound (3 robust sigma),
+        as fractions of the image width (160 px wide: 1 .. 6.4 px).
+    min_pnp_points: fewest track inliers to refine a frame's pose by PnP.
+    min_track_inlier_ratio: reject when the PnP inliers over all visible tracks fall below this
+        (tracks that disagree with the map mean the window does not fit it).
+    max_pnp_deviation_rel: keep the PnP pose only if its centre is within this fraction of scene
+        depth of the Sim(3) pose (and within max_pnp_deviation_deg in rotation).
+    max_depth_scale_dev: a new frame's depth is scaled by the median ratio of tracked map-point
+        depth to its predicted depth when that is within this fraction of the window scale.
+    ransac_iterations: RANSAC hypotheses of the robust Sim(3) (cost ~ iterations x points).
+    """
+
+    max_anchor_points: int = 1000
+    max_track_points: int = 600
+    num_queries: int = 256
+    min_track_vis: float = 0.5
+    min_track_conf: float = 0.5
+    max_rel_rms: float = 0.2
+    min_inlier_ratio: float = 0.5
+    min_correspondences: int = 30
+    pnp_min_px: float = 0.006
+    pnp_max_px: float = 0.04
+    min_pnp_points: int = 12
+    min_track_inlier_ratio: float = 0.4
+    max_pnp_deviation_rel: float = 0.1
+    max_pnp_deviation_deg: float = 5.0
+    max_depth_scale_dev: float = 0.1
+    ransac_iterations: int = 64
+
+
+@dataclass
+class MapConfig:
+    """GlobalMap settings.
+
+    voxel_size_rel: fused-grid voxel edge as a fraction of the first keyframe's median depth
+        (map units are arbitrary, fixed by the first window).
+    max_bytes: memory cap of the map (stored per-keyframe points + fused snapshot + records).
+    points_per_keyframe: points stored per keyframe before any cap-driven thinning.
+    """
+
+    voxel_size_rel: float = 0.01
+    max_bytes: int = 256 * 1024 * 1024
+    points_per_keyframe: int = 20000
+
+
+@dataclass
+class PipelineConfig:
+    """Pipeline settings. stitcher: 'tracks' (ours), 'camera_centres' or 'point_map' (baselines).
+
+    depth_conf_threshold: depth pixels with confidence below this are NaN in outputs and never
+        enter the map (VGGT confidence is >= 1 by its 1 + exp(x) activation).
+    use_camera_intrinsics: when a Frame carries K, use it (else VGGT's predicted K).
+    cloud_stride: pixel stride of the per-window cloud. map_every: emit MapChanged every n
+        windows that added keyframes (the fused snapshot is the most expensive output).
+    emit_depth: emit DepthFrame updates.
+    """
+
+    window_size: int = 16
+    num_anchors: int = 4
+    stitcher: str = "tracks"
+    depth_conf_threshold: float = 1.5
+    use_camera_intrinsics: bool = True
+    cloud_stride: int = 4
+    map_every: int = 1
+    emit_depth: bool = True
+    seed: int = 0
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    stitch: StitchConfig = field(default_factory=StitchConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_anchors < 1 or self.window_size < self.num_anchors + 1:
+            raise ValueError(f"need window_size > num_anchors >= 1, got {self.window_size}, {self.num_anchors}")
+        if self.stitcher not in ("tracks", "camera_centres", "point_map"):
+            raise ValueError(f"unknown stitcher {self.stitcher!r}")
+
+    @property
+    def num_new(self) -> int:
+        """New frames per window after the first (window_size - num_anchors)."""
+        return self.window_size - self.num_anchors

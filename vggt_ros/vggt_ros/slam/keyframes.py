@@ -1,0 +1,183 @@
+"""Keyframes: which frames enter the map, and what each keeps (bounded resolution and count).
+
+A keyframe keeps its pose in the pipeline's world (= first keyframe's OPTICAL frame), its
+camera-resolution intrinsics, and at bounded resolution its image, depth and confidence. Only
+the newest `max_active` keyframes keep image/depth/confidence (they are the anchor
+candidates); older keyframes keep pose, intrinsics and (in the GlobalMap) their points, so the
+keyframe store does not grow with the sequence beyond a few hundred bytes per keyframe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
+from vggt_ros.geometry.se3 import invert_T
+from vggt_ros.slam.config import KeyframeConfig
+from vggt_ros.types import Frame
+
+
+@dataclass
+class Keyframe:
+    """One keyframe.
+
+    T_world_cam: (4,4) optical camera -> world (first keyframe's optical frame), map units.
+    K: (3,3) intrinsics at the camera resolution `size` = (H, W).
+    depth / conf: (ceil(H/s), ceil(W/s)) float32 at stride s = depth_stride: pixel (r, c) is camera
+        pixel (u, v) = (c*s, r*s); depth in map units along optical z, NaN where invalid.
+    image: (ceil(H/si), ceil(W/si), 3) uint8 at stride si = image_stride.
+    depth / conf / image are None once the keyframe is no longer active.
+    """
+
+    keyframe_id: int
+    frame_index: int
+    stamp_ns: int
+    frame_id: str
+    window_id: int
+    T_world_cam: np.ndarray
+    K: np.ndarray
+    size: tuple[int, int]
+    K_known: bool
+    depth_stride: int
+    image_stride: int
+    depth: np.ndarray | None
+    conf: np.ndarray | None
+    image: np.ndarray | None
+    median_depth: float
+    scale: float = 1.0
+
+    @property
+    def active(self) -> bool:
+        return self.depth is not None
+
+    def pixel_grid(self) -> np.ndarray:
+        """(h, w, 2) camera-resolution pixel (u, v) of each stored depth pixel."""
+        h, w = self.depth.shape if self.depth is not None else (0, 0)
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64) * self.depth_stride
+        return np.stack([u, v], axis=-1)
+
+    def points_world(self, max_points: int | None = None, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Valid depth pixels -> (uv (M,2) camera pixels, X_world (M,3), conf (M,)), optionally subsampled."""
+        if self.depth is None or self.conf is None:
+            return np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0)
+        uv = self.pixel_grid().reshape(-1, 2)
+        d = self.depth.reshape(-1).astype(np.float64)
+        c = self.conf.reshape(-1).astype(np.float64)
+        ok = np.flatnonzero(np.isfinite(d) & (d > 0))
+        if max_points is not None and len(ok) > max_points:
+            ok = np.sort(np.random.default_rng(seed).choice(ok, max_points, replace=False))
+        return uv[ok], unproject_pixels(uv[ok], d[ok], self.K, self.T_world_cam), c[ok]
+
+    def as_frame(self) -> Frame:
+        """The keyframe's image as a Frame at camera resolution (nearest upsampling if strided)."""
+        if self.image is None:
+            raise ValueError(f"keyframe {self.keyframe_id} is no longer active")
+        img = self.image
+        s = self.image_stride
+        if s > 1:
+            img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)[: self.size[0], : self.size[1]]
+        return Frame(self.stamp_ns, np.ascontiguousarray(img), self.K.copy() if self.K_known else None,
+                     self.frame_id)
+
+    def release(self) -> None:
+        """Drop image/depth/confidence (keyframe leaves the active set)."""
+        self.depth = None
+        self.conf = None
+        self.image = None
+
+    def nbytes(self) -> int:
+        n = 256  # pose, K and scalars
+        for a in (self.depth, self.conf, self.image):
+            if a is not None:
+                n += a.nbytes
+        return n
+
+
+def image_stride_for(size: tuple[int, int], max_pixels: int) -> int:
+    """Smallest integer stride s with ceil(H/s)*ceil(W/s) <= max_pixels."""
+    s = 1
+    H, W = size
+    while -(-H // s) * -(-W // s) > max_pixels:
+        s += 1
+    return s
+
+
+class KeyframeManager:
+    """Decides keyframes and stores them (newest `max_active` with image/depth/confidence)."""
+
+    def __init__(self, config: KeyframeConfig | None = None) -> None:
+        self.config = config or KeyframeConfig()
+        self.keyframes: list[Keyframe] = []
+
+    def __len__(self) -> int:
+        return len(self.keyframes)
+
+    @property
+    def last(self) -> Keyframe | None:
+        return self.keyframes[-1] if self.keyframes else None
+
+    def active(self, n: int) -> list[Keyframe]:
+        """Up to n newest active keyframes, newest first (the window's anchors; [0] is the gauge)."""
+        out = [k for k in reversed(self.keyframes) if k.active]
+        return out[:n]
+
+    def reset(self) -> None:
+        self.keyframes = []
+
+    def nbytes(self) -> int:
+        return sum(k.nbytes() for k in self.keyframes)
+
+    # --- decision -------------------------------------------------------------------------------
+    def covisible_geometric(self, kf: Keyframe, T_world_cam: np.ndarray, K: np.ndarray,
+                            size: tuple[int, int], max_points: int = 500) -> float:
+        """Fraction of kf's depth points that project inside a view (T_world_cam, K, size), in front."""
+        _, X, _ = kf.points_world(max_points=max_points)
+        if len(X) == 0:
+            return 0.0
+        uv, z = project_points(K, invert_T(T_world_cam), X)
+        return float(np.mean(in_image(uv, size) & (z > 0)))
+
+    def covisible_tracks(self, tracks: np.ndarray, vis: np.ndarray, conf: np.ndarray, valid: np.ndarray,
+                         size: tuple[int, int], min_vis: float, min_conf: float) -> float:
+        """Fraction of valid queries (from the keyframe) still visible: vis, conf above bounds and in image."""
+        n = int(np.count_nonzero(valid))
+        if n == 0:
+            return 0.0
+        seen = (vis > min_vis) & (conf > min_conf) & in_image(tracks, size) & valid
+        return float(np.count_nonzero(seen)) / n
+
+    def motion_rel(self, kf: Keyframe, T_world_cam: np.ndarray) -> float:
+        """Camera-centre distance to kf divided by kf's median scene depth (parallax proxy)."""
+        d = float(np.linalg.norm(T_world_cam[:3, 3] - kf.T_world_cam[:3, 3]))
+        return d / max(kf.median_depth, 1e-9)
+
+    def is_keyframe(self, covisible: float, motion_rel: float) -> bool:
+        return covisible < self.config.min_covisible or motion_rel > self.config.max_motion_rel
+
+    # --- storage --------------------------------------------------------------------------------
+    def add(self, *, frame_index: int, frame: Frame, window_id: int, T_world_cam: np.ndarray, K: np.ndarray,
+            K_known: bool, depth: np.ndarray, conf: np.ndarray, scale: float = 1.0) -> Keyframe:
+        """Store a new keyframe. depth (H,W) map units with NaN invalid; conf (H,W); K at (H,W)."""
+        cfg = self.config
+        H, W = frame.size
+        s = max(1, int(cfg.depth_stride))
+        d = np.ascontiguousarray(depth[::s, ::s], dtype=np.float32)
+        c = np.ascontiguousarray(conf[::s, ::s], dtype=np.float32)
+        si = image_stride_for((H, W), cfg.max_image_pixels)
+        img = np.ascontiguousarray(frame.rgb[::si, ::si])
+        valid = d[np.isfinite(d) & (d > 0)]
+        med = float(np.median(valid)) if valid.size else 1.0
+        kf = Keyframe(
+            keyframe_id=len(self.keyframes), frame_index=int(frame_index), stamp_ns=int(frame.stamp_ns),
+            frame_id=frame.frame_id, window_id=int(window_id), T_world_cam=np.array(T_world_cam, dtype=np.float64),
+            K=np.array(K, dtype=np.float64), size=(H, W), K_known=K_known, depth_stride=s, image_stride=si,
+            depth=d, conf=c, image=img, median_depth=med, scale=float(scale),
+        )
+        self.keyframes.append(kf)
+        active = [k for k in self.keyframes if k.active]
+        for old in active[: max(0, len(active) - max(1, cfg.max_active))]:
+            old.release()
+        return kf

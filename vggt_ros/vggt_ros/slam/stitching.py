@@ -1,0 +1,398 @@
+"""Stitchers: align one window's prediction to the map (window frame -> world Sim(3) + new-frame poses).
+
+World = the pipeline's internal frame (first keyframe's OPTICAL camera frame), map units.
+The window frame is VGGT's: frame 0's camera, with a scale normalised per inference (VGGT
+README; vggt#37), so every window needs its own Sim(3), not an SE(3).
+
+Three stitchers share one interface (`stitch(StitchInput) -> StitchResult`) so they run on
+identical predictions in the benchmark:
+- `TrackStitcher` (ours): robust Sim(3) (RANSAC + Huber IRLS, geometry.alignment.robust_sim3)
+  from (a) the anchors' depth in the window vs in the map at the same pixels,
+  confidence-weighted, subsampled, and (b) VGGT point tracks queried on the latest keyframe
+  (window frame 0) at map points and followed into the new frames: the new frames' predicted
+  depth at the tracked pixel vs the map point. Then each new frame's pose is refined by
+  PnP (Levenberg-Marquardt on the 2D-3D track/map correspondences, with the camera's or the
+  window's intrinsics) starting from the Sim(3) pose. Windows are rejected when the Sim(3)
+  residual or inlier ratio, or the tracks' reprojection inlier ratio, is bad.
+- `CameraCentreStitcher` (baseline, what vggt-slam-ros2 does): Umeyama Sim(3) between the
+  overlap (anchor) frames' camera centres in the window and in the map.
+- `PointMapStitcher` (baseline, what VGGT-Long does): confidence-weighted point-map Sim(3) by
+  IRLS (Huber) over the overlap (anchor) frames' depth, no tracks, no per-frame refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from vggt_ros.geometry.alignment import DegenerateInputError, robust_sim3, umeyama_sim3
+from vggt_ros.geometry.depth import in_image, sample_bilinear, unproject_pixels
+from vggt_ros.geometry.se3 import Sim3, invert_T, rotation_angle
+from vggt_ros.slam.config import StitchConfig
+from vggt_ros.slam.keyframes import Keyframe
+from vggt_ros.types import WindowPrediction
+
+
+@dataclass
+class TrackQueries:
+    """Track queries on window frame 0. uv (N,2) camera pixels; X_world (N,3) map points (NaN if none)."""
+
+    uv: np.ndarray
+    X_world: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.all(np.isfinite(self.X_world), axis=1)
+
+
+@dataclass
+class StitchInput:
+    """Everything a stitcher may use for one window.
+
+    prediction: the predictor's output for the window (window indices 0..S-1).
+    anchors: the anchor keyframes at window indices 0..A-1 (anchors[0] is the gauge frame).
+    new_indices: window indices of the new frames, in time order.
+    K: (S,3,3) intrinsics used for each window frame (camera's if known, else predicted).
+    queries: the track queries on frame 0. size: (H, W).
+    """
+
+    prediction: WindowPrediction
+    anchors: list[Keyframe]
+    new_indices: list[int]
+    K: np.ndarray
+    queries: TrackQueries
+    size: tuple[int, int]
+    depth_conf_threshold: float = 1.5
+    seed: int = 0
+
+
+@dataclass
+class StitchResult:
+    """accepted / reason; sim3 maps the window frame into the world; T_world_cam per new window index.
+
+    residual_rel: Sim(3) inlier RMS / scene depth (anchor 0's median depth); num_inliers and
+    num_correspondences of the Sim(3) fit; pnp_refined: new frames refined by PnP;
+    track_inlier_ratio: track observations within the reprojection bound / all used.
+    """
+
+    accepted: bool
+    reason: str
+    sim3: Sim3 | None = None
+    T_world_cam: dict[int, np.ndarray] = field(default_factory=dict)
+    residual_rel: float = float("nan")
+    num_inliers: int = 0
+    num_correspondences: int = 0
+    pnp_refined: int = 0
+    track_inlier_ratio: float = float("nan")
+    depth_scale: dict[int, float] = field(default_factory=dict)
+
+
+class Stitcher(Protocol):
+    name: str
+
+    def stitch(self, inp: StitchInput) -> StitchResult: ...
+
+
+# --- correspondences ------------------------------------------------------------------------------
+def anchor_depth_correspondences(inp: StitchInput, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Same pixels of each anchor: window points (N,3), world points (N,3), weights sqrt(conf_map*conf_win)."""
+    pred = inp.prediction
+    srcs, dsts, ws = [], [], []
+    for i, kf in enumerate(inp.anchors):
+        if i not in pred.depth:
+            continue
+        uv, X, c_map = kf.points_world()
+        if len(uv) == 0:
+            continue
+        ui, vi = uv[:, 0].astype(np.intp), uv[:, 1].astype(np.intp)
+        d = pred.depth[i][vi, ui].astype(np.float64)
+        c = pred.depth_conf[i][vi, ui].astype(np.float64)
+        ok = np.isfinite(d) & (d > 0) & (c >= inp.depth_conf_threshold)
+        if not np.any(ok):
+            continue
+        srcs.append(unproject_pixels(uv[ok], d[ok], inp.K[i], invert_T(pred.T_cam_win[i])))
+        dsts.append(X[ok])
+        ws.append(np.sqrt(c_map[ok] * c[ok]))
+    if not srcs:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+    src, dst, w = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
+    if len(src) > max_points:
+        keep = np.sort(np.random.default_rng(inp.seed).choice(len(src), max_points, replace=False))
+        src, dst, w = src[keep], dst[keep], w[keep]
+    return src, dst, w
+
+
+def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarray:
+    """Indices of queries observed in window frame j (vis, conf above bounds, inside, with a map point)."""
+    pred = inp.prediction
+    ok = (pred.vis[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf) \
+        & in_image(pred.tracks[j].astype(np.float64), inp.size) & inp.queries.valid
+    return np.flatnonzero(ok)
+
+
+def track_correspondences(inp: StitchInput, cfg: StitchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tracked map points vs the new frames' predicted depth at the tracked pixels (window frame)."""
+    pred = inp.prediction
+    srcs, dsts, ws = [], [], []
+    for j in inp.new_indices:
+        if j not in pred.depth:
+            continue
+        q = track_observations(inp, j, cfg)
+        if len(q) == 0:
+            continue
+        uv = pred.tracks[j][q].astype(np.float64)
+        d = sample_bilinear(pred.depth[j], uv)
+        c = sample_bilinear(pred.depth_conf[j], uv)
+        ok = np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
+        if not np.any(ok):
+            continue
+        srcs.append(unproject_pixels(uv[ok], d[ok], inp.K[j], invert_T(pred.T_cam_win[j])))
+        dsts.append(inp.queries.X_world[q[ok]])
+        ws.append(np.sqrt(c[ok]) * pred.vis[j][q[ok]] * pred.conf[j][q[ok]])
+    if not srcs:
+        return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
+
+
+def _reproj_err(X: np.ndarray, uv: np.ndarray, K: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    proj, _ = cv2.projectPoints(X, rvec, tvec, K, None)
+    return np.linalg.norm(proj.reshape(-1, 2) - uv, axis=1)
+
+
+def refine_pose_pnp(X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_cam0: np.ndarray,
+                    min_px: float, max_px: float, min_points: int) -> tuple[np.ndarray | None, int, float]:
+    """Guided PnP from an initial pose: LM refinement on the 2D-3D matches with an adaptive inlier bound.
+
+    Inliers start as reprojection error < max_px under the initial pose; after one
+    Levenberg-Marquardt refinement the bound becomes 3 x the robust sigma (1.4826 x median error
+    of the inliers), clipped to [min_px, max_px], and the pose is refined once more on those.
+    Returns (T_world_cam or None when too few inliers, inliers under the returned pose, bound px).
+    """
+    if len(X_world) < min_points:
+        return None, 0, max_px
+    T_cw = invert_T(T_world_cam0)
+    rvec, _ = cv2.Rodrigues(T_cw[:3, :3])
+    tvec = T_cw[:3, 3].reshape(3, 1).copy()
+    X = np.ascontiguousarray(X_world, dtype=np.float64)
+    p = np.ascontiguousarray(uv, dtype=np.float64)
+    Kd = np.asarray(K, dtype=np.float64)
+    bound = max_px
+    inl = _reproj_err(X, p, Kd, rvec, tvec) < bound
+    for _ in range(2):
+        if np.count_nonzero(inl) < min_points:
+            return None, int(np.count_nonzero(inl)), bound
+        rvec, tvec = cv2.solvePnPRefineLM(X[inl], p[inl], Kd, None, rvec, tvec)
+        err = _reproj_err(X, p, Kd, rvec, tvec)
+        bound = float(np.clip(3.0 * 1.4826 * np.median(err[inl]), min_px, max_px))
+        inl = err < bound
+    n = int(np.count_nonzero(inl))
+    if n < min_points:
+        return None, n, bound
+    R, _ = cv2.Rodrigues(rvec)
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = tvec.reshape(3)
+    return invert_T(T), n, bound
+
+
+def _track_depth_scale(inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.ndarray, inlier_px: float
+                       ) -> float | None:
+    """Scale that makes frame j's predicted depth agree with the tracked map points (median ratio).
+
+    For the track inliers under the refined pose: depth of the map point in camera j over the
+    predicted depth at the tracked pixel. Window scale alone carries each window's own depth
+    bias into the map; tying every new frame's depth to the points it observes keeps the map's
+    scale anchored to the keyframes it was built from.
+    """
+    pred = inp.prediction
+    if j not in pred.depth:
+        return None
+    X = inp.queries.X_world[q]
+    uv = pred.tracks[j][q].astype(np.float64)
+    T_cw = invert_T(T_world_cam)
+    Xc = X @ T_cw[:3, :3].T + T_cw[:3, 3]
+    z = Xc[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        proj = Xc[:, :2] / z[:, None] * np.diag(inp.K[j])[:2] + inp.K[j][:2, 2]
+    err = np.linalg.norm(proj - uv, axis=1)
+    d = sample_bilinear(pred.depth[j], uv)
+    c = sample_bilinear(pred.depth_conf[j], uv)
+    ok = (err < inlier_px) & (z > 0) & np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
+    if np.count_nonzero(ok) < 10:
+        return None
+    return float(np.median(z[ok] / d[ok]))
+
+
+def _poses_from_sim3(inp: StitchInput, sim: Sim3) -> dict[int, np.ndarray]:
+    return {j: sim.transform_pose(invert_T(inp.prediction.T_cam_win[j])) for j in inp.new_indices}
+
+
+def _scene_depth(inp: StitchInput) -> float:
+    return max(float(inp.anchors[0].median_depth), 1e-9) if inp.anchors else 1.0
+
+
+# --- ours ---------------------------------------------------------------------------------------
+class TrackStitcher:
+    """Ours: anchor depth + track correspondences -> robust Sim(3); PnP refinement; rejection."""
+
+    name = "tracks"
+
+    def __init__(self, config: StitchConfig | None = None) -> None:
+        self.config = config or StitchConfig()
+
+    def stitch(self, inp: StitchInput) -> StitchResult:
+        cfg = self.config
+        src_a, dst_a, w_a = anchor_depth_correspondences(inp, cfg.max_anchor_points)
+        src_t, dst_t, w_t = track_correspondences(inp, cfg)
+        if len(src_t) > cfg.max_track_points:
+            keep = np.sort(np.random.default_rng(inp.seed + 1).choice(len(src_t), cfg.max_track_points, replace=False))
+            src_t, dst_t, w_t = src_t[keep], dst_t[keep], w_t[keep]
+        # tracks tie new frames to the map; weight them as a group equal to at most the anchors' total
+        if len(w_t) and len(w_a):
+            w_t = w_t * min(1.0, w_a.sum() / max(w_t.sum(), 1e-12))
+        src, dst, w = np.concatenate([src_a, src_t]), np.concatenate([dst_a, dst_t]), np.concatenate([w_a, w_t])
+        n = int(len(src))
+        if n < cfg.min_correspondences:
+            return StitchResult(False, f"too_few_correspondences ({n})", num_correspondences=n)
+        try:
+            fit = robust_sim3(src, dst, w, seed=inp.seed, ransac_iterations=cfg.ransac_iterations)
+        except DegenerateInputError as exc:
+            return StitchResult(False, f"degenerate_alignment ({exc})", num_correspondences=n)
+        depth = _scene_depth(inp)
+        rel = fit.rms / depth
+        ratio = fit.num_inliers / n
+        base = dict(sim3=fit.sim3, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n)
+        if not rel <= cfg.max_rel_rms:
+            return StitchResult(False, f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})", **base)
+        if ratio < cfg.min_inlier_ratio:
+            return StitchResult(False, f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})", **base)
+        poses = _poses_from_sim3(inp, fit.sim3)
+        min_px = max(1.0, cfg.pnp_min_px * inp.size[1])
+        max_px = max(2.0 * min_px, cfg.pnp_max_px * inp.size[1])
+        refined, used, inliers = 0, 0, 0
+        depth_scales: dict[int, float] = {}
+        pred = inp.prediction
+        for j in inp.new_indices:
+            q = track_observations(inp, j, cfg)
+            if len(q) < cfg.min_pnp_points:
+                continue
+            X, uv = inp.queries.X_world[q], pred.tracks[j][q].astype(np.float64)
+            used += len(q)
+            T_pnp, n_in, px = refine_pose_pnp(X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points)
+            if T_pnp is not None:
+                dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
+                dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
+                if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
+                    poses[j] = T_pnp
+                    refined += 1
+                    sj = _track_depth_scale(inp, j, q, T_pnp, px)
+                    if sj is not None and abs(sj / fit.sim3.scale - 1.0) <= cfg.max_depth_scale_dev:
+                        depth_scales[j] = sj
+            else:
+                T_cw = invert_T(poses[j])
+                rvec, _ = cv2.Rodrigues(T_cw[:3, :3])
+                n_in = int(np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px))
+            inliers += n_in
+        track_ratio = inliers / used if used else float("nan")
+        if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
+            return StitchResult(False, f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
+                                track_inlier_ratio=track_ratio, **base)
+        return StitchResult(True, "ok", T_world_cam=poses, pnp_refined=refined, track_inlier_ratio=track_ratio,
+                            depth_scale=depth_scales, **base)
+
+
+# --- baselines ------------------------------------------------------------------------------------
+def _chordal_mean(Rs: list[np.ndarray]) -> np.ndarray:
+    U, _, Vt = np.linalg.svd(np.sum(Rs, axis=0))
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ D @ Vt
+
+
+class CameraCentreStitcher:
+    """Baseline (vggt-slam-ros2): Umeyama Sim(3) of the anchor camera centres, window -> map.
+
+    With fewer than 3 anchors or collinear centres Umeyama is undefined; so the baseline does
+    not stall it then takes the rotation from the anchors' orientations (chordal mean), the
+    scale from the centres' spread (2 anchors) or anchor 0's median depth ratio (1 anchor),
+    and the translation from the centroids.
+    """
+
+    name = "camera_centres"
+
+    def __init__(self, config: StitchConfig | None = None) -> None:
+        self.config = config or StitchConfig()
+
+    def stitch(self, inp: StitchInput) -> StitchResult:
+        pred = inp.prediction
+        A = len(inp.anchors)
+        T_win_cam = invert_T(pred.T_cam_win[:A])
+        c_win = T_win_cam[:, :3, 3]
+        c_map = np.stack([k.T_world_cam[:3, 3] for k in inp.anchors])
+        sim = None
+        if A >= 3:
+            try:
+                sim = umeyama_sim3(c_win, c_map)
+            except DegenerateInputError:
+                sim = None
+        if sim is None:
+            R = _chordal_mean([k.T_world_cam[:3, :3] @ pred.T_cam_win[i][:3, :3] for i, k in enumerate(inp.anchors)])
+            s = float("nan")
+            if A >= 2:
+                sw = np.linalg.norm(c_win - c_win.mean(0), axis=1).sum()
+                sm = np.linalg.norm(c_map - c_map.mean(0), axis=1).sum()
+                if sw > 1e-9 and sm > 1e-9:
+                    s = sm / sw
+            if not np.isfinite(s):
+                src, dst, _ = anchor_depth_correspondences(inp, self.config.max_anchor_points)
+                if len(src) < 3:
+                    return StitchResult(False, "degenerate_alignment (no anchor depth)")
+                cam = inp.anchors[0].T_world_cam
+                s = float(np.median(np.linalg.norm(dst - cam[:3, 3], axis=1))
+                          / np.median(np.linalg.norm(src - T_win_cam[0, :3, 3], axis=1)))
+            t = (c_map - s * c_win @ R.T).mean(0)
+            sim = Sim3(s, R, t)
+        res = np.linalg.norm(sim.apply(c_win) - c_map, axis=1)
+        rel = float(np.sqrt(np.mean(res**2))) / _scene_depth(inp)
+        return StitchResult(True, "ok", sim3=sim, T_world_cam=_poses_from_sim3(inp, sim), residual_rel=rel,
+                            num_inliers=A, num_correspondences=A)
+
+
+class PointMapStitcher:
+    """Baseline (VGGT-Long): confidence-weighted point-map Sim(3) by Huber IRLS over the anchors' depth."""
+
+    name = "point_map"
+
+    def __init__(self, config: StitchConfig | None = None, iterations: int = 10) -> None:
+        self.config = config or StitchConfig()
+        self.iterations = iterations
+
+    def stitch(self, inp: StitchInput) -> StitchResult:
+        src, dst, w = anchor_depth_correspondences(inp, self.config.max_anchor_points)
+        n = int(len(src))
+        if n < 3:
+            return StitchResult(False, f"too_few_correspondences ({n})", num_correspondences=n)
+        try:
+            sim = umeyama_sim3(src, dst, w)
+            for _ in range(self.iterations):
+                r = np.linalg.norm(sim.apply(src) - dst, axis=1)
+                delta = max(1.345 * 1.4826 * float(np.median(r)), 1e-12)
+                sim = umeyama_sim3(src, dst, w * np.minimum(1.0, delta / np.maximum(r, 1e-12)))
+        except DegenerateInputError as exc:
+            return StitchResult(False, f"degenerate_alignment ({exc})", num_correspondences=n)
+        r = np.linalg.norm(sim.apply(src) - dst, axis=1)
+        inl = r <= 3.0 * 1.4826 * float(np.median(r))
+        rel = float(np.sqrt(np.mean(r[inl] ** 2))) / _scene_depth(inp)
+        return StitchResult(True, "ok", sim3=sim, T_world_cam=_poses_from_sim3(inp, sim), residual_rel=rel,
+                            num_inliers=int(inl.sum()), num_correspondences=n)
+
+
+def make_stitcher(name: str, config: StitchConfig | None = None) -> Stitcher:
+    """'tracks' (ours), 'camera_centres' or 'point_map'."""
+    table: dict[str, type] = {"tracks": TrackStitcher, "camera_centres": CameraCentreStitcher,
+                              "point_map": PointMapStitcher}
+    if name not in table:
+        raise ValueError(f"unknown stitcher {name!r}; choose from {sorted(table)}")
+    return table[name](config)
