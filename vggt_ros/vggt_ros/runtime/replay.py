@@ -220,7 +220,10 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
                 if m.message is None:
                     info_problems["deserialize"] = info_problems.get("deserialize", 0) + 1
                     continue
-                K, why = camera_info_K(m.message)
+                try:
+                    K, why = camera_info_K(m.message)
+                except (AttributeError, TypeError, ValueError) as exc:  # a CameraInfo we cannot read
+                    K, why = None, f"unreadable ({type(exc).__name__})"
                 if K is None:
                     info_problems[why] = info_problems.get(why, 0) + 1
                 else:
