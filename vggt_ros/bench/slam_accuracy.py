@@ -44,8 +44,16 @@ STITCHERS = ("tracks", "point_map", "camera_centres")
 def scaled_noise(factor: float) -> SimNoise:
     """SimNoise with every error magnitude multiplied by factor (confidence model unchanged)."""
     base = SimNoise()
-    keys = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_frac", "depth_outlier_frac",
-            "track_px", "track_outlier_frac")
+    keys = (
+        "rot_deg",
+        "trans_frac",
+        "focal_frac",
+        "depth_frac",
+        "depth_bias_frac",
+        "depth_outlier_frac",
+        "track_px",
+        "track_outlier_frac",
+    )
     return dataclasses.replace(base, **{k: getattr(base, k) * factor for k in keys})
 
 
@@ -61,12 +69,24 @@ def poses_for(kind: str, n: int) -> np.ndarray:
 
 def make_seq(kind: str, n: int, width: int, cache: bool = True) -> SyntheticSequence:
     height = width * 3 // 4
-    return SyntheticSequence(Scene(seed=0), poses_for(kind, n), intrinsics(width, height), (width, height),
-                             cache_size=n + 8 if cache else 64)
+    return SyntheticSequence(
+        Scene(seed=0),
+        poses_for(kind, n),
+        intrinsics(width, height),
+        (width, height),
+        cache_size=n + 8 if cache else 64,
+    )
 
 
-def run(seq: SyntheticSequence, stitcher: str, noise: SimNoise, drop_windows: set[int] | None = None,
-        map_cfg: MapConfig | None = None, frames: list | None = None, keep_updates: bool = True) -> dict:
+def run(
+    seq: SyntheticSequence,
+    stitcher: str,
+    noise: SimNoise,
+    drop_windows: set[int] | None = None,
+    map_cfg: MapConfig | None = None,
+    frames: list | None = None,
+    keep_updates: bool = True,
+) -> dict:
     """Run one pipeline over seq; returns trajectory, counters, timings and a few checks."""
     cfg = PipelineConfig(stitcher=stitcher)
     if map_cfg is not None:
@@ -101,9 +121,16 @@ def run(seq: SyntheticSequence, stitcher: str, noise: SimNoise, drop_windows: se
             stats.append(u)
     cpu = time.process_time() - cpu0
     c = p.counters
-    return dict(stamps=np.array(stamps, np.int64), poses=np.stack(poses) if poses else np.zeros((0, 4, 4)),
-                refused=refused, stats=stats, counters=c, cpu_s=cpu, pipeline=p,
-                peak_map=max(peak_map, p.global_map.peak_bytes))
+    return dict(
+        stamps=np.array(stamps, np.int64),
+        poses=np.stack(poses) if poses else np.zeros((0, 4, 4)),
+        refused=refused,
+        stats=stats,
+        counters=c,
+        cpu_s=cpu,
+        pipeline=p,
+        peak_map=max(peak_map, p.global_map.peak_bytes),
+    )
 
 
 def score(seq: SyntheticSequence, r: dict, subset: np.ndarray | None = None):
@@ -137,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     stitchers = [s for s in args.stitchers.split(",") if s]
     ok_all = True
     rows = []
-    print(f"# slam_accuracy: {args.frames} frames at {args.width}x{args.width * 3 // 4}, window 16 (4 anchors + 12 new)")
+    print(
+        f"# slam_accuracy: {args.frames} frames at {args.width}x{args.width * 3 // 4}, window 16 (4 anchors + 12 new)"
+    )
     for kind in seqs:
         seq = make_seq(kind, args.frames, args.width)
         frames = [seq[i] for i in range(len(seq))]
@@ -163,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             if drop is not None and "tracks" in results:
                 ok_all &= check_drop(seq, results["tracks"], drop, noise, frames)
     print()
-    hdr = (f"{'sequence':15s} {'noise':>5s} {'stitcher':15s} {'ATE rmse':>9s} {'ATE %':>7s} {'RPE(10)':>8s} "
-           f"{'drift %':>8s} {'frames':>7s} {'kf':>4s} {'win ok/rej':>10s} {'core fps':>9s}")
+    hdr = (
+        f"{'sequence':15s} {'noise':>5s} {'stitcher':15s} {'ATE rmse':>9s} {'ATE %':>7s} {'RPE(10)':>8s} "
+        f"{'drift %':>8s} {'frames':>7s} {'kf':>4s} {'win ok/rej':>10s} {'core fps':>9s}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for kind, nf, st, m, c, fps in rows:
@@ -172,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         if m is None:
             print(f"{kind:15s} {nf:5g} {st:15s} {'n/a':>9s}")
             continue
-        print(f"{kind:15s} {nf:5g} {st:15s} {m.ate_rmse:9.4f} {m.ate_percent:7.3f} {m.rpe_trans_rmse:8.4f} "
-              f"{100 * m.scale_drift:8.2f} {m.num_matched:7d} {c.keyframes:4d} {c.windows_accepted:5d}/{rej:<4d} "
-              f"{fps:9.0f}")
+        print(
+            f"{kind:15s} {nf:5g} {st:15s} {m.ate_rmse:9.4f} {m.ate_percent:7.3f} {m.rpe_trans_rmse:8.4f} "
+            f"{100 * m.scale_drift:8.2f} {m.num_matched:7d} {c.keyframes:4d} {c.windows_accepted:5d}/{rej:<4d} "
+            f"{fps:9.0f}"
+        )
     ok_all &= check_bounds(rows)
     if args.long:
         ok_all &= long_run(args.long, args.long_width, args.long_cap_mb)
@@ -193,16 +226,20 @@ def check_bounds(rows: list) -> bool:
         ok &= _say(m.ate_percent <= 1.0, f"ATE {m.ate_percent:.3f} % of path length <= 1 %")
         ok &= _say(m.scale_drift < 0.02, f"scale drift {100 * m.scale_drift:.2f} % < 2 %")
         if cc is not None:
-            ok &= _say(m.ate_rmse <= 0.5 * cc.ate_rmse,
-                       f"ATE {m.ate_rmse:.4f} <= 0.5 x camera-centre baseline {cc.ate_rmse:.4f} "
-                       f"(ratio {m.ate_rmse / cc.ate_rmse:.2f})")
+            ok &= _say(
+                m.ate_rmse <= 0.5 * cc.ate_rmse,
+                f"ATE {m.ate_rmse:.4f} <= 0.5 x camera-centre baseline {cc.ate_rmse:.4f} "
+                f"(ratio {m.ate_rmse / cc.ate_rmse:.2f})",
+            )
     for (k, nf, st), mo in by.items():
         if st != "tracks" or mo is None:
             continue
         pm = by.get((k, nf, "point_map"))
         if pm is not None:
-            ok &= _say(mo.ate_rmse <= pm.ate_rmse,
-                       f"{k} x{nf:g}: ours {mo.ate_rmse:.4f} <= point-map {pm.ate_rmse:.4f}")
+            ok &= _say(
+                mo.ate_rmse <= pm.ate_rmse,
+                f"{k} x{nf:g}: ours {mo.ate_rmse:.4f} <= point-map {pm.ate_rmse:.4f}",
+            )
     return ok
 
 
@@ -221,28 +258,40 @@ def check_drop(seq: SyntheticSequence, r: dict, drop: set[int], noise: SimNoise,
     dropped_frames = sum(w.num_new for w in dropped_stats)
     c = r["counters"]
     ok = _say(len(emitted) == len(set(emitted)), f"no frame emitted twice ({len(emitted)} poses)")
-    ok &= _say(set(emitted) | set(refused) == all_stamps and not set(emitted) & set(refused),
-               "every frame either emitted or refused, never both")
-    ok &= _say(sorted(w.window_id for w in dropped_stats) == sorted(drop), "exactly the chosen windows dropped")
-    ok &= _say(c.frames_dropped.get("overload", 0) == dropped_frames == len(refused),
-               f"{dropped_frames} dropped frames counted ({dict(c.frames_dropped)}), no other frame lost")
+    ok &= _say(
+        set(emitted) | set(refused) == all_stamps and not set(emitted) & set(refused),
+        "every frame either emitted or refused, never both",
+    )
+    ok &= _say(
+        sorted(w.window_id for w in dropped_stats) == sorted(drop), "exactly the chosen windows dropped"
+    )
+    ok &= _say(
+        c.frames_dropped.get("overload", 0) == dropped_frames == len(refused),
+        f"{dropped_frames} dropped frames counted ({dict(c.frames_dropped)}), no other frame lost",
+    )
     ok &= _say(sum(c.windows_rejected.values()) == 0, "chain continues (no window rejected)")
     full = run(seq, "tracks", noise, None, frames=frames)
     kept = np.array(emitted, np.int64)
     m_full = score(seq, full, kept)
     m_drop = score(seq, r, kept)
     rise = m_drop.ate_rmse / m_full.ate_rmse - 1.0
-    ok &= _say(rise < 0.10, f"ATE on remaining frames {m_full.ate_rmse:.4f} -> {m_drop.ate_rmse:.4f} "
-                            f"(rise {100 * rise:+.1f} % < 10 %)")
+    ok &= _say(
+        rise < 0.10,
+        f"ATE on remaining frames {m_full.ate_rmse:.4f} -> {m_drop.ate_rmse:.4f} "
+        f"(rise {100 * rise:+.1f} % < 10 %)",
+    )
     return ok
 
 
 def long_run(n: int, width: int, cap_mb: float) -> bool:
     """n frames (5 laps of the loop) at low resolution with a small map cap: map bytes and peak RSS."""
     laps = 5
-    T = np.concatenate([TRAJECTORIES["loop"](n // laps)] * laps + [TRAJECTORIES["loop"](n - laps * (n // laps) + 1)[:-1]])
-    seq = SyntheticSequence(Scene(seed=0), T[:n], intrinsics(width, width * 3 // 4), (width, width * 3 // 4),
-                            cache_size=64)
+    T = np.concatenate(
+        [TRAJECTORIES["loop"](n // laps)] * laps + [TRAJECTORIES["loop"](n - laps * (n // laps) + 1)[:-1]]
+    )
+    seq = SyntheticSequence(
+        Scene(seed=0), T[:n], intrinsics(width, width * 3 // 4), (width, width * 3 // 4), cache_size=64
+    )
     cap = int(cap_mb * 1024 * 1024)
     t0 = time.time()
     r = run(seq, "tracks", SimNoise(), map_cfg=MapConfig(max_bytes=cap), keep_updates=False)
@@ -251,16 +300,22 @@ def long_run(n: int, width: int, cap_mb: float) -> bool:
     p = r["pipeline"]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"\n# long run: {n} frames at {width}x{width * 3 // 4}, map cap {cap_mb:g} MiB")
-    print(f"  frames emitted {c.frames_emitted}, keyframes {c.keyframes}, windows {c.windows_accepted} ok / "
-          f"{sum(c.windows_rejected.values())} rejected, wall {dt:.0f} s, core {core_fps(r):.0f} frames/s")
-    print(f"  map: peak {p.global_map.peak_bytes / 2**20:.2f} MiB, now {p.global_map.nbytes() / 2**20:.2f} MiB, "
-          f"{p.global_map.num_points_stored} points stored, thinned {p.global_map.thinning_events}x; "
-          f"keyframe store {p.keyframes.nbytes() / 2**20:.2f} MiB; peak RSS {rss_mb:.0f} MiB")
+    print(
+        f"  frames emitted {c.frames_emitted}, keyframes {c.keyframes}, windows {c.windows_accepted} ok / "
+        f"{sum(c.windows_rejected.values())} rejected, wall {dt:.0f} s, core {core_fps(r):.0f} frames/s"
+    )
+    print(
+        f"  map: peak {p.global_map.peak_bytes / 2**20:.2f} MiB, now {p.global_map.nbytes() / 2**20:.2f} MiB, "
+        f"{p.global_map.num_points_stored} points stored, thinned {p.global_map.thinning_events}x; "
+        f"keyframe store {p.keyframes.nbytes() / 2**20:.2f} MiB; peak RSS {rss_mb:.0f} MiB"
+    )
     ok = _say(p.global_map.peak_bytes <= cap, "global map under its cap")
     ok &= _say(c.frames_emitted + sum(c.frames_dropped.values()) == n, "every frame accounted for")
     try:
         m = score(seq, r)
-        print(f"  ATE {m.ate_rmse:.4f} m ({m.ate_percent:.2f} % of {m.path_length:.1f} m), drift {100 * m.scale_drift:.2f} %")
+        print(
+            f"  ATE {m.ate_rmse:.4f} m ({m.ate_percent:.2f} % of {m.path_length:.1f} m), drift {100 * m.scale_drift:.2f} %"
+        )
     except Exception as exc:
         print(f"  cannot score: {exc}")
     return ok

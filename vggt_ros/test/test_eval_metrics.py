@@ -22,8 +22,9 @@ def test_sim3_transformed_reference_scores_zero():
     m = evaluate_trajectory(s, T, s, S.transform_pose(T))
     assert m.ate_rmse < 1e-9 and m.rpe_trans_rmse < 1e-9 and m.rpe_rot_deg < 1e-6
     assert abs(m.align_scale - 1 / 0.37) < 1e-9 and m.scale_drift < 1e-9
-    assert m.num_matched == len(s) and m.path_length == pytest.approx(np.linalg.norm(np.diff(T[:, :3, 3], axis=0),
-                                                                                     axis=1).sum())
+    assert m.num_matched == len(s) and m.path_length == pytest.approx(
+        np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1).sum()
+    )
 
 
 def test_known_position_noise_gives_expected_ate():

@@ -32,9 +32,11 @@ def test_points_only_and_empty(tmp_path):
 
 def test_reads_ascii_with_other_property_order(tmp_path):
     p = tmp_path / "a.ply"
-    p.write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty uchar red\nproperty uchar green\n"
-                 "property uchar blue\nproperty float x\nproperty float y\nproperty float z\n"
-                 "property float nx\nend_header\n255 0 1 1.5 2 3 0\n0 10 20 -1 -2 -3 1\n")
+    p.write_text(
+        "ply\nformat ascii 1.0\nelement vertex 2\nproperty uchar red\nproperty uchar green\n"
+        "property uchar blue\nproperty float x\nproperty float y\nproperty float z\n"
+        "property float nx\nend_header\n255 0 1 1.5 2 3 0\n0 10 20 -1 -2 -3 1\n"
+    )
     pts, col, conf = read_ply(p)
     np.testing.assert_allclose(pts, [[1.5, 2, 3], [-1, -2, -3]])
     assert col.tolist() == [[255, 0, 1], [0, 10, 20]] and conf is None

@@ -43,7 +43,9 @@ def test_reads_comments_commas_and_normalises_quaternions(tmp_path):
     np.testing.assert_allclose(T[1][:3, :3], np.diag([-1.0, -1.0, 1.0]), atol=1e-12)  # 180 deg about z
 
 
-@pytest.mark.parametrize("line", ["1.0 1 2 3 0 0 0", "1.0 1 2 nan 0 0 0 1", "abc 1 2 3 0 0 0 1", "1 0 0 0 0 0 0 0"])
+@pytest.mark.parametrize(
+    "line", ["1.0 1 2 3 0 0 0", "1.0 1 2 nan 0 0 0 1", "abc 1 2 3 0 0 0 1", "1 0 0 0 0 0 0 0"]
+)
 def test_malformed_lines_raise_with_location(tmp_path, line):
     p = tmp_path / "bad.tum"
     p.write_text("1.0 0 0 0 0 0 0 1\n" + line + "\n")

@@ -15,12 +15,13 @@ from vggt_ros.model.layers import Attention, RotaryPositionEmbedding2D, patch_po
 
 def _rope_reference(x: torch.Tensor, pos: torch.Tensor, base: float = 100.0) -> torch.Tensor:
     """SPEC.md §1 literally: halves by axis, per-axis cat(a, a) angles, rotate-half [-x2, x1]."""
+
     def rope1d(t, p):
         d = t.shape[-1]
         inv = 1.0 / (base ** (torch.arange(0, d, 2).float() / d))
         ang = p.float()[:, None] * inv[None]
         ang = torch.cat((ang, ang), -1)
-        t1, t2 = t[..., : d // 2], t[..., d // 2:]
+        t1, t2 = t[..., : d // 2], t[..., d // 2 :]
         return t * ang.cos() + torch.cat((-t2, t1), -1) * ang.sin()
 
     y, xx = x.chunk(2, dim=-1)
@@ -99,7 +100,9 @@ def _tokens(s=3, gh=2, gw=3, dim=16, layers=4, special=5):
 
 
 def _small_dpt(**kw):
-    head = DPTHead(dim_in=16, features=8, out_channels=(8, 8, 16, 16), intermediate_layer_idx=(0, 1, 2, 3), **kw)
+    head = DPTHead(
+        dim_in=16, features=8, out_channels=(8, 8, 16, 16), intermediate_layer_idx=(0, 1, 2, 3), **kw
+    )
     torch.manual_seed(0)
     return head.eval()
 
@@ -148,9 +151,15 @@ def test_dino_pos_embed_resize():
     pe = dino.interpolated_pos_embed(3, 4)
     assert pe.shape == (1, 13, 8)
     grid = dino.pos_embed[:, 1:].reshape(1, 5, 5, 8).permute(0, 3, 1, 2)
-    ref = F.interpolate(grid, size=(3, 4), mode="bicubic", antialias=True).permute(0, 2, 3, 1).reshape(1, 12, 8)
+    ref = (
+        F.interpolate(grid, size=(3, 4), mode="bicubic", antialias=True).permute(0, 2, 3, 1).reshape(1, 12, 8)
+    )
     torch.testing.assert_close(pe[:, 1:], ref)
-    plain = F.interpolate(grid, size=(3, 4), mode="bicubic", antialias=False).permute(0, 2, 3, 1).reshape(1, 12, 8)
+    plain = (
+        F.interpolate(grid, size=(3, 4), mode="bicubic", antialias=False)
+        .permute(0, 2, 3, 1)
+        .reshape(1, 12, 8)
+    )
     assert not torch.allclose(pe[:, 1:], plain)  # antialiasing matters when shrinking
     torch.testing.assert_close(pe[:, :1], dino.pos_embed[:, :1])
     with torch.no_grad():

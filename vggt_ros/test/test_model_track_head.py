@@ -132,3 +132,19 @@ def test_tiny_head_runs_and_keeps_queries() -> None:
     assert torch.equal(tracks[-1][:, 0], q)
     assert vis.shape == conf.shape == (1, 3, 2)
     assert bool(((vis > 0) & (vis < 1)).all()) and torch.isfinite(tracks[-1]).all()
+
+
+def test_coordinates_stay_fp32_under_bf16_autocast() -> None:
+    """CPU bf16 autocast stands in for CUDA: the tracker's coordinates must not be quantised."""
+    torch.manual_seed(0)
+    head = TrackHead(
+        dim_in=32, features=16, hidden_size=32, depth=1, corr_levels=2, corr_radius=1,
+        out_channels=(8, 8, 16, 16), intermediate_layer_idx=(0, 1, 2, 3),
+    ).eval()
+    tokens = [torch.randn(1, 2, 1 + 36 * 37, 32) for _ in range(4)]
+    q = torch.tensor([[[401.3, 257.7], [13.37, 500.1]]])  # bf16 would round these by up to 2 px
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        tracks, vis, _ = head(tokens, None, 1, q, iters=1, image_hw=(504, 518))
+    assert tracks[-1].dtype == torch.float32
+    assert torch.equal(tracks[-1][:, 0], q)
+    assert torch.isfinite(tracks[-1]).all() and torch.isfinite(vis.float()).all()

@@ -8,8 +8,18 @@ import torch
 from vggt_ros.model.formula_weights import fill_module_, read_shapes
 from vggt_ros.model.vggt import VGGT, VGGTConfig, autocast_dtype
 
-REF_KEYS = ("pose_enc", "pose_enc_list", "depth", "depth_conf", "world_points", "world_points_conf",
-            "track", "vis", "conf", "images")
+REF_KEYS = (
+    "pose_enc",
+    "pose_enc_list",
+    "depth",
+    "depth_conf",
+    "world_points",
+    "world_points_conf",
+    "track",
+    "vis",
+    "conf",
+    "images",
+)
 
 
 def test_full_state_dict_matches_checkpoint(data_dir):
@@ -52,7 +62,11 @@ def test_tiny_forward_reference_keys_and_shapes(tiny):
     assert out["pose_enc"].shape == (1, 3, 9) and len(out["pose_enc_list"]) == 4
     assert out["depth"].shape == (1, 3, 56, 84, 1) and out["depth_conf"].shape == (1, 3, 56, 84)
     assert out["world_points"].shape == (1, 3, 56, 84, 3) and out["world_points_conf"].shape == (1, 3, 56, 84)
-    assert out["track"].shape == (1, 3, 6, 2) and out["vis"].shape == (1, 3, 6) and out["conf"].shape == (1, 3, 6)
+    assert (
+        out["track"].shape == (1, 3, 6, 2)
+        and out["vis"].shape == (1, 3, 6)
+        and out["conf"].shape == (1, 3, 6)
+    )
     assert (out["depth"] > 0).all() and (out["depth_conf"] > 1).all() and (out["world_points_conf"] > 1).all()
     assert (out["pose_enc"][..., 7:] >= 0).all()  # FoV is ReLU'd
     assert torch.isfinite(out["world_points"]).all()
@@ -93,7 +107,9 @@ def test_infer_subset_heads_equal_full_forward(tiny):
     images, q = _inputs(s=4)
     with torch.inference_mode():
         full = tiny(images, q)
-        out, tokens = tiny.infer(images, query_points=q, depth_frames=[3, 1], heads=("camera", "depth", "track"))
+        out, tokens = tiny.infer(
+            images, query_points=q, depth_frames=[3, 1], heads=("camera", "depth", "track")
+        )
     assert "world_points" not in out
     _close(out["pose_enc"], full["pose_enc"])
     _close(out["depth"], full["depth"][:, [3, 1]])
@@ -115,7 +131,9 @@ def test_cached_tokens_equal_full_forward(tiny):
         only2, t2 = tiny.infer(images[2:3], heads=())
         assert only2 == {}
         _close(t2[0, 0], tokens[0, 2], 1e-5)
-        cached, tok_c = tiny.infer(images, query_points=q, cached_patch_tokens=[tokens[0, 0], tokens[0, 1], None])
+        cached, tok_c = tiny.infer(
+            images, query_points=q, cached_patch_tokens=[tokens[0, 0], tokens[0, 1], None]
+        )
         whole, _ = tiny.infer(images, query_points=q, cached_patch_tokens=tokens)
     for k in ("pose_enc", "depth", "depth_conf", "track"):
         _close(cached[k], full[k])

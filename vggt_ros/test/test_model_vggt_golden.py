@@ -25,8 +25,17 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "v
 CASES = {"case_2x140x196_q8": 2, "case_2x294x518_q64": 4}  # case -> pixel stride of the compact copy
 DENSE = ("depth", "depth_conf", "world_points", "world_points_conf")
 SMALL = ("pose_enc", "pose_enc_list", "track", "vis", "conf", "extrinsic", "intrinsic")
-TOL = {"pose_enc": 1e-4, "depth": 1e-4, "depth_conf": 1e-4, "world_points": 1e-4, "world_points_conf": 1e-4,
-       "extrinsic": 1e-4, "intrinsic": 1e-4, "vis": 1e-2, "conf": 1e-2}
+TOL = {
+    "pose_enc": 1e-4,
+    "depth": 1e-4,
+    "depth_conf": 1e-4,
+    "world_points": 1e-4,
+    "world_points_conf": 1e-4,
+    "extrinsic": 1e-4,
+    "intrinsic": 1e-4,
+    "vis": 1e-2,
+    "conf": 1e-2,
+}
 TRACK_PX = 0.05
 
 pytestmark = pytest.mark.slow
@@ -55,8 +64,11 @@ def pack_case(case: str) -> Path:
     h, w = inp["images"].shape[-2:]
     rows, cols = _grid(h, CASES[case]), _grid(w, CASES[case])
     out: dict[str, np.ndarray] = {
-        "images_lzma": _pack_f32(inp["images"]), "images_shape": np.array(inp["images"].shape),
-        "query_points": inp["query_points"], "rows": rows, "cols": cols,
+        "images_lzma": _pack_f32(inp["images"]),
+        "images_shape": np.array(inp["images"].shape),
+        "query_points": inp["query_points"],
+        "rows": rows,
+        "cols": cols,
     }
     for k in SMALL:
         out[k] = ref[k]
@@ -116,9 +128,13 @@ def results(model):
         with torch.inference_mode():
             images = torch.from_numpy(g["images"])
             # infer() with every head is what forward() runs; it also hands back the DINO tokens.
-            out, tokens = model.infer(images, query_points=torch.from_numpy(g["query_points"]),
-                                      heads=("camera", "depth", "point", "track"), precision=None,
-                                      keep_all_pose_iters=True)
+            out, tokens = model.infer(
+                images,
+                query_points=torch.from_numpy(g["query_points"]),
+                heads=("camera", "depth", "point", "track"),
+                precision=None,
+                keep_all_pose_iters=True,
+            )
         ours = {k: v.numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
         ours["pose_enc_list"] = torch.stack(out["pose_enc_list"]).numpy()
         h, w = g["images"].shape[-2:]
@@ -170,8 +186,14 @@ def test_golden_selective_heads_and_cached_tokens(model, results):
     images = torch.from_numpy(g["images"])
     with torch.inference_mode():
         cached = [tokens[0, 0], None]  # frame 0 reused, frame 1 recomputed
-        out, tokens2 = model.infer(images, query_points=torch.from_numpy(g["query_points"]), depth_frames=[1],
-                                   heads=("camera", "depth", "track"), cached_patch_tokens=cached, precision=None)
+        out, tokens2 = model.infer(
+            images,
+            query_points=torch.from_numpy(g["query_points"]),
+            depth_frames=[1],
+            heads=("camera", "depth", "track"),
+            cached_patch_tokens=cached,
+            precision=None,
+        )
     assert "world_points" not in out
     assert out["depth"].shape == (1, 1, *g["images"].shape[-2:], 1)
     assert rel_err(out["pose_enc"].numpy(), ours["pose_enc"]) <= 1e-4

@@ -58,6 +58,18 @@ def test_local_roundtrip_and_checksum(tmp_path: Path, suffix: str) -> None:
         load_weights(dst, ModelSource(path=str(path), sha256="0" * 64))
 
 
+def test_half_precision_file_loads_as_model_dtype(tmp_path: Path) -> None:
+    src = tiny_model(0)
+    path = tmp_path / "half.safetensors"
+    save_file({k: v.half().contiguous() for k, v in src.state_dict().items()}, str(path))
+    with torch.device("meta"):
+        meta = tiny_model(1)
+    load_weights(meta, str(path), assign=True)
+    w = meta.state_dict()["flow_head.weight"]
+    assert w.dtype == torch.float32 and w.device.type == "cpu"
+    torch.testing.assert_close(w, src.state_dict()["flow_head.weight"], atol=1e-3, rtol=1e-3)
+
+
 def test_renamed_and_reshaped_keys_are_listed(tmp_path: Path) -> None:
     sd = dict(tiny_model(0).state_dict())
     sd["virtual_tracks"] = sd.pop("virual_tracks")  # the "fixed" spelling is NOT the checkpoint's
@@ -133,7 +145,7 @@ def test_parse_spec() -> None:
 def _assert_actionable(msg: str, repo: str, cache: Path) -> None:
     assert repo in msg
     assert str(cache) in msg
-    assert "ModelSource(path=" in msg and "model_path" in msg
+    assert "ModelSource(path=" in msg and "weights_path" in msg
 
 
 @pytest.mark.parametrize("mode", ["offline_env", "unreachable_endpoint"])
@@ -223,7 +235,8 @@ def test_pinned_cached_revision_skips_the_network(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # would fail if contacted
     dst = tiny_model(1)
-    load_weights(dst, ModelSource(repo_id="facebook/VGGT-1B", revision=commit, cache_dir=str(tmp_path / "hub")))
+    src = ModelSource(repo_id="facebook/VGGT-1B", revision=commit, cache_dir=str(tmp_path / "hub"))
+    load_weights(dst, src)
     assert _same(tiny_model(0), dst)
 
 

@@ -26,9 +26,11 @@ def _map(n_kf: int = 3, **kw) -> GlobalMap:
 
 
 def test_voxel_fusion_weights_by_confidence():
-    raw = gm.MapSnapshot(np.array([[0.01, 0.01, 0.01], [0.03, 0.01, 0.01], [0.5, 0.5, 0.5]], np.float32),
-                         np.array([[0, 0, 0], [200, 100, 50], [1, 2, 3]], np.uint8),
-                         np.array([1.0, 3.0, 2.0], np.float32))
+    raw = gm.MapSnapshot(
+        np.array([[0.01, 0.01, 0.01], [0.03, 0.01, 0.01], [0.5, 0.5, 0.5]], np.float32),
+        np.array([[0, 0, 0], [200, 100, 50], [1, 2, 3]], np.uint8),
+        np.array([1.0, 3.0, 2.0], np.float32),
+    )
     f = voxel_fuse(raw, 0.1)
     assert len(f) == 2
     i = int(np.argmin(f.points[:, 0]))

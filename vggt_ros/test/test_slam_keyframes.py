@@ -17,8 +17,16 @@ def _add(m: KeyframeManager, i: int, T=None, depth_value=2.0):
     depth = np.full((H, W), depth_value, np.float32)
     depth[:10] = np.nan
     conf = np.full((H, W), 5.0, np.float32)
-    return m.add(frame_index=i, frame=Frame(1000 + i, rgb, K), window_id=0,
-                 T_world_cam=np.eye(4) if T is None else T, K=K, K_known=True, depth=depth, conf=conf)
+    return m.add(
+        frame_index=i,
+        frame=Frame(1000 + i, rgb, K),
+        window_id=0,
+        T_world_cam=np.eye(4) if T is None else T,
+        K=K,
+        K_known=True,
+        depth=depth,
+        conf=conf,
+    )
 
 
 def test_storage_is_strided_and_bounded():

@@ -15,6 +15,8 @@ import numpy as np
 from evo.core import metrics as evo_metrics
 from evo.core.trajectory import PoseTrajectory3D
 
+from vggt_ros.geometry.alignment import DegenerateInputError, umeyama_sim3
+
 
 class TrajectoryMismatchError(ValueError):
     """Too few associated poses (or invalid input) to score a trajectory."""
@@ -28,8 +30,8 @@ class TrajectoryMetrics:
     ate_percent: 100 * ate_rmse / path_length of the reference (over the matched poses).
     rpe_trans_rmse: relative translation error over `rpe_delta` frames (after alignment).
     rpe_rot_deg: relative rotation error RMSE (degrees) over the same pairs.
-    scale_drift: |s_end / s_start - 1|, s = estimate / reference motion over the first and
-        last `drift_fraction` of the matched poses (NaN when the reference barely moves there).
+    scale_drift: |s_end / s_start - 1|, s = Sim(3) scale (estimate per reference unit) of the first
+        and last `drift_fraction` of the matched poses, each aligned on its own (see scale_drift).
     align_scale: the Sim(3) scale that maps the estimate into reference units.
     num_matched: poses associated by stamp; num_reference / num_estimate: input sizes.
     """
@@ -62,13 +64,17 @@ def _check(name: str, stamps: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np
     return s[order], P[order]
 
 
-def associate(stamps_ref: np.ndarray, stamps_est: np.ndarray, max_diff_ns: int = 1_000_000
-              ) -> tuple[np.ndarray, np.ndarray]:
+def associate(
+    stamps_ref: np.ndarray, stamps_est: np.ndarray, max_diff_ns: int = 1_000_000
+) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i_ref, i_est) of nearest stamps within max_diff_ns, one-to-one, both sorted inputs."""
     if len(stamps_ref) == 0 or len(stamps_est) == 0:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    j = np.clip(np.searchsorted(stamps_ref, stamps_est), 1, len(stamps_ref) - 1) if len(stamps_ref) > 1 \
+    j = (
+        np.clip(np.searchsorted(stamps_ref, stamps_est), 1, len(stamps_ref) - 1)
+        if len(stamps_ref) > 1
         else np.zeros(len(stamps_est), np.intp)
+    )
     cand = np.stack([j - 1, j], 1) if len(stamps_ref) > 1 else j[:, None]
     d = np.abs(stamps_ref[cand] - stamps_est[:, None])
     best = cand[np.arange(len(stamps_est)), np.argmin(d, 1)]
@@ -78,29 +84,46 @@ def associate(stamps_ref: np.ndarray, stamps_est: np.ndarray, max_diff_ns: int =
     return i_ref[first], i_est[first]
 
 
-def _segment_scale(p_ref: np.ndarray, p_est: np.ndarray, step: int) -> float:
-    """Ratio of summed displacement lengths over `step`-frame pairs (estimate / reference)."""
-    if len(p_ref) <= step:
-        return float("nan")
-    d_ref = np.linalg.norm(p_ref[step:] - p_ref[:-step], axis=1).sum()
-    d_est = np.linalg.norm(p_est[step:] - p_est[:-step], axis=1).sum()
-    return float(d_est / d_ref) if d_ref > 1e-9 else float("nan")
+def _segment_scale(p_ref: np.ndarray, p_est: np.ndarray) -> float:
+    """Scale of an estimate segment relative to the reference (estimate units per reference unit).
+
+    Umeyama Sim(3) of the segment (estimate -> reference): its scale's inverse. Unlike summed step
+    lengths, this is nearly unbiased by per-frame jitter (the bias is sigma^2 / segment variance).
+    Falls back to the ratio of the segments' end-to-end extents when the positions are collinear.
+    """
+    try:
+        return 1.0 / umeyama_sim3(p_est, p_ref).scale
+    except DegenerateInputError:
+        d_ref = float(np.linalg.norm(p_ref - p_ref.mean(0), axis=1).sum())
+        d_est = float(np.linalg.norm(p_est - p_est.mean(0), axis=1).sum())
+        return d_est / d_ref if d_ref > 1e-9 else float("nan")
 
 
-def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.2, step: int = 5) -> float:
-    """End-to-end scale drift |s_end/s_start - 1| of positions (N,3) (any estimate scale)."""
+def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.2) -> float:
+    """End-to-end scale drift |s_end/s_start - 1| of positions (N,3) (any estimate scale).
+
+    s = Sim(3) scale of the first / last `drift_fraction` of the poses against the reference
+    (NaN when a segment has < 5 poses or the reference does not move in it).
+    """
     n = len(p_ref)
-    m = max(step + 2, int(round(drift_fraction * n)))
+    m = max(5, int(round(drift_fraction * n)))
     if n < 2 * m:
         return float("nan")
-    s0 = _segment_scale(p_ref[:m], p_est[:m], step)
-    s1 = _segment_scale(p_ref[-m:], p_est[-m:], step)
+    s0 = _segment_scale(p_ref[:m], p_est[:m])
+    s1 = _segment_scale(p_ref[-m:], p_est[-m:])
     return float(abs(s1 / s0 - 1.0)) if np.isfinite(s0) and np.isfinite(s1) and s0 > 0 else float("nan")
 
 
-def evaluate_trajectory(stamps_ref: np.ndarray, T_ref: np.ndarray, stamps_est: np.ndarray, T_est: np.ndarray,
-                        *, rpe_delta: int = 10, max_diff_ns: int = 1_000_000,
-                        drift_fraction: float = 0.2) -> TrajectoryMetrics:
+def evaluate_trajectory(
+    stamps_ref: np.ndarray,
+    T_ref: np.ndarray,
+    stamps_est: np.ndarray,
+    T_est: np.ndarray,
+    *,
+    rpe_delta: int = 10,
+    max_diff_ns: int = 1_000_000,
+    drift_fraction: float = 0.2,
+) -> TrajectoryMetrics:
     """Score an estimate (stamps_est (M,), T_est (M,4,4)) against a reference (N,), (N,4,4).
 
     Poses are camera->world of the same camera (frames may differ by any Sim(3)). Association by
@@ -123,18 +146,32 @@ def evaluate_trajectory(stamps_ref: np.ndarray, T_ref: np.ndarray, stamps_est: n
     ate = ape.get_all_statistics()
     path_length = float(ref.path_length)
     delta = max(1, min(int(rpe_delta), len(i_ref) - 1))
-    rpe_t = evo_metrics.RPE(evo_metrics.PoseRelation.translation_part, delta=delta,
-                            delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+    rpe_t = evo_metrics.RPE(
+        evo_metrics.PoseRelation.translation_part,
+        delta=delta,
+        delta_unit=evo_metrics.Unit.frames,
+        all_pairs=False,
+    )
     rpe_t.process_data((ref, est))
-    rpe_r = evo_metrics.RPE(evo_metrics.PoseRelation.rotation_angle_deg, delta=delta,
-                            delta_unit=evo_metrics.Unit.frames, all_pairs=False)
+    rpe_r = evo_metrics.RPE(
+        evo_metrics.PoseRelation.rotation_angle_deg,
+        delta=delta,
+        delta_unit=evo_metrics.Unit.frames,
+        all_pairs=False,
+    )
     rpe_r.process_data((ref, est))
     drift = scale_drift(P_ref[i_ref][:, :3, 3], P_est[i_est][:, :3, 3], drift_fraction)
     return TrajectoryMetrics(
-        ate_rmse=float(ate["rmse"]), ate_mean=float(ate["mean"]), ate_max=float(ate["max"]),
+        ate_rmse=float(ate["rmse"]),
+        ate_mean=float(ate["mean"]),
+        ate_max=float(ate["max"]),
         ate_percent=100.0 * float(ate["rmse"]) / path_length if path_length > 0 else float("nan"),
         rpe_trans_rmse=float(rpe_t.get_statistic(evo_metrics.StatisticsType.rmse)),
         rpe_rot_deg=float(rpe_r.get_statistic(evo_metrics.StatisticsType.rmse)),
-        scale_drift=drift, path_length=path_length, align_scale=float(align_scale),
-        num_matched=int(len(i_ref)), num_reference=int(len(s_ref)), num_estimate=int(len(s_est)),
+        scale_drift=drift,
+        path_length=path_length,
+        align_scale=float(align_scale),
+        num_matched=int(len(i_ref)),
+        num_reference=int(len(s_ref)),
+        num_estimate=int(len(s_est)),
     )

@@ -14,9 +14,22 @@ from pathlib import Path
 import numpy as np
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 
 
@@ -24,8 +37,13 @@ class PlyFormatError(ValueError):
     """A file that is not a PLY vertex cloud this reader understands."""
 
 
-def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray | None = None,
-              confidence: np.ndarray | None = None, atomic: bool = True) -> Path:
+def write_ply(
+    path: str | os.PathLike,
+    points: np.ndarray,
+    colors: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    atomic: bool = True,
+) -> Path:
     """Write points (N,3) (stored float32), colors (N,3) uint8 RGB, confidence (N,) float32.
 
     atomic: temp file in the same directory + fsync + rename over `path`.
@@ -45,8 +63,14 @@ def write_ply(path: str | os.PathLike, points: np.ndarray, colors: np.ndarray | 
         fields += [("confidence", "<f4")]
     rec = np.empty(n, dtype=fields)
     rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}",
-              "property float x", "property float y", "property float z"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        f"element vertex {n}",
+        "property float x",
+        "property float y",
+        "property float z",
+    ]
     if colors is not None:
         c = np.asarray(colors).astype(np.uint8)
         rec["red"], rec["green"], rec["blue"] = c[:, 0], c[:, 1], c[:, 2]
@@ -81,7 +105,7 @@ def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np
         raise PlyFormatError(f"{path}: not a PLY file")
     nl = raw.find(b"\n", end)
     header = raw[:nl].decode("ascii", errors="replace").splitlines()
-    body = raw[nl + 1:]
+    body = raw[nl + 1 :]
     fmt = None
     n_vertex = None
     props: list[tuple[str, str]] = []
@@ -108,8 +132,11 @@ def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np
     if not {"x", "y", "z"} <= set(names):
         raise PlyFormatError(f"{path}: vertex has no x, y, z")
     if fmt == "ascii":
-        vals = np.loadtxt(body.decode("ascii").splitlines()[:n_vertex], ndmin=2) if n_vertex else \
-            np.zeros((0, len(props)))
+        vals = (
+            np.loadtxt(body.decode("ascii").splitlines()[:n_vertex], ndmin=2)
+            if n_vertex
+            else np.zeros((0, len(props)))
+        )
         rec = {name: vals[:, i].astype(t) for i, (name, t) in enumerate(props)}
     elif fmt in ("binary_little_endian", "binary_big_endian"):
         order = "<" if fmt == "binary_little_endian" else ">"

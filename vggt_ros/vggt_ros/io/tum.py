@@ -44,8 +44,9 @@ def parse_stamp(text: str) -> int:
     return -ns if neg else ns
 
 
-def write_tum(path: str | os.PathLike, stamps_ns: np.ndarray, T_world_cam: np.ndarray,
-              atomic: bool = True) -> Path:
+def write_tum(
+    path: str | os.PathLike, stamps_ns: np.ndarray, T_world_cam: np.ndarray, atomic: bool = True
+) -> Path:
     """Write poses (N,4,4) (camera -> world) with integer stamps (N,) as a TUM file.
 
     atomic: write to a temp file in the same directory, fsync, then rename over `path`, so a

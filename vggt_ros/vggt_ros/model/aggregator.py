@@ -9,7 +9,8 @@ Frame blocks attend within each frame ([B*S, P, C]); global blocks across the wi
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -22,17 +23,30 @@ _RESNET_STD = (0.229, 0.224, 0.225)
 
 #: per-frame cached DINOv2 tokens: a [B, S, P, C] tensor, or one entry per frame ([B, P, C],
 #: [P, C] or None = compute this frame).
-CachedTokens = Union[Tensor, Sequence[Optional[Tensor]]]
+CachedTokens = Union[Tensor, Sequence[Tensor | None]]
 
 
 class Aggregator(nn.Module):
     """Alternating-attention trunk; returns per-layer tokens [B, S, P, 2C] and the DINO tokens."""
 
-    def __init__(self, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, depth: int = 24,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_register_tokens: int = 4,
-                 qkv_bias: bool = True, proj_bias: bool = True, ffn_bias: bool = True,
-                 qk_norm: bool = True, rope_freq: float = 100.0, init_values: float = 0.01,
-                 dino_depth: int = 24, dino_num_heads: int = 16) -> None:
+    def __init__(
+        self,
+        img_size: int = 518,
+        patch_size: int = 14,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_register_tokens: int = 4,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        ffn_bias: bool = True,
+        qk_norm: bool = True,
+        rope_freq: float = 100.0,
+        init_values: float = 0.01,
+        dino_depth: int = 24,
+        dino_num_heads: int = 16,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.depth = depth
@@ -41,14 +55,28 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, num_register_tokens, embed_dim))
         self.patch_embed = DinoVisionTransformer(
-            img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=dino_depth,
-            num_heads=dino_num_heads, mlp_ratio=mlp_ratio, num_register_tokens=num_register_tokens,
-            init_values=1.0)
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=dino_depth,
+            num_heads=dino_num_heads,
+            mlp_ratio=mlp_ratio,
+            num_register_tokens=num_register_tokens,
+            init_values=1.0,
+        )
         self.rope = RotaryPositionEmbedding2D(rope_freq) if rope_freq > 0 else None
 
         def make_block() -> Block:
-            return Block(embed_dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, proj_bias=proj_bias,
-                         ffn_bias=ffn_bias, init_values=init_values, qk_norm=qk_norm)
+            return Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=qkv_bias,
+                proj_bias=proj_bias,
+                ffn_bias=ffn_bias,
+                init_values=init_values,
+                qk_norm=qk_norm,
+            )
 
         self.frame_blocks = nn.ModuleList(make_block() for _ in range(depth))
         self.global_blocks = nn.ModuleList(make_block() for _ in range(depth))
@@ -65,7 +93,7 @@ class Aggregator(nn.Module):
         return (images - mean) / std
 
     # ------------------------------------------------------------------ DINO tokens
-    def patch_tokens(self, images: Tensor, cached: Optional[CachedTokens] = None) -> Tensor:
+    def patch_tokens(self, images: Tensor, cached: CachedTokens | None = None) -> Tensor:
         """images [B, S, 3, H, W] in [0, 1] -> DINOv2 ``x_norm_patchtokens`` [B, S, P, C].
 
         Frames whose entry in ``cached`` is given are not recomputed (the tokens depend only on
@@ -78,7 +106,7 @@ class Aggregator(nn.Module):
             if cached.shape[:2] != (b, s):
                 raise ValueError(f"cached tokens {tuple(cached.shape)} do not match {b}x{s} frames")
             return cached
-        entries: List[Optional[Tensor]] = [None] * s if cached is None else list(cached)
+        entries: list[Tensor | None] = [None] * s if cached is None else list(cached)
         if len(entries) != s:
             raise ValueError(f"{len(entries)} cached-token entries for {s} frames")
         todo = [i for i, e in enumerate(entries) if e is None]
@@ -98,8 +126,12 @@ class Aggregator(nn.Module):
         return torch.stack(frames, dim=1)
 
     # ------------------------------------------------------------------ trunk
-    def forward(self, images: Tensor, cached_patch_tokens: Optional[CachedTokens] = None,
-                keep_layers: Optional[Sequence[int]] = None) -> Tuple[List[Optional[Tensor]], int, Tensor]:
+    def forward(
+        self,
+        images: Tensor,
+        cached_patch_tokens: CachedTokens | None = None,
+        keep_layers: Sequence[int] | None = None,
+    ) -> tuple[list[Tensor | None], int, Tensor]:
         """images [B, S, 3, H, W] in [0, 1].
 
         Returns (tokens, patch_start_idx, patch_tokens): ``tokens[i]`` is [B, S, P, 2C] for i in
@@ -113,18 +145,22 @@ class Aggregator(nn.Module):
         c = patches.shape[-1]
         cam = _first_and_rest(self.camera_token, b, s)
         reg = _first_and_rest(self.register_token, b, s)
-        tokens = torch.cat((cam.to(patches.dtype), reg.to(patches.dtype), patches.reshape(b * s, -1, c)), dim=1)
+        tokens = torch.cat(
+            (cam.to(patches.dtype), reg.to(patches.dtype), patches.reshape(b * s, -1, c)), dim=1
+        )
         p = tokens.shape[1]
 
         rope_frame = rope_global = None
         if self.rope is not None:
             head_dim = self.frame_blocks[0].attn.head_dim
-            pos = patch_positions(h // self.patch_size, w // self.patch_size, self.patch_start_idx, tokens.device)
+            pos = patch_positions(
+                h // self.patch_size, w // self.patch_size, self.patch_start_idx, tokens.device
+            )
             rope_frame = self.rope.tables(pos, head_dim, torch.float32)
             rope_global = (rope_frame[0].repeat(s, 1), rope_frame[1].repeat(s, 1))
 
         keep = set(range(self.depth)) if keep_layers is None else {k % self.depth for k in keep_layers}
-        outputs: List[Optional[Tensor]] = [None] * self.depth
+        outputs: list[Tensor | None] = [None] * self.depth
         for i in range(self.depth):
             tokens = self.frame_blocks[i](tokens.view(b * s, p, c), rope_frame)
             frame_out = tokens.view(b, s, p, c)

@@ -8,7 +8,7 @@ quaternion linear, FoV ReLU (SPEC.md §1). Encoding: [t(3), q xyzw(4), fov_h, fo
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +27,19 @@ def activate_pose(enc: Tensor) -> Tensor:
 class CameraHead(nn.Module):
     """[B, S, P, 2C] tokens of the last layer -> list of ``iters`` pose encodings [B, S, 9]."""
 
-    def __init__(self, dim_in: int = 2048, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0,
-                 init_values: float = 0.01) -> None:
+    def __init__(
+        self,
+        dim_in: int = 2048,
+        trunk_depth: int = 4,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        init_values: float = 0.01,
+    ) -> None:
         super().__init__()
         self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, POSE_DIM))
-        self.trunk = nn.Sequential(*(Block(dim_in, num_heads, mlp_ratio, init_values=init_values)
-                                     for _ in range(trunk_depth)))
+        self.trunk = nn.Sequential(
+            *(Block(dim_in, num_heads, mlp_ratio, init_values=init_values) for _ in range(trunk_depth))
+        )
         self.token_norm = nn.LayerNorm(dim_in)
         self.trunk_norm = nn.LayerNorm(dim_in)
         self.embed_pose = nn.Linear(POSE_DIM, dim_in)
@@ -40,15 +47,17 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim_in, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim_in, dim_in // 2, POSE_DIM)
 
-    def forward(self, aggregated_tokens_list: Sequence[Optional[Tensor]], num_iterations: int = 4) -> List[Tensor]:
+    def forward(
+        self, aggregated_tokens_list: Sequence[Tensor | None], num_iterations: int = 4
+    ) -> list[Tensor]:
         last = aggregated_tokens_list[-1]
         if last is None:
             raise ValueError("the camera head needs the last aggregator layer")
         tokens = self.token_norm(last[:, :, 0])
         b, s, _ = tokens.shape
         normed = self.adaln_norm(tokens)  # loop-invariant
-        enc: Optional[Tensor] = None
-        out: List[Tensor] = []
+        enc: Tensor | None = None
+        out: list[Tensor] = []
         for _ in range(num_iterations):
             cond = self.embed_pose(self.empty_pose_tokens.expand(b, s, -1) if enc is None else enc.detach())
             shift, scale, gate = self.poseLN_modulation(cond).chunk(3, dim=-1)

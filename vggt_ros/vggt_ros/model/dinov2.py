@@ -32,9 +32,17 @@ class PatchEmbed(nn.Module):
 class DinoVisionTransformer(nn.Module):
     """DINOv2 encoder; :meth:`forward` returns the normalised patch tokens [N, P, C]."""
 
-    def __init__(self, img_size: int = 518, patch_size: int = 14, embed_dim: int = 1024, depth: int = 24,
-                 num_heads: int = 16, mlp_ratio: float = 4.0, num_register_tokens: int = 4,
-                 init_values: float = 1.0) -> None:
+    def __init__(
+        self,
+        img_size: int = 518,
+        patch_size: int = 14,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        num_register_tokens: int = 4,
+        init_values: float = 1.0,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.embed_dim = embed_dim
@@ -79,4 +87,4 @@ class DinoVisionTransformer(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         # LayerNorm is per token: normalising only the patch tokens equals slicing afterwards.
-        return self.norm(x[:, 1 + self.num_register_tokens:])
+        return self.norm(x[:, 1 + self.num_register_tokens :])

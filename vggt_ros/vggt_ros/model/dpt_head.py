@@ -10,7 +10,8 @@ subset of frames gives exactly the rows of the full run.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -21,20 +22,23 @@ def make_sincos_embed(embed_dim: int, pos: Tensor, omega_0: float = 100.0) -> Te
     """1D sin-cos embedding [M, D] of positions [M]; frequencies in float64 as the reference."""
     omega = torch.arange(embed_dim // 2, dtype=torch.float64, device=pos.device)
     omega /= embed_dim / 2.0
-    omega = 1.0 / omega_0 ** omega
+    omega = 1.0 / omega_0**omega
     angles = pos.reshape(-1).to(torch.float64)[:, None] * omega[None, :]
     return torch.cat((angles.sin(), angles.cos()), dim=1).float()
 
 
-def uv_embedding(width: int, height: int, channels: int, aspect_ratio: float, dtype: torch.dtype,
-                 device) -> Tensor:
+def uv_embedding(
+    width: int, height: int, channels: int, aspect_ratio: float, dtype: torch.dtype, device
+) -> Tensor:
     """[channels, height, width] embedding of the normalised view-plane UV grid (MoGe style)."""
-    span_x = aspect_ratio / (1 + aspect_ratio ** 2) ** 0.5
-    span_y = 1 / (1 + aspect_ratio ** 2) ** 0.5
-    u = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype,
-                       device=device)
-    v = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype,
-                       device=device)
+    span_x = aspect_ratio / (1 + aspect_ratio**2) ** 0.5
+    span_y = 1 / (1 + aspect_ratio**2) ** 0.5
+    u = torch.linspace(
+        -span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device
+    )
+    v = torch.linspace(
+        -span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device
+    )
     uu, vv = torch.meshgrid(u, v, indexing="xy")  # [height, width]
     emb_x = make_sincos_embed(channels // 2, uu.reshape(-1))
     emb_y = make_sincos_embed(channels // 2, vv.reshape(-1))
@@ -42,14 +46,15 @@ def uv_embedding(width: int, height: int, channels: int, aspect_ratio: float, dt
     return emb.permute(2, 0, 1)
 
 
-def _interpolate(x: Tensor, size: Tuple[int, int]) -> Tensor:
+def _interpolate(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear, align_corners=True, chunked over the batch when the output is huge."""
     limit = 1_610_612_736
     if size[0] * size[1] * x.shape[0] * x.shape[1] <= limit:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
     per = max(1, limit // (size[0] * size[1] * x.shape[1]))
-    return torch.cat([F.interpolate(c, size=size, mode="bilinear", align_corners=True)
-                      for c in x.split(per)], dim=0)
+    return torch.cat(
+        [F.interpolate(c, size=size, mode="bilinear", align_corners=True) for c in x.split(per)], dim=0
+    )
 
 
 class ResidualConvUnit(nn.Module):
@@ -78,7 +83,7 @@ class FeatureFusionBlock(nn.Module):
         self.has_residual = has_residual
         self.resConfUnit2 = ResidualConvUnit(features)
 
-    def forward(self, x: Tensor, skip: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
+    def forward(self, x: Tensor, skip: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
         if self.has_residual and skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
@@ -104,11 +109,20 @@ class DPTHead(nn.Module):
     """Dense head. ``forward`` returns (pred [B, S', H, W, D-1], conf [B, S', H, W]) or, with
     ``feature_only``, features [B, S', features, H/down_ratio, W/down_ratio]; S' = chosen frames."""
 
-    def __init__(self, dim_in: int, patch_size: int = 14, output_dim: int = 4, activation: str = "inv_log",
-                 conf_activation: str = "expp1", features: int = 256,
-                 out_channels: Sequence[int] = (256, 512, 1024, 1024),
-                 intermediate_layer_idx: Sequence[int] = (4, 11, 17, 23), pos_embed: bool = True,
-                 feature_only: bool = False, down_ratio: int = 1) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        patch_size: int = 14,
+        output_dim: int = 4,
+        activation: str = "inv_log",
+        conf_activation: str = "expp1",
+        features: int = 256,
+        out_channels: Sequence[int] = (256, 512, 1024, 1024),
+        intermediate_layer_idx: Sequence[int] = (4, 11, 17, 23),
+        pos_embed: bool = True,
+        feature_only: bool = False,
+        down_ratio: int = 1,
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.activation = activation
@@ -116,17 +130,19 @@ class DPTHead(nn.Module):
         self.pos_embed = pos_embed
         self.feature_only = feature_only
         self.down_ratio = down_ratio
-        self._pos_cache: Dict[Tuple, Tensor] = {}
+        self._pos_cache: dict[tuple, Tensor] = {}
         self.intermediate_layer_idx = list(intermediate_layer_idx)
         oc = list(out_channels)
         self.norm = nn.LayerNorm(dim_in)
         self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1, 1, 0) for c in oc)
-        self.resize_layers = nn.ModuleList([
-            nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4, padding=0),
-            nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2, padding=0),
-            nn.Identity(),
-            nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-        ])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4, padding=0),
+                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2, padding=0),
+                nn.Identity(),
+                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
         self.scratch = nn.Module()
         for i, c in enumerate(oc):
             setattr(self.scratch, f"layer{i + 1}_rn", nn.Conv2d(c, features, 3, 1, 1, bias=False))
@@ -139,11 +155,20 @@ class DPTHead(nn.Module):
         else:
             self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
             self.scratch.output_conv2 = nn.Sequential(
-                nn.Conv2d(features // 2, 32, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(32, output_dim, 1, 1, 0))
+                nn.Conv2d(features // 2, 32, 3, 1, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, output_dim, 1, 1, 0),
+            )
 
-    def forward(self, aggregated_tokens_list: Sequence[Optional[Tensor]], images: Tensor, patch_start_idx: int,
-                frames_chunk_size: int = 8, frames: Optional[Sequence[int]] = None,
-                image_hw: Optional[Tuple[int, int]] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    def forward(
+        self,
+        aggregated_tokens_list: Sequence[Tensor | None],
+        images: Tensor,
+        patch_start_idx: int,
+        frames_chunk_size: int = 8,
+        frames: Sequence[int] | None = None,
+        image_hw: tuple[int, int] | None = None,
+    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
         """Run on ``frames`` (all when None) in chunks of ``frames_chunk_size``.
 
         ``images`` [B, S, 3, H, W] only provides (H, W); pass ``image_hw`` instead to skip it.
@@ -159,7 +184,9 @@ class DPTHead(nn.Module):
         chunk = max(1, frames_chunk_size or len(idx))
         preds, confs = [], []
         for start in range(0, len(idx), chunk):
-            out = self._forward_frames(aggregated_tokens_list, patch_start_idx, idx[start:start + chunk], h, w)
+            out = self._forward_frames(
+                aggregated_tokens_list, patch_start_idx, idx[start : start + chunk], h, w
+            )
             if self.feature_only:
                 preds.append(out)
             else:
@@ -171,7 +198,16 @@ class DPTHead(nn.Module):
 
     def _add_pos_embed(self, x: Tensor, w: int, h: int, ratio: float = 0.1) -> Tensor:
         # The embedding depends only on shapes: computed once per (grid, channels, image size).
-        key = (x.shape[-1], x.shape[-2], x.shape[1], w, h, x.dtype, x.device, torch.is_inference_mode_enabled())
+        key = (
+            x.shape[-1],
+            x.shape[-2],
+            x.shape[1],
+            w,
+            h,
+            x.dtype,
+            x.device,
+            torch.is_inference_mode_enabled(),
+        )
         emb = self._pos_cache.get(key)
         if emb is None:
             emb = uv_embedding(x.shape[-1], x.shape[-2], x.shape[1], w / h, x.dtype, x.device) * ratio
@@ -180,8 +216,9 @@ class DPTHead(nn.Module):
             self._pos_cache[key] = emb
         return x + emb[None]
 
-    def _forward_frames(self, tokens_list: Sequence[Optional[Tensor]], patch_start_idx: int, idx: List[int],
-                        h: int, w: int) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    def _forward_frames(
+        self, tokens_list: Sequence[Tensor | None], patch_start_idx: int, idx: list[int], h: int, w: int
+    ) -> Union[Tensor, tuple[Tensor, Tensor]]:
         ph, pw = h // self.patch_size, w // self.patch_size
         feats = []
         for k, layer in enumerate(self.intermediate_layer_idx):
@@ -197,14 +234,21 @@ class DPTHead(nn.Module):
                 x = self._add_pos_embed(x, w, h)
             feats.append(self.resize_layers[k](x))
         sc = self.scratch
-        l1, l2, l3, l4 = sc.layer1_rn(feats[0]), sc.layer2_rn(feats[1]), sc.layer3_rn(feats[2]), sc.layer4_rn(feats[3])
+        l1, l2, l3, l4 = (
+            sc.layer1_rn(feats[0]),
+            sc.layer2_rn(feats[1]),
+            sc.layer3_rn(feats[2]),
+            sc.layer4_rn(feats[3]),
+        )
         del feats
         out = sc.refinenet4(l4, size=l3.shape[2:])
         out = sc.refinenet3(out, l3, size=l2.shape[2:])
         out = sc.refinenet2(out, l2, size=l1.shape[2:])
         out = sc.refinenet1(out, l1)
         out = sc.output_conv1(out)
-        out = _interpolate(out, (int(ph * self.patch_size / self.down_ratio), int(pw * self.patch_size / self.down_ratio)))
+        out = _interpolate(
+            out, (int(ph * self.patch_size / self.down_ratio), int(pw * self.patch_size / self.down_ratio))
+        )
         if self.pos_embed:
             out = self._add_pos_embed(out, w, h)
         b = out.shape[0] // len(idx)

@@ -13,7 +13,8 @@ Generation is vectorised with numpy and chunked (``CHUNK`` elements at a time) s
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Mapping, Sequence, Tuple, Union
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Union
 
 import numpy as np
 
@@ -32,7 +33,7 @@ _DAMPED = frozenset(
 )
 _POSE_BIAS = "camera_head.pose_branch.fc2.bias"
 
-C0 = Union[float, Tuple[float, ...]]
+C0 = Union[float, tuple[float, ...]]
 
 
 def fnv1a64(data: bytes) -> int:
@@ -57,7 +58,7 @@ def tensor_seed(name: str) -> int:
     return mix64(fnv1a64(name.encode("utf-8")))
 
 
-def formula_params(name: str, shape: Sequence[int]) -> Tuple[str, C0, float]:
+def formula_params(name: str, shape: Sequence[int]) -> tuple[str, C0, float]:
     """Category and constants (c0, c1) of a tensor; first matching rule of the recipe wins."""
     last = name.rsplit(".", 1)[-1]
     ndim = len(shape)
@@ -120,7 +121,7 @@ def formula_tensor(name: str, shape: Sequence[int]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def formula_state_dict(shapes: Union[Mapping[str, Sequence[int]], Iterable[Tuple[str, Sequence[int]]]]):
+def formula_state_dict(shapes: Union[Mapping[str, Sequence[int]], Iterable[tuple[str, Sequence[int]]]]):
     """{name: torch.Tensor float32} for every (name, shape); import of torch is deferred."""
     import torch
 
@@ -146,9 +147,9 @@ def fill_module_(module, names: Iterable[str] | None = None) -> None:
             tensor.copy_(value)
 
 
-def read_shapes(path) -> Dict[str, Tuple[int, ...]]:
+def read_shapes(path) -> dict[str, tuple[int, ...]]:
     """Parse ``state_dict_shapes.txt`` (name, "(d0, d1, ...)", dtype, numel; tab separated)."""
-    shapes: Dict[str, Tuple[int, ...]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if not line.strip() or line.startswith("#"):

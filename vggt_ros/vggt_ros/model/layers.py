@@ -8,8 +8,6 @@ Tokens are [batch, tokens, channels] everywhere; attention is
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,8 +27,9 @@ class LayerScale(nn.Module):
 class Mlp(nn.Module):
     """fc1 -> exact GELU -> fc2."""
 
-    def __init__(self, in_features: int, hidden_features: int, out_features: Optional[int] = None,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None, bias: bool = True
+    ) -> None:
         super().__init__()
         out_features = out_features or in_features
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
@@ -53,15 +52,15 @@ class RotaryPositionEmbedding2D(nn.Module):
         super().__init__()
         self.base = float(frequency)
 
-    def _axis_tables(self, dim: int, n_pos: int, device, dtype) -> Tuple[Tensor, Tensor]:
+    def _axis_tables(self, dim: int, n_pos: int, device, dtype) -> tuple[Tensor, Tensor]:
         exponents = torch.arange(0, dim, 2, device=device).float() / dim
-        inv_freq = 1.0 / (self.base ** exponents)
+        inv_freq = 1.0 / (self.base**exponents)
         positions = torch.arange(n_pos, device=device, dtype=inv_freq.dtype)
         angles = (positions[:, None] * inv_freq[None, :]).to(dtype)
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos().to(dtype), angles.sin().to(dtype)
 
-    def tables(self, positions: Tensor, head_dim: int, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    def tables(self, positions: Tensor, head_dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """cos [N, head_dim] and signed sin [N, head_dim] for integer positions [N, 2] (row, col).
 
         The sign of rotate-half is folded into ``sin`` (``-x2 * s == x2 * -s`` exactly), so
@@ -101,8 +100,9 @@ def patch_positions(grid_h: int, grid_w: int, n_special: int, device=None) -> Te
 class Attention(nn.Module):
     """Multi-head self-attention with optional q/k LayerNorm (applied before RoPE) and 2D RoPE."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True,
-                 qk_norm: bool = False) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, proj_bias: bool = True, qk_norm: bool = False
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -114,7 +114,7 @@ class Attention(nn.Module):
         self.k_norm: nn.Module = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: Tensor, rope_cs: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    def forward(self, x: Tensor, rope_cs: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """x [B, N, C]; rope_cs = (cos, sin) [N, head_dim] when RoPE is used."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -132,9 +132,18 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: ``x += ls1(attn(norm1(x)))``; ``x += ls2(mlp(norm2(x)))``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 proj_bias: bool = True, ffn_bias: bool = True, init_values: float = 0.01,
-                 qk_norm: bool = False, norm_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        ffn_bias: bool = True,
+        init_values: float = 0.01,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, qk_norm=qk_norm)
@@ -143,6 +152,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values)
 
-    def forward(self, x: Tensor, rope_cs: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    def forward(self, x: Tensor, rope_cs: tuple[Tensor, Tensor] | None = None) -> Tensor:
         x = x + self.ls1(self.attn(self.norm1(x), rope_cs))
         return x + self.ls2(self.mlp(self.norm2(x)))

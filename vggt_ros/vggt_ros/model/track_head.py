@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from .dpt_head import DPTHead
@@ -79,5 +80,7 @@ class TrackHead(nn.Module):
         if query_points.dim() != 3 or query_points.shape[-1] != 2:
             raise ValueError(f"query_points must be [B, N, 2], got {tuple(query_points.shape)}")
         fmaps = self.feature_extractor(aggregated_tokens_list, images, patch_start_idx, image_hw=image_hw)
-        query_points = query_points.to(device=fmaps.device, dtype=fmaps.dtype)
+        # Coordinates stay fp32 even under half-precision autocast (as in the reference): bf16 would
+        # quantise a 500 px coordinate to +-1 px.
+        query_points = query_points.to(device=fmaps.device, dtype=torch.float32)
         return self.tracker(query_points, fmaps, iters=self.iters if iters is None else iters)

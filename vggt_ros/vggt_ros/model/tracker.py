@@ -267,7 +267,7 @@ class BaseTrackerPredictor(nn.Module):
         track_feats = query_feat.unsqueeze(1).repeat(1, s, 1, 1)  # B S N C
         corr_fn = CorrBlock(fmaps, self.corr_levels, self.corr_radius)
         # The positional embedding depends only on the query location: sample it once.
-        pos = grid_sincos_embedding(self.transformer_dim, hh, ww).to(fmaps.device, fmaps.dtype)
+        pos = grid_sincos_embedding(self.transformer_dim, hh, ww).to(device=fmaps.device, dtype=query.dtype)
         pos_q = sample_features(pos.expand(b, -1, -1, -1), query).reshape(b * n, 1, -1)
         ref_token = torch.cat(
             [self.query_ref_token[:, 0:1], self.query_ref_token[:, 1:2].expand(-1, s - 1, -1)], dim=1

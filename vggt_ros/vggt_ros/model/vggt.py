@@ -8,8 +8,9 @@ caller needs, on the frames it needs, and can reuse per-frame DINOv2 tokens.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Collection, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,29 +38,41 @@ class VGGTConfig:
     camera_trunk_depth: int = 4
     camera_num_heads: int = 16
     dpt_features: int = 256
-    dpt_out_channels: Tuple[int, ...] = (256, 512, 1024, 1024)
-    intermediate_layer_idx: Tuple[int, ...] = (4, 11, 17, 23)
+    dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+    intermediate_layer_idx: tuple[int, ...] = (4, 11, 17, 23)
     track_features: int = 128
     #: extra keyword arguments for ``TrackHead`` (its tracker's sizes), see ``track_head.py``.
-    track_kwargs: Dict[str, Any] = field(default_factory=dict)
+    track_kwargs: dict[str, Any] = field(default_factory=dict)
     enable_camera: bool = True
     enable_depth: bool = True
     enable_point: bool = True
     enable_track: bool = True
 
     @classmethod
-    def tiny(cls) -> "VGGTConfig":
+    def tiny(cls) -> VGGTConfig:
         """A few narrow layers of the same classes: a CPU forward takes well under a second."""
-        return cls(img_size=56, embed_dim=32, depth=4, num_heads=2, dino_depth=2, dino_num_heads=2,
-                   camera_trunk_depth=1, camera_num_heads=2, dpt_features=16, dpt_out_channels=(8, 16, 32, 32),
-                   intermediate_layer_idx=(0, 1, 2, 3), track_features=16, track_kwargs=dict(_TINY_TRACK))
+        return cls(
+            img_size=56,
+            embed_dim=32,
+            depth=4,
+            num_heads=2,
+            dino_depth=2,
+            dino_num_heads=2,
+            camera_trunk_depth=1,
+            camera_num_heads=2,
+            dpt_features=16,
+            dpt_out_channels=(8, 16, 32, 32),
+            intermediate_layer_idx=(0, 1, 2, 3),
+            track_features=16,
+            track_kwargs=dict(_TINY_TRACK),
+        )
 
 
 # Tracker sizes for the tiny configuration (names follow TrackHead's constructor).
-_TINY_TRACK: Dict[str, Any] = {"corr_levels": 2, "corr_radius": 2, "hidden_size": 32, "depth": 1}
+_TINY_TRACK: dict[str, Any] = {"corr_levels": 2, "corr_radius": 2, "hidden_size": 32, "depth": 1}
 
 
-def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Reference precision policy: None (fp32) on CPU; bf16 on CUDA capability >= 8, else fp16."""
     if device.type != "cuda":
         return None
@@ -70,7 +83,7 @@ def autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
 class VGGT(nn.Module):
     """Aggregator + camera, depth, point and track heads."""
 
-    def __init__(self, config: Optional[VGGTConfig] = None, **overrides: Any) -> None:
+    def __init__(self, config: VGGTConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         cfg = config or VGGTConfig()
         if overrides:
@@ -78,27 +91,53 @@ class VGGT(nn.Module):
         self.config = cfg
         dim_in = 2 * cfg.embed_dim
         self.aggregator = Aggregator(
-            img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
-            num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, num_register_tokens=cfg.num_register_tokens,
-            dino_depth=cfg.dino_depth, dino_num_heads=cfg.dino_num_heads)
-        dpt = dict(dim_in=dim_in, patch_size=cfg.patch_size, features=cfg.dpt_features,
-                   out_channels=cfg.dpt_out_channels, intermediate_layer_idx=cfg.intermediate_layer_idx)
-        self.camera_head = (CameraHead(dim_in, cfg.camera_trunk_depth, cfg.camera_num_heads, cfg.mlp_ratio)
-                            if cfg.enable_camera else None)
-        self.point_head = (DPTHead(output_dim=4, activation="inv_log", conf_activation="expp1", **dpt)
-                           if cfg.enable_point else None)
-        self.depth_head = (DPTHead(output_dim=2, activation="exp", conf_activation="expp1", **dpt)
-                           if cfg.enable_depth else None)
-        self.track_head: Optional[nn.Module] = None
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+            num_register_tokens=cfg.num_register_tokens,
+            dino_depth=cfg.dino_depth,
+            dino_num_heads=cfg.dino_num_heads,
+        )
+        dpt = dict(
+            dim_in=dim_in,
+            patch_size=cfg.patch_size,
+            features=cfg.dpt_features,
+            out_channels=cfg.dpt_out_channels,
+            intermediate_layer_idx=cfg.intermediate_layer_idx,
+        )
+        self.camera_head = (
+            CameraHead(dim_in, cfg.camera_trunk_depth, cfg.camera_num_heads, cfg.mlp_ratio)
+            if cfg.enable_camera
+            else None
+        )
+        self.point_head = (
+            DPTHead(output_dim=4, activation="inv_log", conf_activation="expp1", **dpt)
+            if cfg.enable_point
+            else None
+        )
+        self.depth_head = (
+            DPTHead(output_dim=2, activation="exp", conf_activation="expp1", **dpt)
+            if cfg.enable_depth
+            else None
+        )
+        self.track_head: nn.Module | None = None
         if cfg.enable_track:
             from .track_head import TrackHead
 
-            self.track_head = TrackHead(dim_in=dim_in, patch_size=cfg.patch_size, features=cfg.track_features,
-                                        out_channels=cfg.dpt_out_channels,
-                                        intermediate_layer_idx=cfg.intermediate_layer_idx, **cfg.track_kwargs)
+            self.track_head = TrackHead(
+                dim_in=dim_in,
+                patch_size=cfg.patch_size,
+                features=cfg.track_features,
+                out_channels=cfg.dpt_out_channels,
+                intermediate_layer_idx=cfg.intermediate_layer_idx,
+                **cfg.track_kwargs,
+            )
 
     @classmethod
-    def empty(cls, config: Optional[VGGTConfig] = None, device: Any = "cpu", **overrides: Any) -> "VGGT":
+    def empty(cls, config: VGGTConfig | None = None, device: Any = "cpu", **overrides: Any) -> VGGT:
         """Build without random initialisation (parameters uninitialised): meta device, then
         ``to_empty``. Seconds instead of ~15 s for VGGT-1B; load or fill weights afterwards."""
         with torch.device("meta"):
@@ -106,31 +145,46 @@ class VGGT(nn.Module):
         return model.to_empty(device=device).eval()
 
     # ------------------------------------------------------------------ reference API
-    def forward(self, images: Tensor, query_points: Optional[Tensor] = None) -> Dict[str, Any]:
+    def forward(self, images: Tensor, query_points: Tensor | None = None) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1]; query_points [N, 2] or [B, N, 2]
         pixels (x, y) in frame 0. Returns the reference's keys (SPEC.md §3)."""
         heads = {h for h in ("camera", "depth", "point") if getattr(self, f"{h}_head") is not None}
         if self.track_head is not None and query_points is not None:
             heads.add("track")
-        out, _ = self.infer(images, query_points=query_points, heads=heads, point_head=True, precision=None,
-                            keep_all_pose_iters=True)
+        out, _ = self.infer(
+            images,
+            query_points=query_points,
+            heads=heads,
+            point_head=True,
+            precision=None,
+            keep_all_pose_iters=True,
+        )
         if not self.training:
             out["images"] = images if images.dim() == 5 else images.unsqueeze(0)
         return out
 
     # ------------------------------------------------------------------ selective API
-    def infer(self, images: Tensor, *, query_points: Optional[Tensor] = None,
-              depth_frames: Optional[Sequence[int]] = None, point_frames: Optional[Sequence[int]] = None,
-              heads: Collection[str] = ("camera", "depth", "track"), point_head: bool = False,
-              cached_patch_tokens: Optional[CachedTokens] = None, precision: Optional[str] = "auto",
-              track_iters: int = 4, keep_all_pose_iters: bool = False) -> Tuple[Dict[str, Tensor], Tensor]:
+    def infer(
+        self,
+        images: Tensor,
+        *,
+        query_points: Tensor | None = None,
+        depth_frames: Sequence[int] | None = None,
+        point_frames: Sequence[int] | None = None,
+        heads: Collection[str] = ("camera", "depth", "track"),
+        point_head: bool = False,
+        cached_patch_tokens: CachedTokens | None = None,
+        precision: str | None = "auto",
+        track_iters: int = 4,
+        keep_all_pose_iters: bool = False,
+    ) -> tuple[dict[str, Tensor], Tensor]:
         """Run the aggregator once and only the requested heads.
 
         - ``camera``: ``pose_enc`` [B, S, 9] for all frames.
         - ``depth``: ``depth`` [B, S', H, W, 1], ``depth_conf`` [B, S', H, W] for ``depth_frames``
           (all when None; ``depth_frames`` lists the frame indices, in that order).
         - ``point`` (or ``point_head=True``): ``world_points`` / ``world_points_conf`` for ``point_frames``.
-        - ``track`` (only when ``query_points`` is given): ``track`` [B, S, N, 2], ``vis``, ``conf`` [B, S, N].
+        - ``track`` (only with ``query_points``): ``track`` [B, S, N, 2], ``vis``, ``conf`` [B, S, N].
         ``cached_patch_tokens``: DINOv2 tokens per frame ([B, S, P, C], or a list with None for
         frames to compute). ``precision``: "auto" = reference policy (:func:`autocast_dtype`),
         None = as called. Returns (outputs, patch_tokens [B, S, P, C]) — cache the latter.
@@ -165,9 +219,10 @@ class VGGT(nn.Module):
             keep.update(i % depth for i in self.config.intermediate_layer_idx)
 
         dtype = autocast_dtype(images.device) if precision == "auto" else None
-        amp = (torch.autocast(images.device.type, dtype=dtype) if dtype is not None
-               else contextlib.nullcontext())
-        out: Dict[str, Any] = {}
+        amp = (
+            torch.autocast(images.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        )
+        out: dict[str, Any] = {}
         with amp:
             if not keep:  # no head asked: only the per-frame DINOv2 tokens (e.g. to warm a cache)
                 return out, self.aggregator.patch_tokens(images, cached_patch_tokens)
@@ -182,11 +237,14 @@ class VGGT(nn.Module):
                         out["pose_enc_list"] = pose_list
                 if "depth" in heads:
                     assert self.depth_head is not None
-                    out["depth"], out["depth_conf"] = self.depth_head(tokens, images, psi, frames=depth_frames)
+                    out["depth"], out["depth_conf"] = self.depth_head(
+                        tokens, images, psi, frames=depth_frames
+                    )
                 if "point" in heads:
                     assert self.point_head is not None
                     out["world_points"], out["world_points_conf"] = self.point_head(
-                        tokens, images, psi, frames=point_frames)
+                        tokens, images, psi, frames=point_frames
+                    )
             if "track" in heads:
                 assert self.track_head is not None and query_points is not None
                 track_list, vis, conf = self.track_head(tokens, images, psi, query_points, track_iters)

@@ -250,7 +250,7 @@ def _offline_message(source: ModelSource, why: str) -> str:
         f"Either download it once where the hub is reachable "
         f"(`huggingface-cli download {source.repo_id} {fname} --revision {rev}`, then copy the cache "
         f"or set HF_HUB_CACHE), or pass a local file instead: ModelSource(path='/path/to/{fname}') "
-        f"/ ROS parameter model_path:=/path/to/{fname}."
+        f"/ ROS parameter weights_path:=/path/to/{fname}."
     )
 
 
@@ -451,6 +451,10 @@ def load_weights(
             )
     state = read_state_dict(path)
     check_state_dict(model, state, source.describe())
+    # A half-precision file still loads into an fp32 model (with assign=True the file's dtype
+    # would otherwise leak into the model).
+    want = {k: v.dtype for k, v in model.state_dict().items()}
+    state = {k: v if v.dtype == want[k] else v.to(want[k]) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=assign)
     info = KNOWN_CHECKPOINTS.get(source.repo_id or "")
     if info is not None:

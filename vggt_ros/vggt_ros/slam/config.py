@@ -104,6 +104,8 @@ class PipelineConfig:
     cloud_stride: pixel stride of the per-window cloud. map_every: emit MapChanged every n
         windows that added keyframes (the fused snapshot is the most expensive output).
     emit_depth: emit DepthFrame updates.
+    fuse_anchor_depth: average each anchor's depth re-predicted by later windows into the keyframe
+        (Keyframe.fuse_depth); every stitcher gets it, so the comparison stays fair.
     """
 
     window_size: int = 16
@@ -114,6 +116,7 @@ class PipelineConfig:
     cloud_stride: int = 4
     map_every: int = 1
     emit_depth: bool = True
+    fuse_anchor_depth: bool = True
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)
@@ -121,7 +124,9 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         if self.num_anchors < 1 or self.window_size < self.num_anchors + 1:
-            raise ValueError(f"need window_size > num_anchors >= 1, got {self.window_size}, {self.num_anchors}")
+            raise ValueError(
+                f"need window_size > num_anchors >= 1, got {self.window_size}, {self.num_anchors}"
+            )
         if self.stitcher not in ("tracks", "camera_centres", "point_map"):
             raise ValueError(f"unknown stitcher {self.stitcher!r}")
 

@@ -70,8 +70,12 @@ class MapKeyframe:
 class GlobalMap:
     """Per-keyframe point store + voxel fusion + memory cap + atomic save/load (map frame)."""
 
-    def __init__(self, voxel_size: float | None = None, max_bytes: int = 256 * 1024 * 1024,
-                 points_per_keyframe: int = 20000) -> None:
+    def __init__(
+        self,
+        voxel_size: float | None = None,
+        max_bytes: int = 256 * 1024 * 1024,
+        points_per_keyframe: int = 20000,
+    ) -> None:
         if max_bytes <= 0 or points_per_keyframe <= 0:
             raise ValueError("max_bytes and points_per_keyframe must be > 0")
         self.voxel_size = voxel_size
@@ -99,9 +103,18 @@ class GlobalMap:
     def _note_peak(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
 
-    def add_keyframe(self, keyframe_id: int, stamp_ns: int, frame_index: int, T_map_cam: np.ndarray,
-                     K: np.ndarray, size: tuple[int, int], points_cam: np.ndarray, colors: np.ndarray,
-                     confidence: np.ndarray) -> None:
+    def add_keyframe(
+        self,
+        keyframe_id: int,
+        stamp_ns: int,
+        frame_index: int,
+        T_map_cam: np.ndarray,
+        K: np.ndarray,
+        size: tuple[int, int],
+        points_cam: np.ndarray,
+        colors: np.ndarray,
+        confidence: np.ndarray,
+    ) -> None:
         """Add a keyframe's cloud (points in its optical camera frame, (M,3)), thinning to the caps."""
         if keyframe_id in self.keyframes:
             raise ValueError(f"keyframe {keyframe_id} already in the map")
@@ -114,8 +127,17 @@ class GlobalMap:
         pts, col, conf = pts[ok], col[ok], conf[ok]
         if self.voxel_size is None and len(pts):
             self.voxel_size = float(0.01 * np.median(np.linalg.norm(pts, axis=1)))
-        kf = MapKeyframe(int(keyframe_id), int(stamp_ns), int(frame_index), np.array(T_map_cam, dtype=np.float64),
-                         np.array(K, dtype=np.float64), (int(size[0]), int(size[1])), pts, col, conf)
+        kf = MapKeyframe(
+            int(keyframe_id),
+            int(stamp_ns),
+            int(frame_index),
+            np.array(T_map_cam, dtype=np.float64),
+            np.array(K, dtype=np.float64),
+            (int(size[0]), int(size[1])),
+            pts,
+            col,
+            conf,
+        )
         self._thin(kf, self.points_per_keyframe)
         self.keyframes[kf.keyframe_id] = kf
         self._snapshot = None
@@ -126,6 +148,26 @@ class GlobalMap:
         """Correct a keyframe's pose: its points move with it in the next snapshot."""
         self.keyframes[keyframe_id].T_map_cam = np.array(T_map_cam, dtype=np.float64)
         self._snapshot = None
+
+    def replace_points(
+        self, keyframe_id: int, points_cam: np.ndarray, colors: np.ndarray, confidence: np.ndarray
+    ) -> None:
+        """Replace a keyframe's cloud (e.g. after its depth was refined), same caps as add_keyframe."""
+        kf = self.keyframes[keyframe_id]
+        pts = np.asarray(points_cam, dtype=np.float32).reshape(-1, 3)
+        col = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+        conf = np.asarray(confidence, dtype=np.float32).reshape(-1)
+        ok = np.all(np.isfinite(pts), axis=1) & np.isfinite(conf)
+        budget = (
+            min(self.points_per_keyframe, max(len(kf.points_cam), 1))
+            if self.thinning_events
+            else self.points_per_keyframe
+        )
+        kf.points_cam, kf.colors, kf.confidence = pts[ok], col[ok], conf[ok]
+        self._thin(kf, budget)
+        self._snapshot = None
+        self._enforce_cap()
+        self._note_peak()
 
     @staticmethod
     def _thin(kf: MapKeyframe, budget: int) -> bool:
@@ -150,10 +192,15 @@ class GlobalMap:
     def points_map(self) -> MapSnapshot:
         """Every stored point in the map frame, unfused."""
         if not self.keyframes:
-            return MapSnapshot(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32))
+            return MapSnapshot(
+                np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32)
+            )
         pts = [apply_T(k.T_map_cam, k.points_cam).astype(np.float32) for k in self.keyframes.values()]
-        return MapSnapshot(np.concatenate(pts), np.concatenate([k.colors for k in self.keyframes.values()]),
-                           np.concatenate([k.confidence for k in self.keyframes.values()]))
+        return MapSnapshot(
+            np.concatenate(pts),
+            np.concatenate([k.colors for k in self.keyframes.values()]),
+            np.concatenate([k.confidence for k in self.keyframes.values()]),
+        )
 
     def snapshot(self) -> MapSnapshot:
         """Fused voxel grid (map frame), cached until the map changes."""
@@ -172,11 +219,16 @@ class GlobalMap:
         ks = sorted(self.keyframes.values(), key=lambda k: k.keyframe_id)
         if not ks:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4, 4))
-        return (np.array([k.keyframe_id for k in ks], np.int64), np.array([k.stamp_ns for k in ks], np.int64),
-                np.stack([k.T_map_cam for k in ks]))
+        return (
+            np.array([k.keyframe_id for k in ks], np.int64),
+            np.array([k.stamp_ns for k in ks], np.int64),
+            np.stack([k.T_map_cam for k in ks]),
+        )
 
     # --- persistence --------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, trajectory: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    def save(
+        self, directory: str | os.PathLike, trajectory: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Path:
         """Write the map atomically to `directory` (see module doc). trajectory: (stamps_ns, T_map_cam)."""
         target = Path(directory).resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +239,7 @@ class GlobalMap:
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.rmdir(old)
-                os.replace(target, old)   # two renames; load() recovers from .old if stopped between
+                os.replace(target, old)  # two renames; load() recovers from .old if stopped between
                 os.replace(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
             else:
@@ -206,12 +258,20 @@ class GlobalMap:
         meta = {
             "format_version": _FORMAT_VERSION,
             "frame": "map (first keyframe's camera body frame, REP 103/105); units arbitrary (first window)",
-            "voxel_size": self.voxel_size, "max_bytes": self.max_bytes,
+            "voxel_size": self.voxel_size,
+            "max_bytes": self.max_bytes,
             "points_per_keyframe": self.points_per_keyframe,
             "keyframes": [
-                {"keyframe_id": k.keyframe_id, "stamp_ns": k.stamp_ns, "frame_index": k.frame_index,
-                 "T_map_cam": k.T_map_cam.tolist(), "K": k.K.tolist(), "height": k.size[0], "width": k.size[1],
-                 "num_points": int(len(k.points_cam))}
+                {
+                    "keyframe_id": k.keyframe_id,
+                    "stamp_ns": k.stamp_ns,
+                    "frame_index": k.frame_index,
+                    "T_map_cam": k.T_map_cam.tolist(),
+                    "K": k.K.tolist(),
+                    "height": k.size[0],
+                    "width": k.size[1],
+                    "num_points": int(len(k.points_cam)),
+                }
                 for k in ks
             ],
         }
@@ -246,10 +306,17 @@ class GlobalMap:
         with np.load(d / "keyframe_points.npz") as z:
             for k in meta["keyframes"]:
                 i = int(k["keyframe_id"])
-                m.keyframes[i] = MapKeyframe(i, int(k["stamp_ns"]), int(k["frame_index"]),
-                                             np.array(k["T_map_cam"], dtype=np.float64),
-                                             np.array(k["K"], dtype=np.float64), (int(k["height"]), int(k["width"])),
-                                             z[f"p{i}"], z[f"c{i}"], z[f"w{i}"])
+                m.keyframes[i] = MapKeyframe(
+                    i,
+                    int(k["stamp_ns"]),
+                    int(k["frame_index"]),
+                    np.array(k["T_map_cam"], dtype=np.float64),
+                    np.array(k["K"], dtype=np.float64),
+                    (int(k["height"]), int(k["width"])),
+                    z[f"p{i}"],
+                    z[f"c{i}"],
+                    z[f"w{i}"],
+                )
         m._note_peak()
         return m
 
@@ -258,8 +325,12 @@ class GlobalMap:
         """The saved files as arrays: fused cloud (map.ply) and trajectories (for checks and tools)."""
         d = Path(directory)
         pts, col, conf = read_ply(d / "map.ply")
-        out: dict[str, object] = {"points": pts, "colors": col, "confidence": conf,
-                                  "keyframes_tum": read_tum(d / "keyframes.tum")}
+        out: dict[str, object] = {
+            "points": pts,
+            "colors": col,
+            "confidence": conf,
+            "keyframes_tum": read_tum(d / "keyframes.tum"),
+        }
         if (d / "trajectory.tum").is_file():
             out["trajectory_tum"] = read_tum(d / "trajectory.tum")
         return out
@@ -280,7 +351,9 @@ def voxel_fuse(raw: MapSnapshot, voxel: float) -> MapSnapshot:
     col = np.stack([np.bincount(inv, w * raw.colors[:, i], n) for i in range(3)], 1) / sw[:, None]
     conf = np.full(n, -np.inf)
     np.maximum.at(conf, inv, raw.confidence.astype(np.float64))
-    return MapSnapshot(pts.astype(np.float32), np.clip(np.rint(col), 0, 255).astype(np.uint8), conf.astype(np.float32))
+    return MapSnapshot(
+        pts.astype(np.float32), np.clip(np.rint(col), 0, 255).astype(np.uint8), conf.astype(np.float32)
+    )
 
 
 def _fsync_dir(d: Path) -> None:

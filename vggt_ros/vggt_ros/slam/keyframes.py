@@ -47,6 +47,43 @@ class Keyframe:
     image: np.ndarray | None
     median_depth: float
     scale: float = 1.0
+    depth_count: np.ndarray | None = None
+
+    def fuse_depth(self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15) -> int:
+        """Fold a re-prediction of this keyframe's depth into its stored depth (per-pixel running mean).
+
+        depth, conf: (H, W) at camera resolution, map units, NaN invalid (already aligned to the map).
+        VGGT re-run on another window gives the same image a new, partly independent error, so
+        averaging the anchors' depth over the windows that see them shrinks each keyframe's own
+        depth bias (and with it the scale random walk between keyframes). Pixels disagreeing by more
+        than max_rel_diff are treated as outliers and skipped. Returns the number of pixels fused.
+        """
+        if self.depth is None or self.conf is None:
+            return 0
+        s = self.depth_stride
+        d = depth[::s, ::s].astype(np.float64)
+        c = conf[::s, ::s].astype(np.float32)
+        if self.depth_count is None:
+            self.depth_count = np.isfinite(self.depth).astype(np.float32)
+        cur = self.depth.astype(np.float64)
+        new_ok = np.isfinite(d) & (d > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            agree = new_ok & np.isfinite(cur) & (np.abs(d / cur - 1.0) <= max_rel_diff)
+        fill = new_ok & ~np.isfinite(cur)
+        n = self.depth_count
+        cur[agree] += (d[agree] - cur[agree]) / (n[agree] + 1.0)
+        cur[fill] = d[fill]
+        n[agree | fill] += 1.0
+        self.depth = cur.astype(np.float32)
+        self.conf = np.where(agree | fill, np.fmax(self.conf, c), self.conf).astype(np.float32)
+        return int(np.count_nonzero(agree | fill))
+
+    def colors_at(self, uv: np.ndarray) -> np.ndarray:
+        """(M,3) uint8 colours of camera pixels uv (M,2) from the stored (strided) image."""
+        if self.image is None:
+            return np.zeros((len(uv), 3), np.uint8)
+        si = self.image_stride
+        return self.image[(uv[:, 1] // si).astype(np.intp), (uv[:, 0] // si).astype(np.intp)]
 
     @property
     def active(self) -> bool:
@@ -58,8 +95,9 @@ class Keyframe:
         v, u = np.mgrid[0:h, 0:w].astype(np.float64) * self.depth_stride
         return np.stack([u, v], axis=-1)
 
-    def points_world(self, max_points: int | None = None, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def points_world(
+        self, max_points: int | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Valid depth pixels -> (uv (M,2) camera pixels, X_world (M,3), conf (M,)), optionally subsampled."""
         if self.depth is None or self.conf is None:
             return np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0)
@@ -79,18 +117,20 @@ class Keyframe:
         s = self.image_stride
         if s > 1:
             img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)[: self.size[0], : self.size[1]]
-        return Frame(self.stamp_ns, np.ascontiguousarray(img), self.K.copy() if self.K_known else None,
-                     self.frame_id)
+        return Frame(
+            self.stamp_ns, np.ascontiguousarray(img), self.K.copy() if self.K_known else None, self.frame_id
+        )
 
     def release(self) -> None:
         """Drop image/depth/confidence (keyframe leaves the active set)."""
         self.depth = None
         self.conf = None
         self.image = None
+        self.depth_count = None
 
     def nbytes(self) -> int:
         n = 256  # pose, K and scalars
-        for a in (self.depth, self.conf, self.image):
+        for a in (self.depth, self.conf, self.image, self.depth_count):
             if a is not None:
                 n += a.nbytes
         return n
@@ -131,8 +171,14 @@ class KeyframeManager:
         return sum(k.nbytes() for k in self.keyframes)
 
     # --- decision -------------------------------------------------------------------------------
-    def covisible_geometric(self, kf: Keyframe, T_world_cam: np.ndarray, K: np.ndarray,
-                            size: tuple[int, int], max_points: int = 500) -> float:
+    def covisible_geometric(
+        self,
+        kf: Keyframe,
+        T_world_cam: np.ndarray,
+        K: np.ndarray,
+        size: tuple[int, int],
+        max_points: int = 500,
+    ) -> float:
         """Fraction of kf's depth points that project inside a view (T_world_cam, K, size), in front."""
         _, X, _ = kf.points_world(max_points=max_points)
         if len(X) == 0:
@@ -140,8 +186,16 @@ class KeyframeManager:
         uv, z = project_points(K, invert_T(T_world_cam), X)
         return float(np.mean(in_image(uv, size) & (z > 0)))
 
-    def covisible_tracks(self, tracks: np.ndarray, vis: np.ndarray, conf: np.ndarray, valid: np.ndarray,
-                         size: tuple[int, int], min_vis: float, min_conf: float) -> float:
+    def covisible_tracks(
+        self,
+        tracks: np.ndarray,
+        vis: np.ndarray,
+        conf: np.ndarray,
+        valid: np.ndarray,
+        size: tuple[int, int],
+        min_vis: float,
+        min_conf: float,
+    ) -> float:
         """Fraction of valid queries (from the keyframe) still visible: vis, conf above bounds and in image."""
         n = int(np.count_nonzero(valid))
         if n == 0:
@@ -158,8 +212,19 @@ class KeyframeManager:
         return covisible < self.config.min_covisible or motion_rel > self.config.max_motion_rel
 
     # --- storage --------------------------------------------------------------------------------
-    def add(self, *, frame_index: int, frame: Frame, window_id: int, T_world_cam: np.ndarray, K: np.ndarray,
-            K_known: bool, depth: np.ndarray, conf: np.ndarray, scale: float = 1.0) -> Keyframe:
+    def add(
+        self,
+        *,
+        frame_index: int,
+        frame: Frame,
+        window_id: int,
+        T_world_cam: np.ndarray,
+        K: np.ndarray,
+        K_known: bool,
+        depth: np.ndarray,
+        conf: np.ndarray,
+        scale: float = 1.0,
+    ) -> Keyframe:
         """Store a new keyframe. depth (H,W) map units with NaN invalid; conf (H,W); K at (H,W)."""
         cfg = self.config
         H, W = frame.size
@@ -171,10 +236,22 @@ class KeyframeManager:
         valid = d[np.isfinite(d) & (d > 0)]
         med = float(np.median(valid)) if valid.size else 1.0
         kf = Keyframe(
-            keyframe_id=len(self.keyframes), frame_index=int(frame_index), stamp_ns=int(frame.stamp_ns),
-            frame_id=frame.frame_id, window_id=int(window_id), T_world_cam=np.array(T_world_cam, dtype=np.float64),
-            K=np.array(K, dtype=np.float64), size=(H, W), K_known=K_known, depth_stride=s, image_stride=si,
-            depth=d, conf=c, image=img, median_depth=med, scale=float(scale),
+            keyframe_id=len(self.keyframes),
+            frame_index=int(frame_index),
+            stamp_ns=int(frame.stamp_ns),
+            frame_id=frame.frame_id,
+            window_id=int(window_id),
+            T_world_cam=np.array(T_world_cam, dtype=np.float64),
+            K=np.array(K, dtype=np.float64),
+            size=(H, W),
+            K_known=K_known,
+            depth_stride=s,
+            image_stride=si,
+            depth=d,
+            conf=c,
+            image=img,
+            median_depth=med,
+            scale=float(scale),
         )
         self.keyframes.append(kf)
         active = [k for k in self.keyframes if k.active]

@@ -169,17 +169,40 @@ class Pipeline:
         self.counters.frames_dropped[_reason_key(reason)] += len(pending)
         return [FrameRefused(int(p.frame.stamp_ns), reason) for p in pending]
 
-    def _stats(self, window_id: int, pending: list[PendingFrame], anchors: list[Keyframe], accepted: bool,
-               reason: str, timings: dict[str, float], **kw: float) -> WindowStats:
+    def _stats(
+        self,
+        window_id: int,
+        pending: list[PendingFrame],
+        anchors: list[Keyframe],
+        accepted: bool,
+        reason: str,
+        timings: dict[str, float],
+        **kw: float,
+    ) -> WindowStats:
         return WindowStats(
-            window_id=window_id, stamp_ns=int(pending[-1].frame.stamp_ns), num_frames=len(anchors) + len(pending),
-            num_new=len(pending), anchor_keyframe_ids=tuple(k.keyframe_id for k in anchors), accepted=accepted,
-            reason=reason, scale=float(kw.get("scale", float("nan"))),
-            residual_rms=float(kw.get("residual_rms", float("nan"))), num_inliers=int(kw.get("num_inliers", 0)),
-            num_correspondences=int(kw.get("num_correspondences", 0)), timings_s=dict(timings))
+            window_id=window_id,
+            stamp_ns=int(pending[-1].frame.stamp_ns),
+            num_frames=len(anchors) + len(pending),
+            num_new=len(pending),
+            anchor_keyframe_ids=tuple(k.keyframe_id for k in anchors),
+            accepted=accepted,
+            reason=reason,
+            scale=float(kw.get("scale", float("nan"))),
+            residual_rms=float(kw.get("residual_rms", float("nan"))),
+            num_inliers=int(kw.get("num_inliers", 0)),
+            num_correspondences=int(kw.get("num_correspondences", 0)),
+            timings_s=dict(timings),
+        )
 
-    def _reject(self, window_id: int, pending: list[PendingFrame], anchors: list[Keyframe], reason: str,
-                timings: dict[str, float], **kw: float) -> list[Update]:
+    def _reject(
+        self,
+        window_id: int,
+        pending: list[PendingFrame],
+        anchors: list[Keyframe],
+        reason: str,
+        timings: dict[str, float],
+        **kw: float,
+    ) -> list[Update]:
         self.counters.windows_rejected[_reason_key(reason)] += 1
         log.warning("window %d rejected: %s", window_id, reason)
         out = self._drop(pending, f"window_rejected: {reason}")
@@ -192,21 +215,29 @@ class Pipeline:
             H, W = size
             k = max(2, int(np.ceil(np.sqrt(n * W / H))))
             m = max(2, int(np.ceil(n / k)))
-            u, v = np.meshgrid(np.linspace(0.05 * W, 0.95 * (W - 1), k), np.linspace(0.05 * H, 0.95 * (H - 1), m))
+            u, v = np.meshgrid(
+                np.linspace(0.05 * W, 0.95 * (W - 1), k), np.linspace(0.05 * H, 0.95 * (H - 1), m)
+            )
             uv = np.stack([u.ravel(), v.ravel()], 1)
             return TrackQueries(uv, np.full((len(uv), 3), np.nan))
         uv, X, _ = anchors[0].points_world(max_points=n, seed=self.config.seed + window_id)
         return TrackQueries(uv, X)
 
     @staticmethod
-    def _check_prediction(pred: WindowPrediction, S: int, size: tuple[int, int], depth_for: list[int]) -> str | None:
+    def _check_prediction(
+        pred: WindowPrediction, S: int, size: tuple[int, int], depth_for: list[int]
+    ) -> str | None:
         try:
             if np.shape(pred.T_cam_win) != (S, 4, 4) or not np.all(np.isfinite(pred.T_cam_win)):
                 return "bad_prediction (poses)"
             if np.shape(pred.K) != (S, 3, 3) or not np.all(np.isfinite(pred.K)):
                 return "bad_prediction (intrinsics)"
             for i in depth_for:
-                if i not in pred.depth or np.shape(pred.depth[i]) != size or np.shape(pred.depth_conf[i]) != size:
+                if (
+                    i not in pred.depth
+                    or np.shape(pred.depth[i]) != size
+                    or np.shape(pred.depth_conf[i]) != size
+                ):
                     return "bad_prediction (depth)"
             if np.ndim(pred.tracks) != 3 or np.shape(pred.tracks)[0] != S or np.shape(pred.vis)[:1] != (S,):
                 return "bad_prediction (tracks)"
@@ -241,15 +272,20 @@ class Pipeline:
             timings["predict"] = time.perf_counter() - t0
             self.counters.predict_time_s += timings["predict"]
             log.exception("predictor failed on window %d", window_id)
-            return self._reject(window_id, pending, anchors, f"predictor_error ({type(exc).__name__}: {exc})",
-                                timings)
+            return self._reject(
+                window_id, pending, anchors, f"predictor_error ({type(exc).__name__}: {exc})", timings
+            )
         timings["predict"] = time.perf_counter() - t0
         self.counters.predict_time_s += timings["predict"]
         bad = self._check_prediction(pred, S, size, depth_for)
         if bad is not None:
             return self._reject(window_id, pending, anchors, bad, timings)
-        K = np.stack([f.K if (cfg.use_camera_intrinsics and f.K is not None) else pred.K[i]
-                      for i, f in enumerate(frames)]).astype(np.float64)
+        K = np.stack(
+            [
+                f.K if (cfg.use_camera_intrinsics and f.K is not None) else pred.K[i]
+                for i, f in enumerate(frames)
+            ]
+        ).astype(np.float64)
         new_idx = list(range(A, S))
         t1 = time.perf_counter()
         if not anchors:
@@ -264,18 +300,24 @@ class Pipeline:
                 timings["stitch"] = time.perf_counter() - t1
                 return self._reject(window_id, pending, anchors, "no_valid_depth (first window)", timings)
         else:
-            inp = StitchInput(pred, anchors, new_idx, K, queries, size, cfg.depth_conf_threshold,
-                              cfg.seed + window_id)
+            inp = StitchInput(
+                pred, anchors, new_idx, K, queries, size, cfg.depth_conf_threshold, cfg.seed + window_id
+            )
             try:
                 res = self.stitcher.stitch(inp)
             except Exception as exc:  # never let one window stop the stream
                 log.exception("stitcher failed on window %d", window_id)
                 timings["stitch"] = time.perf_counter() - t1
-                return self._reject(window_id, pending, anchors, f"stitch_error ({type(exc).__name__}: {exc})",
-                                    timings)
+                return self._reject(
+                    window_id, pending, anchors, f"stitch_error ({type(exc).__name__}: {exc})", timings
+                )
             timings["stitch"] = time.perf_counter() - t1
-            kw = dict(scale=res.sim3.scale if res.sim3 is not None else float("nan"), residual_rms=res.residual_rel,
-                      num_inliers=res.num_inliers, num_correspondences=res.num_correspondences)
+            kw = dict(
+                scale=res.sim3.scale if res.sim3 is not None else float("nan"),
+                residual_rms=res.residual_rel,
+                num_inliers=res.num_inliers,
+                num_correspondences=res.num_correspondences,
+            )
             if not res.accepted:
                 self.counters.core_time_s += time.perf_counter() - t_start - timings["predict"]
                 return self._reject(window_id, pending, anchors, res.reason, timings, **kw)
@@ -285,17 +327,55 @@ class Pipeline:
             n_in, n_corr = res.num_inliers, res.num_correspondences
         timings.setdefault("stitch", time.perf_counter() - t1)
         t2 = time.perf_counter()
+        if anchors and cfg.fuse_anchor_depth:
+            self._fuse_anchors(anchors, pred, scale)
         out = self._emit(window_id, pending, anchors, pred, K, poses, scale, depth_scale, queries)
         timings["emit"] = time.perf_counter() - t2
         self.counters.windows_accepted += 1
-        out.append(self._stats(window_id, pending, anchors, True, "ok", timings, scale=scale, residual_rms=rel,
-                               num_inliers=n_in, num_correspondences=n_corr))
+        out.append(
+            self._stats(
+                window_id,
+                pending,
+                anchors,
+                True,
+                "ok",
+                timings,
+                scale=scale,
+                residual_rms=rel,
+                num_inliers=n_in,
+                num_correspondences=n_corr,
+            )
+        )
         self.counters.core_time_s += time.perf_counter() - t_start - timings["predict"]
         return out
 
-    def _emit(self, window_id: int, pending: list[PendingFrame], anchors: list[Keyframe], pred: WindowPrediction,
-              K: np.ndarray, poses: dict[int, np.ndarray], scale: float, depth_scale: dict[int, float],
-              queries: TrackQueries) -> list[Update]:
+    def _fuse_anchors(self, anchors: list[Keyframe], pred: WindowPrediction, scale: float) -> None:
+        """Average each anchor's re-predicted depth (window scale -> map units) into its keyframe and map cloud."""
+        thr = self.config.depth_conf_threshold
+        for i, kf in enumerate(anchors):
+            if i not in pred.depth:
+                continue
+            conf = pred.depth_conf[i]
+            d = np.where(conf >= thr, pred.depth[i] * scale, np.nan)
+            if kf.fuse_depth(d, conf) == 0 or kf.keyframe_id not in self.global_map.keyframes:
+                continue
+            uv, X, c = kf.points_world()
+            self.global_map.replace_points(
+                kf.keyframe_id, apply_T(invert_T(kf.T_world_cam), X), kf.colors_at(uv), c
+            )
+
+    def _emit(
+        self,
+        window_id: int,
+        pending: list[PendingFrame],
+        anchors: list[Keyframe],
+        pred: WindowPrediction,
+        K: np.ndarray,
+        poses: dict[int, np.ndarray],
+        scale: float,
+        depth_scale: dict[int, float],
+        queries: TrackQueries,
+    ) -> list[Update]:
         cfg = self.config
         A = len(anchors)
         size = pending[0].frame.size
@@ -310,7 +390,7 @@ class Pipeline:
             T_wc = poses[j]
             T_map_cam = T_BODY_OPTICAL @ T_wc
             conf = pred.depth_conf[j].astype(np.float32)
-            depth = (pred.depth[j].astype(np.float32) * np.float32(depth_scale.get(j, scale)))
+            depth = pred.depth[j].astype(np.float32) * np.float32(depth_scale.get(j, scale))
             invalid = ~(np.isfinite(depth) & (depth > 0) & (conf >= cfg.depth_conf_threshold))
             depth = np.where(invalid, np.nan, depth).astype(np.float32)
             conf_out = np.where(invalid, np.nan, conf).astype(np.float32)
@@ -319,20 +399,31 @@ class Pipeline:
             if last is None:
                 is_kf = True
             else:
-                if last.keyframe_id == gauge_id or (gauge_id is None and last.window_id == window_id
-                                                    and last.frame_index == pending[0].index):
+                if last.keyframe_id == gauge_id or (
+                    gauge_id is None and last.window_id == window_id and last.frame_index == pending[0].index
+                ):
                     covis = self.keyframes.covisible_tracks(
-                        pred.tracks[j].astype(np.float64), pred.vis[j], pred.conf[j], track_valid, size,
-                        cfg.stitch.min_track_vis, cfg.stitch.min_track_conf)
+                        pred.tracks[j].astype(np.float64),
+                        pred.vis[j],
+                        pred.conf[j],
+                        track_valid,
+                        size,
+                        cfg.stitch.min_track_vis,
+                        cfg.stitch.min_track_conf,
+                    )
                 else:
                     covis = self.keyframes.covisible_geometric(last, T_wc, K[j], size)
                 is_kf = self.keyframes.is_keyframe(covis, self.keyframes.motion_rel(last, T_wc))
-            out.append(FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, window_id, is_kf))
+            out.append(
+                FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, window_id, is_kf)
+            )
             self._stamps.append(int(p.frame.stamp_ns))
             self._poses.append(T_map_cam)
             self.counters.frames_emitted += 1
             if cfg.emit_depth:
-                out.append(DepthFrame(int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, K[j].copy()))
+                out.append(
+                    DepthFrame(int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, K[j].copy())
+                )
             # window cloud (map frame)
             sub = depth[::cs, ::cs]
             v, u = np.nonzero(np.isfinite(sub))
@@ -343,22 +434,50 @@ class Pipeline:
                 cloud_col.append(p.frame.rgb[v * cs, u * cs])
                 cloud_conf.append(conf[::cs, ::cs][v, u])
             if is_kf:
-                kf = self.keyframes.add(frame_index=p.index, frame=p.frame, window_id=window_id, T_world_cam=T_wc,
-                                        K=K[j], K_known=(cfg.use_camera_intrinsics and p.frame.K is not None),
-                                        depth=depth, conf=conf, scale=scale)
+                kf = self.keyframes.add(
+                    frame_index=p.index,
+                    frame=p.frame,
+                    window_id=window_id,
+                    T_world_cam=T_wc,
+                    K=K[j],
+                    K_known=(cfg.use_camera_intrinsics and p.frame.K is not None),
+                    depth=depth,
+                    conf=conf,
+                    scale=scale,
+                )
                 self.counters.keyframes += 1
                 uv_k, X_k, c_k = kf.points_world()
                 pts_cam = apply_T(invert_T(kf.T_world_cam), X_k)
                 col = p.frame.rgb[uv_k[:, 1].astype(np.intp), uv_k[:, 0].astype(np.intp)]
-                self.global_map.add_keyframe(kf.keyframe_id, kf.stamp_ns, kf.frame_index, T_map_cam, K[j], size,
-                                             pts_cam, col, c_k)
-                kf_updates.append(KeyframeAdded(kf.keyframe_id, p.index, int(p.frame.stamp_ns), p.frame.frame_id,
-                                                T_map_cam, K[j].copy(), size[1], size[0], window_id, float(scale)))
+                self.global_map.add_keyframe(
+                    kf.keyframe_id, kf.stamp_ns, kf.frame_index, T_map_cam, K[j], size, pts_cam, col, c_k
+                )
+                kf_updates.append(
+                    KeyframeAdded(
+                        kf.keyframe_id,
+                        p.index,
+                        int(p.frame.stamp_ns),
+                        p.frame.frame_id,
+                        T_map_cam,
+                        K[j].copy(),
+                        size[1],
+                        size[0],
+                        window_id,
+                        float(scale),
+                    )
+                )
         out += kf_updates
         stamp = int(pending[-1].frame.stamp_ns)
         if cloud_pts:
-            out.append(WindowCloud(stamp, window_id, np.concatenate(cloud_pts), np.concatenate(cloud_col),
-                                   np.concatenate(cloud_conf)))
+            out.append(
+                WindowCloud(
+                    stamp,
+                    window_id,
+                    np.concatenate(cloud_pts),
+                    np.concatenate(cloud_col),
+                    np.concatenate(cloud_conf),
+                )
+            )
         if kf_updates:
             self._maps_pending += 1
             if self._maps_pending >= max(1, cfg.map_every):

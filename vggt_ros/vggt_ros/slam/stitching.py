@@ -97,7 +97,9 @@ class Stitcher(Protocol):
 
 
 # --- correspondences ------------------------------------------------------------------------------
-def anchor_depth_correspondences(inp: StitchInput, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def anchor_depth_correspondences(
+    inp: StitchInput, max_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Same pixels of each anchor: window points (N,3), world points (N,3), weights sqrt(conf_map*conf_win)."""
     pred = inp.prediction
     srcs, dsts, ws = [], [], []
@@ -125,11 +127,52 @@ def anchor_depth_correspondences(inp: StitchInput, max_points: int) -> tuple[np.
     return src, dst, w
 
 
+def anchor_depth_scale(inp: StitchInput) -> float:
+    """Window -> map scale from the anchors' depth ratios: weighted median of log(d_map / d_win).
+
+    Same pixel, same camera: a keyframe's map depth and its depth re-predicted in the window
+    differ only by the window scale, whatever the anchors' pose errors in the window. The median
+    of the log ratio is robust to depth outliers and, unlike the scale of a least-squares Sim(3)
+    (Umeyama), not biased low by the noise of the window points (errors in variables).
+    Returns NaN when no anchor pixel is usable.
+    """
+    pred = inp.prediction
+    logs, ws = [], []
+    for i, kf in enumerate(inp.anchors):
+        if i not in pred.depth or kf.depth is None or kf.conf is None:
+            continue
+        st = kf.depth_stride
+        d_win = pred.depth[i][::st, ::st].astype(np.float64)
+        c_win = pred.depth_conf[i][::st, ::st].astype(np.float64)
+        d_map = kf.depth.astype(np.float64)
+        ok = (
+            np.isfinite(d_map)
+            & (d_map > 0)
+            & np.isfinite(d_win)
+            & (d_win > 0)
+            & (c_win >= inp.depth_conf_threshold)
+        )
+        if not np.any(ok):
+            continue
+        logs.append(np.log(d_map[ok] / d_win[ok]))
+        ws.append(np.sqrt(kf.conf[ok].astype(np.float64) * c_win[ok]))
+    if not logs:
+        return float("nan")
+    x, w = np.concatenate(logs), np.concatenate(ws)
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(np.exp(x[order][np.searchsorted(cw, 0.5 * cw[-1])]))
+
+
 def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarray:
     """Indices of queries observed in window frame j (vis, conf above bounds, inside, with a map point)."""
     pred = inp.prediction
-    ok = (pred.vis[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf) \
-        & in_image(pred.tracks[j].astype(np.float64), inp.size) & inp.queries.valid
+    ok = (
+        (pred.vis[j] > cfg.min_track_vis)
+        & (pred.conf[j] > cfg.min_track_conf)
+        & in_image(pred.tracks[j].astype(np.float64), inp.size)
+        & inp.queries.valid
+    )
     return np.flatnonzero(ok)
 
 
@@ -157,13 +200,22 @@ def track_correspondences(inp: StitchInput, cfg: StitchConfig) -> tuple[np.ndarr
     return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
 
 
-def _reproj_err(X: np.ndarray, uv: np.ndarray, K: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+def _reproj_err(
+    X: np.ndarray, uv: np.ndarray, K: np.ndarray, rvec: np.ndarray, tvec: np.ndarray
+) -> np.ndarray:
     proj, _ = cv2.projectPoints(X, rvec, tvec, K, None)
     return np.linalg.norm(proj.reshape(-1, 2) - uv, axis=1)
 
 
-def refine_pose_pnp(X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_cam0: np.ndarray,
-                    min_px: float, max_px: float, min_points: int) -> tuple[np.ndarray | None, int, float]:
+def refine_pose_pnp(
+    X_world: np.ndarray,
+    uv: np.ndarray,
+    K: np.ndarray,
+    T_world_cam0: np.ndarray,
+    min_px: float,
+    max_px: float,
+    min_points: int,
+) -> tuple[np.ndarray | None, int, float]:
     """Guided PnP from an initial pose: LM refinement on the 2D-3D matches with an adaptive inlier bound.
 
     Inliers start as reprojection error < max_px under the initial pose; after one
@@ -198,8 +250,9 @@ def refine_pose_pnp(X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_
     return invert_T(T), n, bound
 
 
-def _track_depth_scale(inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.ndarray, inlier_px: float
-                       ) -> float | None:
+def _track_depth_scale(
+    inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.ndarray, inlier_px: float
+) -> float | None:
     """Scale that makes frame j's predicted depth agree with the tracked map points (median ratio).
 
     For the track inliers under the refined pose: depth of the map point in camera j over the
@@ -220,7 +273,14 @@ def _track_depth_scale(inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.
     err = np.linalg.norm(proj - uv, axis=1)
     d = sample_bilinear(pred.depth[j], uv)
     c = sample_bilinear(pred.depth_conf[j], uv)
-    ok = (err < inlier_px) & (z > 0) & np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
+    ok = (
+        (err < inlier_px)
+        & (z > 0)
+        & np.isfinite(d)
+        & (d > 0)
+        & np.isfinite(c)
+        & (c >= inp.depth_conf_threshold)
+    )
     if np.count_nonzero(ok) < 10:
         return None
     return float(np.median(z[ok] / d[ok]))
@@ -248,12 +308,18 @@ class TrackStitcher:
         src_a, dst_a, w_a = anchor_depth_correspondences(inp, cfg.max_anchor_points)
         src_t, dst_t, w_t = track_correspondences(inp, cfg)
         if len(src_t) > cfg.max_track_points:
-            keep = np.sort(np.random.default_rng(inp.seed + 1).choice(len(src_t), cfg.max_track_points, replace=False))
+            keep = np.sort(
+                np.random.default_rng(inp.seed + 1).choice(len(src_t), cfg.max_track_points, replace=False)
+            )
             src_t, dst_t, w_t = src_t[keep], dst_t[keep], w_t[keep]
         # tracks tie new frames to the map; weight them as a group equal to at most the anchors' total
         if len(w_t) and len(w_a):
             w_t = w_t * min(1.0, w_a.sum() / max(w_t.sum(), 1e-12))
-        src, dst, w = np.concatenate([src_a, src_t]), np.concatenate([dst_a, dst_t]), np.concatenate([w_a, w_t])
+        src, dst, w = (
+            np.concatenate([src_a, src_t]),
+            np.concatenate([dst_a, dst_t]),
+            np.concatenate([w_a, w_t]),
+        )
         n = int(len(src))
         if n < cfg.min_correspondences:
             return StitchResult(False, f"too_few_correspondences ({n})", num_correspondences=n)
@@ -262,14 +328,22 @@ class TrackStitcher:
         except DegenerateInputError as exc:
             return StitchResult(False, f"degenerate_alignment ({exc})", num_correspondences=n)
         depth = _scene_depth(inp)
-        rel = fit.rms / depth
+        sim, inl = fit.sim3, fit.inliers
+        s_depth = anchor_depth_scale(inp)
+        if np.isfinite(s_depth) and abs(s_depth / sim.scale - 1.0) <= cfg.max_depth_scale_dev:
+            # keep the robust rotation, take the unbiased depth-ratio scale, refit the translation
+            wi = w * inl
+            t = ((dst - s_depth * src @ sim.R.T) * wi[:, None]).sum(0) / max(wi.sum(), 1e-12)
+            sim = Sim3(s_depth, sim.R, t)
+        r = np.linalg.norm(sim.apply(src) - dst, axis=1)
+        rel = float(np.sqrt(np.mean(r[inl] ** 2))) / depth
         ratio = fit.num_inliers / n
-        base = dict(sim3=fit.sim3, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n)
+        base = dict(sim3=sim, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n)
         if not rel <= cfg.max_rel_rms:
             return StitchResult(False, f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})", **base)
         if ratio < cfg.min_inlier_ratio:
             return StitchResult(False, f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})", **base)
-        poses = _poses_from_sim3(inp, fit.sim3)
+        poses = _poses_from_sim3(inp, sim)
         min_px = max(1.0, cfg.pnp_min_px * inp.size[1])
         max_px = max(2.0 * min_px, cfg.pnp_max_px * inp.size[1])
         refined, used, inliers = 0, 0, 0
@@ -289,19 +363,32 @@ class TrackStitcher:
                     poses[j] = T_pnp
                     refined += 1
                     sj = _track_depth_scale(inp, j, q, T_pnp, px)
-                    if sj is not None and abs(sj / fit.sim3.scale - 1.0) <= cfg.max_depth_scale_dev:
+                    if sj is not None and abs(sj / sim.scale - 1.0) <= cfg.max_depth_scale_dev:
                         depth_scales[j] = sj
             else:
                 T_cw = invert_T(poses[j])
                 rvec, _ = cv2.Rodrigues(T_cw[:3, :3])
-                n_in = int(np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px))
+                n_in = int(
+                    np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px)
+                )
             inliers += n_in
         track_ratio = inliers / used if used else float("nan")
         if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
-            return StitchResult(False, f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
-                                track_inlier_ratio=track_ratio, **base)
-        return StitchResult(True, "ok", T_world_cam=poses, pnp_refined=refined, track_inlier_ratio=track_ratio,
-                            depth_scale=depth_scales, **base)
+            return StitchResult(
+                False,
+                f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
+                track_inlier_ratio=track_ratio,
+                **base,
+            )
+        return StitchResult(
+            True,
+            "ok",
+            T_world_cam=poses,
+            pnp_refined=refined,
+            track_inlier_ratio=track_ratio,
+            depth_scale=depth_scales,
+            **base,
+        )
 
 
 # --- baselines ------------------------------------------------------------------------------------
@@ -338,7 +425,9 @@ class CameraCentreStitcher:
             except DegenerateInputError:
                 sim = None
         if sim is None:
-            R = _chordal_mean([k.T_world_cam[:3, :3] @ pred.T_cam_win[i][:3, :3] for i, k in enumerate(inp.anchors)])
+            R = _chordal_mean(
+                [k.T_world_cam[:3, :3] @ pred.T_cam_win[i][:3, :3] for i, k in enumerate(inp.anchors)]
+            )
             s = float("nan")
             if A >= 2:
                 sw = np.linalg.norm(c_win - c_win.mean(0), axis=1).sum()
@@ -350,14 +439,23 @@ class CameraCentreStitcher:
                 if len(src) < 3:
                     return StitchResult(False, "degenerate_alignment (no anchor depth)")
                 cam = inp.anchors[0].T_world_cam
-                s = float(np.median(np.linalg.norm(dst - cam[:3, 3], axis=1))
-                          / np.median(np.linalg.norm(src - T_win_cam[0, :3, 3], axis=1)))
+                s = float(
+                    np.median(np.linalg.norm(dst - cam[:3, 3], axis=1))
+                    / np.median(np.linalg.norm(src - T_win_cam[0, :3, 3], axis=1))
+                )
             t = (c_map - s * c_win @ R.T).mean(0)
             sim = Sim3(s, R, t)
         res = np.linalg.norm(sim.apply(c_win) - c_map, axis=1)
         rel = float(np.sqrt(np.mean(res**2))) / _scene_depth(inp)
-        return StitchResult(True, "ok", sim3=sim, T_world_cam=_poses_from_sim3(inp, sim), residual_rel=rel,
-                            num_inliers=A, num_correspondences=A)
+        return StitchResult(
+            True,
+            "ok",
+            sim3=sim,
+            T_world_cam=_poses_from_sim3(inp, sim),
+            residual_rel=rel,
+            num_inliers=A,
+            num_correspondences=A,
+        )
 
 
 class PointMapStitcher:
@@ -385,14 +483,24 @@ class PointMapStitcher:
         r = np.linalg.norm(sim.apply(src) - dst, axis=1)
         inl = r <= 3.0 * 1.4826 * float(np.median(r))
         rel = float(np.sqrt(np.mean(r[inl] ** 2))) / _scene_depth(inp)
-        return StitchResult(True, "ok", sim3=sim, T_world_cam=_poses_from_sim3(inp, sim), residual_rel=rel,
-                            num_inliers=int(inl.sum()), num_correspondences=n)
+        return StitchResult(
+            True,
+            "ok",
+            sim3=sim,
+            T_world_cam=_poses_from_sim3(inp, sim),
+            residual_rel=rel,
+            num_inliers=int(inl.sum()),
+            num_correspondences=n,
+        )
 
 
 def make_stitcher(name: str, config: StitchConfig | None = None) -> Stitcher:
     """'tracks' (ours), 'camera_centres' or 'point_map'."""
-    table: dict[str, type] = {"tracks": TrackStitcher, "camera_centres": CameraCentreStitcher,
-                              "point_map": PointMapStitcher}
+    table: dict[str, type] = {
+        "tracks": TrackStitcher,
+        "camera_centres": CameraCentreStitcher,
+        "point_map": PointMapStitcher,
+    }
     if name not in table:
         raise ValueError(f"unknown stitcher {name!r}; choose from {sorted(table)}")
     return table[name](config)

@@ -34,8 +34,14 @@ class FrameValidator:
         if isinstance(stamp, bool) or not isinstance(stamp, (int, np.integer)):
             return "bad_stamp"
         rgb = frame.rgb
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
-                or rgb.shape[0] < 2 or rgb.shape[1] < 2:
+        if (
+            not isinstance(rgb, np.ndarray)
+            or rgb.dtype != np.uint8
+            or rgb.ndim != 3
+            or rgb.shape[2] != 3
+            or rgb.shape[0] < 2
+            or rgb.shape[1] < 2
+        ):
             return "bad_image"
         hw = (int(rgb.shape[0]), int(rgb.shape[1]))
         if self.size is not None and hw != self.size:
@@ -43,8 +49,14 @@ class FrameValidator:
         K = getattr(frame, "K", None)
         if K is not None:
             Ka = np.asarray(K)
-            if Ka.shape != (3, 3) or not np.issubdtype(Ka.dtype, np.number) or not np.all(np.isfinite(Ka)) \
-                    or Ka[0, 0] <= 0 or Ka[1, 1] <= 0 or not np.allclose(Ka[2], [0.0, 0.0, 1.0]):
+            if (
+                Ka.shape != (3, 3)
+                or not np.issubdtype(Ka.dtype, np.number)
+                or not np.all(np.isfinite(Ka))
+                or Ka[0, 0] <= 0
+                or Ka[1, 1] <= 0
+                or not np.allclose(Ka[2], [0.0, 0.0, 1.0])
+            ):
                 return "bad_intrinsics"
         if self.last_stamp_ns is not None and int(stamp) <= self.last_stamp_ns:
             return "non_monotonic_stamp"

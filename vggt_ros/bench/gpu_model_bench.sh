@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# VGGT GPU benchmark for an H100/H200 device machine: Python 3.12 + torch preinstalled, no
+# package registry, so everything runs from the repo tree (PYTHONPATH, no pip).
+#
+# Measures 1/2/4/8/16/32 frames at 392x518 (H x W), bf16 autocast, aggregator only and with
+# heads, next to the reference's published H100 figures (aggregator only, FlashAttention-3):
+#   1: 0.04 s / 1.88 GB, 2: 0.05 / 2.07, 4: 0.07 / 2.45, 8: 0.11 / 3.23, 10: 0.14 / 3.63,
+#   20: 0.31 / 5.58, 50: 1.04 / 11.41, 100: 3.12 / 21.15 (heads add about 0.03 s per frame).
+# Then the cached-token path vs the plain forward, and a tiny-config CUDA smoke test.
+# Weights are random (timing does not depend on values; formula weights take ~1 min of CPU).
+#
+# Usage (from anywhere):  OUT=/some/dir bash vggt_ros/bench/gpu_model_bench.sh
+# Writes $OUT/gpu_model_bench.md (the table), $OUT/gpu_compare.md, $OUT/env.txt, $OUT/log.txt.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PKG="$(dirname "$HERE")"                      # vggt_ros/ (the package root with vggt_ros/vggt_ros)
+OUT="${OUT:-$PKG/bench_out}"
+PY="${PYTHON:-python3}"
+FRAMES="${FRAMES:-1,2,4,8,16,32}"
+RES="${RES:-392x518}"
+mkdir -p "$OUT"
+cd "$PKG"
+export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  "$PY" - <<'EOF'
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    print("device", torch.cuda.get_device_name(0), "capability", torch.cuda.get_device_capability(0))
+    print("sdpa flash", torch.backends.cuda.flash_sdp_enabled(), "mem_efficient",
+          torch.backends.cuda.mem_efficient_sdp_enabled(), "cudnn", torch.backends.cuda.cudnn_sdp_enabled())
+EOF
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# 1) tiny config on CUDA: shapes, finiteness, heads fp32 under autocast (seconds).
+"$PY" - <<'EOF' 2>&1 | tee "$OUT/log.txt"
+import torch
+from vggt_ros.model.vggt import VGGT, VGGTConfig, autocast_dtype
+dev = torch.device("cuda")
+m = VGGT(VGGTConfig.tiny()).to(dev).eval()
+x = torch.rand(3, 3, 56, 84, device=dev)
+q = torch.rand(5, 2, device=dev) * 50
+with torch.inference_mode():
+    out, tok = m.infer(x, query_points=q, heads=("camera", "depth", "point", "track"))
+    ref, _ = m.infer(x, query_points=q, heads=("camera", "depth"), precision=None)
+print("autocast dtype", autocast_dtype(dev), "tokens", tok.dtype, "depth", out["depth"].dtype,
+      "pose", out["pose_enc"].dtype)
+assert out["depth"].dtype == torch.float32 and torch.isfinite(out["depth"]).all()
+err = float((out["depth"] - ref["depth"]).abs().max() / ref["depth"].abs().max())
+print(f"tiny: autocast vs fp32 depth rel diff {err:.2e}")
+EOF
+
+# 2) the table: aggregator only and with heads, bf16 autocast.
+"$PY" bench/model_bench.py --device cuda --dtype bf16 --weights random --frames "$FRAMES" --res "$RES" \
+  --heads agg,cam+depth,all --repeats 3 --warmup 2 --out "$OUT/gpu_model_bench.md" 2>&1 | tee -a "$OUT/log.txt"
+
+# 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
+"$PY" bench/model_bench.py --device cuda --dtype bf16 --weights random --frames 8,16 --res "$RES" \
+  --heads cam+depth --compare --warmup 2 --out "$OUT/gpu_compare.md" 2>&1 | tee -a "$OUT/log.txt"
+
+echo "tables in $OUT"

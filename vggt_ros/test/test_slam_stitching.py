@@ -1,0 +1,155 @@
+"""Stitchers on simulated windows: exact recovery without noise, bounded error with noise, rejection."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from vggt_ros.geometry.se3 import Sim3, rotation_angle, so3_exp
+from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
+from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.slam.config import KeyframeConfig, StitchConfig
+from vggt_ros.slam.keyframes import KeyframeManager
+from vggt_ros.slam.stitching import (
+    CameraCentreStitcher,
+    PointMapStitcher,
+    StitchInput,
+    TrackQueries,
+    TrackStitcher,
+    anchor_depth_scale,
+    make_stitcher,
+)
+
+# a known map frame: world = Sim(3) of the ground-truth world (scale 0.4, rotated, shifted)
+G = Sim3(0.4, so3_exp(np.array([0.2, -0.1, 0.5])), np.array([1.0, -2.0, 0.5]))
+
+
+@pytest.fixture(scope="module")
+def seq():
+    return make_sequence("loop", 240, width=160, height=120)
+
+
+def _map_from_gt(seq, anchor_idx: list[int]) -> KeyframeManager:
+    """Keyframes with ground-truth poses/depth expressed in the map frame G(world)."""
+    m = KeyframeManager(KeyframeConfig(depth_stride=4))
+    for i in anchor_idx:
+        gt = seq.ground_truth_at(i)
+        m.add(
+            frame_index=i,
+            frame=seq[i],
+            window_id=0,
+            T_world_cam=G.transform_pose(gt.T_world_cam),
+            K=gt.K,
+            K_known=True,
+            depth=gt.depth * G.scale,
+            conf=np.full(gt.depth.shape, 10.0, np.float32),
+        )
+    return m
+
+
+def _input(
+    seq, noise: SimNoise, anchor_idx=(40, 30, 20, 10), new=range(41, 53), seed=0
+) -> tuple[StitchInput, list]:
+    m = _map_from_gt(seq, sorted(anchor_idx))
+    anchors = m.active(len(anchor_idx))  # newest first
+    frames = [k.as_frame() for k in anchors] + [seq[i] for i in new]
+    uv, X, _ = anchors[0].points_world(max_points=256, seed=seed)
+    pred = SimulatedPredictor(seq.ground_truth, noise, seed=seed).predict(
+        frames, uv.astype(np.float32), list(range(len(frames)))
+    )
+    K = np.stack([f.K for f in frames])
+    inp = StitchInput(
+        pred, anchors, list(range(len(anchors), len(frames))), K, TrackQueries(uv, X), (120, 160)
+    )
+    return inp, list(new)
+
+
+def _pose_errors(seq, res, new) -> tuple[float, float]:
+    """Max centre error (map units) and max rotation error (deg) of the new frames."""
+    dc, dr = [], []
+    for k, i in enumerate(new):
+        T_true = G.transform_pose(seq.ground_truth_at(i).T_world_cam)
+        T = res.T_world_cam[4 + k]
+        dc.append(np.linalg.norm(T[:3, 3] - T_true[:3, 3]))
+        dr.append(np.degrees(rotation_angle(T[:3, :3].T @ T_true[:3, :3])))
+    return max(dc), max(dr)
+
+
+@pytest.mark.parametrize("name", ["tracks", "point_map", "camera_centres"])
+def test_exact_without_noise(seq, name):
+    inp, new = _input(seq, SimNoise.zero())
+    res = make_stitcher(name).stitch(inp)
+    assert res.accepted, res.reason
+    dc, dr = _pose_errors(seq, res, new)
+    assert dc < 1e-3 * G.scale and dr < 0.05
+    # sim3 maps window units into the map: window units are metres * s_win
+    s_win = inp.prediction.timings["scale_m_to_win"]
+    assert res.sim3.scale == pytest.approx(G.scale / s_win, rel=1e-3)
+
+
+def test_depth_ratio_scale_is_unbiased_by_pose_noise(seq):
+    noise = dataclasses.replace(SimNoise(), rot_deg=3.0, trans_frac=0.05)
+    inp, _ = _input(seq, noise)
+    s_win = inp.prediction.timings["scale_m_to_win"]
+    assert anchor_depth_scale(inp) == pytest.approx(G.scale / s_win, rel=0.01)
+
+
+def test_noisy_window_ours_better_than_camera_centres(seq):
+    errs = {}
+    for name in ("tracks", "point_map", "camera_centres"):
+        e = []
+        for s in range(3):
+            inp, new = _input(seq, SimNoise(), seed=s)
+            res = make_stitcher(name).stitch(inp)
+            assert res.accepted, res.reason
+            e.append(_pose_errors(seq, res, new)[0])
+        errs[name] = float(np.mean(e))
+    scene = 2.5 * G.scale  # ~ metres of scene depth in map units
+    assert errs["tracks"] < 0.02 * scene
+    assert errs["tracks"] < errs["camera_centres"] and errs["tracks"] <= 1.2 * errs["point_map"]
+
+
+def test_rejects_window_with_wrong_tracks(seq):
+    inp, _ = _input(seq, SimNoise())
+    rng = np.random.default_rng(0)
+    pred = inp.prediction
+    pred.tracks[4:] = rng.uniform([0, 0], [159, 119], pred.tracks[4:].shape).astype(np.float32)
+    res = TrackStitcher().stitch(inp)
+    assert not res.accepted and res.reason.startswith("tracks_disagree")
+
+
+def test_rejects_window_whose_depth_does_not_fit(seq):
+    inp, _ = _input(seq, SimNoise())
+    pred = inp.prediction
+    rng = np.random.default_rng(1)
+    for i in pred.depth:  # anchors and new frames predicted as random depth: nothing fits the map
+        pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
+    res = TrackStitcher().stitch(inp)
+    assert not res.accepted
+    assert res.reason.split(" ")[0] in ("residual_too_high", "too_few_inliers", "degenerate_alignment")
+
+
+def test_too_few_correspondences_and_degenerate_inputs(seq):
+    inp, _ = _input(seq, SimNoise())
+    for i in inp.prediction.depth_conf:
+        inp.prediction.depth_conf[i][:] = 1.0  # below the confidence threshold everywhere
+    inp.prediction.vis[:] = 0.0
+    res = TrackStitcher(StitchConfig()).stitch(inp)
+    assert not res.accepted and res.reason.startswith("too_few_correspondences")
+    assert not PointMapStitcher().stitch(inp).accepted
+    # camera-centre baseline with one anchor still works (depth-ratio fallback)
+    inp1, new = _input(seq, SimNoise.zero(), anchor_idx=(40,))
+    res1 = CameraCentreStitcher().stitch(inp1)
+    assert res1.accepted and _pose_errors_one(seq, res1, new) < 1e-3
+
+
+def _pose_errors_one(seq, res, new) -> float:
+    i = new[0]
+    T_true = G.transform_pose(seq.ground_truth_at(i).T_world_cam)
+    return float(np.linalg.norm(res.T_world_cam[1][:3, 3] - T_true[:3, 3]))
+
+
+def test_unknown_stitcher():
+    with pytest.raises(ValueError):
+        make_stitcher("nope")
