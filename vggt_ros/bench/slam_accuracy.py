@@ -30,6 +30,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from vggt_ros.eval.metrics import evaluate_trajectory  # noqa: E402
+from vggt_ros.geometry.se3 import rotation_angle  # noqa: E402
 from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor  # noqa: E402
 from vggt_ros.sim.scene import Scene  # noqa: E402
 from vggt_ros.sim.sequence import SyntheticSequence, intrinsics  # noqa: E402
@@ -62,7 +63,9 @@ def poses_for(kind: str, n: int) -> np.ndarray:
         return TRAJECTORIES["loop"](n)
     if kind == "rotation_heavy":
         T = TRAJECTORIES["rotation"](n)
-        T[:, 0, 3] += np.linspace(-0.3, 0.3, n)  # a little parallax under a 120 deg pan
+        u = np.linspace(0.0, 1.0, n)  # a little parallax (0.6 m arc) under the 120 deg pan
+        T[:, 0, 3] += 0.6 * u - 0.3
+        T[:, 1, 3] += 0.2 * np.sin(np.pi * u)
         return T
     return TRAJECTORIES[kind](n)
 
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ok_all = True
     rows = []
     print(
-        f"# slam_accuracy: {args.frames} frames at {args.width}x{args.width * 3 // 4}, window 16 (4 anchors + 12 new)"
+        f"# slam_accuracy: {args.frames} frames at {args.width}x{args.width * 3 // 4}, "
+        "window 16 (4 anchors + 12 new)"
     )
     for kind in seqs:
         seq = make_seq(kind, args.frames, args.width)
@@ -205,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(
             f"{kind:15s} {nf:5g} {st:15s} {m.ate_rmse:9.4f} {m.ate_percent:7.3f} {m.rpe_trans_rmse:8.4f} "
-            f"{100 * m.scale_drift:8.2f} {m.num_matched:7d} {c.keyframes:4d} {c.windows_accepted:5d}/{rej:<4d} "
+            f"{100 * m.scale_drift:8.2f} {m.num_matched:7d} {c.keyframes:4d} "
+            f"{c.windows_accepted:5d}/{rej:<4d} "
             f"{fps:9.0f}"
         )
     ok_all &= check_bounds(rows)
+    ok_all &= policy_checks(args.width)
     if args.long:
         ok_all &= long_run(args.long, args.long_width, args.long_cap_mb)
     print("\nALL CHECKS PASSED" if ok_all else "\nSOME CHECKS FAILED")
@@ -237,8 +243,9 @@ def check_bounds(rows: list) -> bool:
         pm = by.get((k, nf, "point_map"))
         if pm is not None:
             ok &= _say(
-                mo.ate_rmse <= pm.ate_rmse,
-                f"{k} x{nf:g}: ours {mo.ate_rmse:.4f} <= point-map {pm.ate_rmse:.4f}",
+                mo.ate_rmse <= pm.ate_rmse and mo.num_matched >= pm.num_matched,
+                f"{k} x{nf:g}: ours {mo.ate_rmse:.4f} ({mo.num_matched} frames) <= point-map "
+                f"{pm.ate_rmse:.4f} ({pm.num_matched} frames)",
             )
     return ok
 
@@ -283,6 +290,35 @@ def check_drop(seq: SyntheticSequence, r: dict, drop: set[int], noise: SimNoise,
     return ok
 
 
+def policy_checks(width: int) -> bool:
+    """Keyframe policy: a standing-still segment after motion, and a pure-rotation pan."""
+    print("\n# keyframe policy")
+    fwd = TRAJECTORIES["forward"](300)[:150]
+    T = np.concatenate([fwd, np.repeat(fwd[-1:], 150, axis=0)])
+    h = width * 3 // 4
+    seq = SyntheticSequence(Scene(seed=0), T, intrinsics(width, h), (width, h), cache_size=400)
+    r = run(seq, "tracks", SimNoise())
+    kf_still = [k for k in r["pipeline"].keyframes.keyframes if k.frame_index >= 150]
+    ok = _say(
+        len(kf_still) <= 1,
+        f"standing still for 150 frames after motion: {len(kf_still)} keyframe(s) added "
+        f"({r['counters'].keyframes} in total)",
+    )
+    seq = make_seq("rotation", 300, width)
+    r = run(seq, "tracks", SimNoise())
+    c = r["counters"]
+    R_gt, R_est = seq.poses[:, :3, :3], r["poses"][:, :3, :3]
+    rel_gt = np.einsum("ji,njk->nik", R_gt[0], R_gt)
+    rel_est = np.einsum("ji,njk->nik", R_est[0], R_est)
+    err = np.degrees(rotation_angle(np.einsum("nji,njk->nik", rel_gt, rel_est)))
+    ok &= _say(
+        c.frames_emitted == 300 and sum(c.windows_rejected.values()) == 0,
+        f"pure rotation (120 deg pan, 300 frames): {c.frames_emitted} frames, {c.keyframes} keyframes, "
+        f"{sum(c.windows_rejected.values())} windows rejected, max rotation error {err.max():.2f} deg",
+    )
+    return ok
+
+
 def long_run(n: int, width: int, cap_mb: float) -> bool:
     """n frames (5 laps of the loop) at low resolution with a small map cap: map bytes and peak RSS."""
     laps = 5
@@ -305,7 +341,8 @@ def long_run(n: int, width: int, cap_mb: float) -> bool:
         f"{sum(c.windows_rejected.values())} rejected, wall {dt:.0f} s, core {core_fps(r):.0f} frames/s"
     )
     print(
-        f"  map: peak {p.global_map.peak_bytes / 2**20:.2f} MiB, now {p.global_map.nbytes() / 2**20:.2f} MiB, "
+        f"  map: peak {p.global_map.peak_bytes / 2**20:.2f} MiB, "
+        f"now {p.global_map.nbytes() / 2**20:.2f} MiB, "
         f"{p.global_map.num_points_stored} points stored, thinned {p.global_map.thinning_events}x; "
         f"keyframe store {p.keyframes.nbytes() / 2**20:.2f} MiB; peak RSS {rss_mb:.0f} MiB"
     )
@@ -314,7 +351,8 @@ def long_run(n: int, width: int, cap_mb: float) -> bool:
     try:
         m = score(seq, r)
         print(
-            f"  ATE {m.ate_rmse:.4f} m ({m.ate_percent:.2f} % of {m.path_length:.1f} m), drift {100 * m.scale_drift:.2f} %"
+            f"  ATE {m.ate_rmse:.4f} m ({m.ate_percent:.2f} % of {m.path_length:.1f} m), "
+            f"drift {100 * m.scale_drift:.2f} %"
         )
     except Exception as exc:
         print(f"  cannot score: {exc}")

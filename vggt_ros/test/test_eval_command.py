@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from test_eval_report import loop_trajectory, noisy_estimate
 from vggt_ros.eval import command
-from vggt_ros.eval.command import GroundTruthError, find_ground_truth_topic, load_ground_truth
+from vggt_ros.eval.command import (
+    GroundTruthError,
+    find_ground_truth_tf_child,
+    find_ground_truth_topic,
+    load_ground_truth,
+)
 from vggt_ros.io.bag import BagWriter
 from vggt_ros.io.tum import write_tum
 from vggt_ros.msgs.builders import MessageBuilder
@@ -68,6 +73,7 @@ def test_ground_truth_uses_header_stamps_and_picks_topics(traj):
     np.testing.assert_array_equal(s, stamps)  # header stamps, not the offset log times
     np.testing.assert_allclose(T, T_gt, atol=1e-12)
     assert find_ground_truth_topic(gt_bag) == "/ground_truth/odom"
+    assert find_ground_truth_tf_child(gt_bag) is None  # 'cam' and 'base' do not say ground truth
     s, T, desc = load_ground_truth(f"{gt_bag}:/tf:cam")
     assert "world -> cam" in desc and len(s) == 80
     with pytest.raises(GroundTruthError, match="no transform to child 'nope'"):

@@ -97,6 +97,7 @@ def test_without_ground_truth_or_overlap_the_report_says_why(tmp_path):
     rep = write_report(tmp_path / "a", stamps, T_gt, run={"frames_processed": 30})
     assert rep["evaluation"] == "not scored: no ground truth" and "ate_rmse" not in rep
     assert rep["frames_processed"] == 30 and rep["plots"] == []
-    rep = write_report(tmp_path / "b", stamps + 10**9 * 100, T_gt, stamps, T_gt)
+    write_report(tmp_path / "b", stamps, T_gt, stamps, T_gt)  # scored: plots written
+    rep = write_report(tmp_path / "b", stamps + 10**9 * 100, T_gt, stamps, T_gt)  # same folder, unscored
     assert rep["evaluation"].startswith("not scored: only 0 poses matched")
     assert (tmp_path / "b" / "report.md").exists() and not (tmp_path / "b" / PLOT_TOP_VIEW).exists()

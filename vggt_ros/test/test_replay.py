@@ -202,3 +202,16 @@ def test_eval_command_on_the_replay_output_agrees(replayed, sample_bag, tmp_path
     # the run numbers travel with --run-report, and the simulated predictor is still announced
     assert ev["frames_processed"] == N_FRAMES and ev["predictor_note"] == SIMULATED_NOTE
     assert SIMULATED_NOTE in capsys.readouterr().out
+
+
+def test_sample_bag_ground_truth_is_found_as_odometry_and_as_tf(sample_bag):
+    from vggt_ros.eval.command import find_ground_truth_tf_child, find_ground_truth_topic, load_ground_truth
+
+    bag, gt_tum = sample_bag
+    assert find_ground_truth_topic(bag) == "/ground_truth/odometry"
+    child = find_ground_truth_tf_child(bag)
+    assert child == "camera_optical_frame_gt"
+    s_tf, T_tf, _ = load_ground_truth(f"{bag}:/tf:{child}")
+    s_tum, T_tum = read_tum(gt_tum)
+    np.testing.assert_array_equal(s_tf, s_tum)
+    np.testing.assert_allclose(T_tf, T_tum, atol=1e-8)

@@ -121,3 +121,13 @@ def test_load_recovers_when_stopped_between_renames(tmp_path):
     assert len(GlobalMap.load(tmp_path / "map")) == 2
     with pytest.raises(FileNotFoundError):
         GlobalMap.load(tmp_path / "nothing")
+
+
+def test_replace_points_updates_the_cloud():
+    m = _map(2, voxel_size=0.05)
+    s0 = m.snapshot()
+    p, c, w = _cloud(100, 7)
+    p[0] = np.nan
+    m.replace_points(1, p, c, w)
+    assert len(m.keyframes[1].points_cam) == 99 and m.snapshot() is not s0
+    np.testing.assert_array_equal(m.keyframes[1].points_cam, p[1:])

@@ -62,3 +62,20 @@ def test_criteria():
     conf = np.array([0.9, 0.9, 0.9, 0.9])
     valid = np.array([True, True, True, False])
     assert m.covisible_tracks(tracks, vis, conf, valid, (H, W), 0.5, 0.5) == 1 / 3
+
+
+def test_fuse_depth_averages_and_skips_outliers():
+    m = KeyframeManager(KeyframeConfig(depth_stride=4))
+    kf = _add(m, 0)  # depth 2.0, rows < 10 NaN
+    conf = np.full((H, W), 7.0, np.float32)
+    d1 = np.full((H, W), 2.2, np.float32)
+    d1[:, :80] = 5.0  # disagrees by 150 %: an outlier, skipped
+    n = kf.fuse_depth(d1, conf)
+    assert n == 40 * 30 - 20 * 30  # right half of the stored grid (including the NaN rows, now filled)
+    assert np.allclose(kf.depth[3:, 20:], 2.1) and np.allclose(kf.depth[:, :20][3:], 2.0)
+    assert np.allclose(kf.depth[:3, 20:], 2.2)  # previously invalid pixels take the new depth
+    kf.fuse_depth(np.full((H, W), 2.4, np.float32), conf)
+    assert np.allclose(kf.depth[3:, 20:], (2.0 + 2.2 + 2.4) / 3)
+    assert kf.conf.max() == 7.0
+    kf.release()
+    assert kf.fuse_depth(d1, conf) == 0 and kf.colors_at(np.zeros((2, 2))).shape == (2, 3)

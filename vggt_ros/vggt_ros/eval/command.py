@@ -93,6 +93,27 @@ def find_ground_truth_topic(bag: Path, exclude_prefix: str | None = None) -> str
     return sorted(cands, key=score)[0]
 
 
+GT_NAME_HINTS = ("ground_truth", "groundtruth", "truth", "_gt", "gt_", "/gt", "vicon", "mocap", "optitrack")
+
+
+def find_ground_truth_tf_child(bag: Path, topic: str = "/tf") -> str | None:
+    """A TF child frame whose name says ground truth (e.g. 'camera_gt', 'vicon/cam'), or None.
+
+    Robot TF trees are not ground truth, so a TF pair is only chosen automatically by its name.
+    """
+    from vggt_ros.io.bag import bag_topics, read_messages
+
+    if bag_topics(bag).get(topic) is None:
+        return None
+    children: dict[str, int] = {}
+    for m in read_messages(bag, [topic]):
+        if m.message is not None:
+            for tr in m.message.transforms:
+                children[tr.child_frame_id] = children.get(tr.child_frame_id, 0) + 1
+    named = [c for c in children if any(h in c.lower() for h in GT_NAME_HINTS)]
+    return max(named, key=lambda c: children[c]) if named else None
+
+
 def read_bag_trajectory(bag: Path, topic: str | None = None, tf_child: str | None = None
                         ) -> tuple[np.ndarray, np.ndarray, str]:
     """(stamps_ns (N,), T (N,4,4) pose of the child/body in the parent frame, description)."""

@@ -225,6 +225,8 @@ def write_report(out_dir: str | Path, stamps_est: np.ndarray | None = None, T_es
             note["evaluation"] = f"not scored: {exc}"
     else:
         note["evaluation"] = "not scored: no ground truth"
+    for stale in {PLOT_TOP_VIEW, PLOT_ERROR} - set(plots):  # no plot of an earlier run may pass for this one
+        (out / stale).unlink(missing_ok=True)
     rep = build_report(metrics, run, {**note, **(extra or {}), "plots": plots})
     _atomic_write(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
     _atomic_write(out / "report.md", render_markdown(rep, plots))

@@ -98,7 +98,10 @@ def write_ply(
 
 
 def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Read a PLY vertex cloud -> (points (N,3) float32, colors (N,3) uint8 | None, confidence (N,) | None)."""
+    """Read a PLY vertex cloud.
+
+    Returns (points (N,3) float32, colors (N,3) uint8 or None, confidence (N,) float32 or None).
+    """
     raw = Path(path).read_bytes()
     end = raw.find(b"end_header")
     if not raw.startswith(b"ply") or end < 0:

@@ -60,7 +60,8 @@ def write_tum(
         raise ValueError("poses contain NaN or inf")
     q = quat_xyzw_from_matrix(T[:, :3, :3]).reshape(-1, 4)
     lines = [
-        f"{format_stamp(int(s))} {t[0]:.9f} {t[1]:.9f} {t[2]:.9f} {qq[0]:.9f} {qq[1]:.9f} {qq[2]:.9f} {qq[3]:.9f}\n"
+        f"{format_stamp(int(s))} {t[0]:.9f} {t[1]:.9f} {t[2]:.9f} "
+        f"{qq[0]:.9f} {qq[1]:.9f} {qq[2]:.9f} {qq[3]:.9f}\n"
         for s, t, qq in zip(stamps, T[:, :3, 3], q)
     ]
     path = Path(path)

@@ -157,7 +157,12 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
            progress: bool = True, predictor: Any = None) -> ReplayResult:
     """Replay `bag` into `out_dir` (see the module docstring). `predictor` overrides params['predictor']
     (tests pass wrapped predictors). Raises ReplayError / PredictorUnavailable / ParamError."""
-    from vggt_ros.eval.command import GroundTruthError, find_ground_truth_topic, load_ground_truth
+    from vggt_ros.eval.command import (
+        GroundTruthError,
+        find_ground_truth_tf_child,
+        find_ground_truth_topic,
+        load_ground_truth,
+    )
     from vggt_ros.eval.report import write_report
     from vggt_ros.io.bag import BagWriter, bag_topics, read_messages
     from vggt_ros.io.ply import write_ply
@@ -277,13 +282,17 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
     write_ply(out / "map.ply", final_map.points, final_map.colors, final_map.confidence)
 
     gt_desc = None
-    if gt_data is None:
+    if gt_data is None:  # ground truth in the bag: a pose topic, or a TF child named like ground truth
         topic = find_ground_truth_topic(bag)
-        if topic is not None:
+        spec = f"{bag}:{topic}" if topic is not None else None
+        if spec is None:
+            child = find_ground_truth_tf_child(bag)
+            spec = f"{bag}:/tf:{child}" if child is not None else None
+        if spec is not None:
             try:
-                gt_data = load_ground_truth(f"{bag}:{topic}")
+                gt_data = load_ground_truth(spec)
             except GroundTruthError as exc:
-                log.warning("ground truth topic %s unusable: %s", topic, exc)
+                log.warning("ground truth %s unusable: %s", spec, exc)
     if gt_data is not None:
         gt_desc = gt_data[2]
 

@@ -196,7 +196,7 @@ class KeyframeManager:
         min_vis: float,
         min_conf: float,
     ) -> float:
-        """Fraction of valid queries (from the keyframe) still visible: vis, conf above bounds and in image."""
+        """Fraction of valid queries (from the keyframe) still visible: vis, conf above bounds, in image."""
         n = int(np.count_nonzero(valid))
         if n == 0:
             return 0.0

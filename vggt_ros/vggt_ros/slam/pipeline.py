@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_ros.geometry.depth import unproject_pixels
+from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import apply_T, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
-from vggt_ros.slam.stitching import StitchInput, TrackQueries, make_stitcher
+from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, make_stitcher
 from vggt_ros.slam.updates import (
     DepthFrame,
     FramePose,
@@ -294,11 +294,13 @@ class Pipeline:
             T0_inv = pred.T_cam_win[0]
             poses = {j: T0_inv @ T_win_cam[j] for j in new_idx}
             scale, rel, n_in, n_corr = 1.0, 0.0, 0, 0
-            depth_scale = {}
+            depth_scale: dict[int, float] = {}
             d0 = pred.depth[0]
             if not np.any(np.isfinite(d0) & (d0 > 0) & (pred.depth_conf[0] >= cfg.depth_conf_threshold)):
                 timings["stitch"] = time.perf_counter() - t1
                 return self._reject(window_id, pending, anchors, "no_valid_depth (first window)", timings)
+            if isinstance(self.stitcher, TrackStitcher) and S > 1:
+                poses, depth_scale = self._refine_first_window(pred, K, poses, queries, size, window_id)
         else:
             inp = StitchInput(
                 pred, anchors, new_idx, K, queries, size, cfg.depth_conf_threshold, cfg.seed + window_id
@@ -349,8 +351,44 @@ class Pipeline:
         self.counters.core_time_s += time.perf_counter() - t_start - timings["predict"]
         return out
 
+    def _refine_first_window(
+        self,
+        pred: WindowPrediction,
+        K: np.ndarray,
+        poses: dict[int, np.ndarray],
+        queries: TrackQueries,
+        size: tuple[int, int],
+        window_id: int,
+    ) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+        """Ours only: tie the first window's frames to frame 0's depth by PnP on the tracks, as later windows.
+
+        Frame 0's depth at the query pixels gives 3D points in the world (= frame 0's camera); the
+        tracks give their pixels in the other frames. The baselines keep VGGT's predicted poses.
+        """
+        thr = self.config.depth_conf_threshold
+        d = sample_bilinear(pred.depth[0], queries.uv)
+        c = sample_bilinear(pred.depth_conf[0], queries.uv)
+        ok = np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= thr)
+        X = np.full((len(d), 3), np.nan)
+        X[ok] = unproject_pixels(queries.uv[ok], d[ok], K[0], poses[0])
+        valid_d = pred.depth[0][np.isfinite(pred.depth[0]) & (pred.depth_conf[0] >= thr)]
+        depth = float(np.median(valid_d)) if valid_d.size else 1.0
+        inp = StitchInput(
+            pred,
+            [],
+            list(range(1, pred.num_frames)),
+            K,
+            TrackQueries(queries.uv, X),
+            size,
+            thr,
+            self.config.seed + window_id,
+        )
+        assert isinstance(self.stitcher, TrackStitcher)
+        new_poses, _, _, _, scales = self.stitcher.refine_poses(inp, poses, 1.0, depth)
+        return new_poses, scales
+
     def _fuse_anchors(self, anchors: list[Keyframe], pred: WindowPrediction, scale: float) -> None:
-        """Average each anchor's re-predicted depth (window scale -> map units) into its keyframe and map cloud."""
+        """Average each anchor's re-predicted depth (window scale -> map units) into keyframe and map."""
         thr = self.config.depth_conf_threshold
         for i, kf in enumerate(anchors):
             if i not in pred.depth:

@@ -100,7 +100,7 @@ class Stitcher(Protocol):
 def anchor_depth_correspondences(
     inp: StitchInput, max_points: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Same pixels of each anchor: window points (N,3), world points (N,3), weights sqrt(conf_map*conf_win)."""
+    """Same pixels of each anchor: window points (N,3), world points (N,3), sqrt(conf_map*conf_win) (N,)."""
     pred = inp.prediction
     srcs, dsts, ws = [], [], []
     for i, kf in enumerate(inp.anchors):
@@ -344,6 +344,36 @@ class TrackStitcher:
         if ratio < cfg.min_inlier_ratio:
             return StitchResult(False, f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})", **base)
         poses = _poses_from_sim3(inp, sim)
+        poses, refined, used, inliers, depth_scales = self.refine_poses(inp, poses, sim.scale, depth)
+        track_ratio = inliers / used if used else float("nan")
+        if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
+            return StitchResult(
+                False,
+                f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
+                track_inlier_ratio=track_ratio,
+                **base,
+            )
+        return StitchResult(
+            True,
+            "ok",
+            T_world_cam=poses,
+            pnp_refined=refined,
+            track_inlier_ratio=track_ratio,
+            depth_scale=depth_scales,
+            **base,
+        )
+
+    def refine_poses(
+        self, inp: StitchInput, poses: dict[int, np.ndarray], scale: float, depth: float
+    ) -> tuple[dict[int, np.ndarray], int, int, int, dict[int, float]]:
+        """PnP-refine each new frame's pose on its track/map-point matches (from the given poses).
+
+        A refined pose is kept when it stays within max_pnp_deviation_rel x depth and
+        max_pnp_deviation_deg of the starting pose. Returns (poses, frames refined, track
+        observations used, inliers among them, per-frame depth scales from _track_depth_scale).
+        """
+        cfg = self.config
+        poses = dict(poses)
         min_px = max(1.0, cfg.pnp_min_px * inp.size[1])
         max_px = max(2.0 * min_px, cfg.pnp_max_px * inp.size[1])
         refined, used, inliers = 0, 0, 0
@@ -363,7 +393,7 @@ class TrackStitcher:
                     poses[j] = T_pnp
                     refined += 1
                     sj = _track_depth_scale(inp, j, q, T_pnp, px)
-                    if sj is not None and abs(sj / sim.scale - 1.0) <= cfg.max_depth_scale_dev:
+                    if sj is not None and abs(sj / scale - 1.0) <= cfg.max_depth_scale_dev:
                         depth_scales[j] = sj
             else:
                 T_cw = invert_T(poses[j])
@@ -372,23 +402,7 @@ class TrackStitcher:
                     np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px)
                 )
             inliers += n_in
-        track_ratio = inliers / used if used else float("nan")
-        if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
-            return StitchResult(
-                False,
-                f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
-                track_inlier_ratio=track_ratio,
-                **base,
-            )
-        return StitchResult(
-            True,
-            "ok",
-            T_world_cam=poses,
-            pnp_refined=refined,
-            track_inlier_ratio=track_ratio,
-            depth_scale=depth_scales,
-            **base,
-        )
+        return poses, refined, used, inliers, depth_scales
 
 
 # --- baselines ------------------------------------------------------------------------------------
