@@ -19,6 +19,9 @@ OUT="${OUT:-$PKG/bench_out}"
 PY="${PYTHON:-python3}"
 FRAMES="${FRAMES:-1,2,4,8,16,32}"
 RES="${RES:-392x518}"
+DEVICE="${DEVICE:-cuda}"    # DEVICE=cpu CONFIG=tiny FRAMES=1,2 RES=56x84: a dry run of this script
+CONFIG="${CONFIG:-full}"
+export DEVICE
 mkdir -p "$OUT"
 cd "$PKG"
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
@@ -42,7 +45,8 @@ cat "$OUT/env.txt"
 "$PY" - <<'EOF' 2>&1 | tee "$OUT/log.txt"
 import torch
 from vggt_ros.model.vggt import VGGT, VGGTConfig, autocast_dtype
-dev = torch.device("cuda")
+import os
+dev = torch.device(os.environ["DEVICE"])
 m = VGGT(VGGTConfig.tiny()).to(dev).eval()
 x = torch.rand(3, 3, 56, 84, device=dev)
 q = torch.rand(5, 2, device=dev) * 50
@@ -57,11 +61,11 @@ print(f"tiny: autocast vs fp32 depth rel diff {err:.2e}")
 EOF
 
 # 2) the table: aggregator only and with heads, bf16 autocast.
-"$PY" bench/model_bench.py --device cuda --dtype bf16 --weights random --frames "$FRAMES" --res "$RES" \
-  --heads agg,cam+depth,all --repeats 3 --warmup 2 --out "$OUT/gpu_model_bench.md" 2>&1 | tee -a "$OUT/log.txt"
+"$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
+  --frames "$FRAMES" --res "$RES" --heads agg,cam+depth,all --repeats 3 --warmup 2 --out "$OUT/gpu_model_bench.md" 2>&1 | tee -a "$OUT/log.txt"
 
 # 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
-"$PY" bench/model_bench.py --device cuda --dtype bf16 --weights random --frames 8,16 --res "$RES" \
-  --heads cam+depth --compare --warmup 2 --out "$OUT/gpu_compare.md" 2>&1 | tee -a "$OUT/log.txt"
+"$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
+  --frames "${CMP_FRAMES:-8,16}" --res "$RES" --heads cam+depth --compare --warmup 2 --repeats 3 --out "$OUT/gpu_compare.md" 2>&1 | tee -a "$OUT/log.txt"
 
 echo "tables in $OUT"

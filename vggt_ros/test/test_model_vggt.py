@@ -161,6 +161,10 @@ def test_bad_inputs_raise_clear_errors(tiny):
         tiny.infer(images[:, :2])
     with pytest.raises(ValueError, match="cached-token entries"):
         tiny.infer(images, cached_patch_tokens=[None])
+    with pytest.raises(ValueError, match="do not match"):  # tokens of another resolution
+        tiny.infer(images, cached_patch_tokens=[torch.zeros(20, 32), None])
+    with pytest.raises(ValueError, match="do not match"):
+        tiny.infer(images, cached_patch_tokens=torch.zeros(1, 2, 24, 16))
     no_point = VGGT.empty(VGGTConfig.tiny(), enable_point=False)
     with pytest.raises(ValueError, match="disabled"):
         no_point.infer(images, point_head=True)
@@ -186,3 +190,24 @@ def test_heads_stay_fp32_under_autocast(tiny):
     assert np.isfinite(out["depth"].numpy()).all()
     _close(out["depth"], fp32["depth"], 0.1)  # bf16 trunk: close, not equal
     torch.testing.assert_close(out["depth"], ref["depth"])
+
+
+@pytest.mark.slow
+def test_model_bench_runs_tiny(tmp_path, capsys):
+    """bench/model_bench.py end to end on the tiny config (table and --compare)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "model_bench.py"
+    spec = importlib.util.spec_from_file_location("model_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    common = ["--config", "tiny", "--weights", "random", "--frames", "2", "--res", "56x84", "--queries", "4"]
+    out_file = tmp_path / "table.md"
+    assert bench.main([*common, "--heads", "agg,cam+depth,all", "--out", str(out_file)]) == 0
+    rows = [r for r in out_file.read_text().splitlines() if r.startswith("| 2 ")]
+    assert [r.split("|")[3].strip() for r in rows] == ["agg", "cam+depth", "all"]
+    assert all(float(r.split("|")[5]) > 0 and float(r.split("|")[7]) > 0 for r in rows)
+    assert bench.main([*common, "--heads", "cam+depth", "--compare"]) == 0
+    assert "cached/plain" in capsys.readouterr().out

@@ -71,7 +71,9 @@ def test_fuse_depth_averages_and_skips_outliers():
     d1 = np.full((H, W), 2.2, np.float32)
     d1[:, :80] = 5.0  # disagrees by 150 %: an outlier, skipped
     n = kf.fuse_depth(d1, conf)
-    assert n == 40 * 30 - 20 * 30  # right half of the stored grid (including the NaN rows, now filled)
+    # right half of the stored 40x30 grid fused, plus the 3 invalid rows of the left half filled
+    assert n == 20 * 30 + 3 * 20
+    assert np.allclose(kf.depth[:3, :20], 5.0)
     assert np.allclose(kf.depth[3:, 20:], 2.1) and np.allclose(kf.depth[:, :20][3:], 2.0)
     assert np.allclose(kf.depth[:3, 20:], 2.2)  # previously invalid pixels take the new depth
     kf.fuse_depth(np.full((H, W), 2.4, np.float32), conf)

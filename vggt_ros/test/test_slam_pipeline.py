@@ -279,7 +279,10 @@ def test_reset_starts_a_new_stream(loop):
     seq, frames = loop
     p = Pipeline(SimulatedPredictor(seq.ground_truth, SimNoise()), PipelineConfig())
     _run(p, frames[:30])
-    p.reset()
+    for f in frames[30:35]:
+        p.push(f)
+    gone = p.reset()
+    assert [u.stamp_ns for u in gone] == [f.stamp_ns for f in frames[30:35]] and gone[0].reason == "reset"
     assert not p.bootstrapped and p.counters.frames_in == 0 and len(p.global_map) == 0
     ups = _run(p, frames[:20])  # stamps may start over after a reset
     assert len(_of(ups, FramePose)) == 20

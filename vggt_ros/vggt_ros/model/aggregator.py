@@ -100,12 +100,13 @@ class Aggregator(nn.Module):
         the frame's pixels).
         """
         b, s, c, h, w = images.shape
+        tok_shape = ((h // self.patch_size) * (w // self.patch_size), self.patch_embed.embed_dim)
         if isinstance(cached, Tensor):
             if cached.dim() == 3:
                 cached = cached.unsqueeze(0)
-            if cached.shape[:2] != (b, s):
-                raise ValueError(f"cached tokens {tuple(cached.shape)} do not match {b}x{s} frames")
-            return cached
+            if tuple(cached.shape) != (b, s, *tok_shape):
+                raise ValueError(f"cached tokens {tuple(cached.shape)} do not match {(b, s, *tok_shape)}")
+            return cached.to(images.device)
         entries: list[Tensor | None] = [None] * s if cached is None else list(cached)
         if len(entries) != s:
             raise ValueError(f"{len(entries)} cached-token entries for {s} frames")
@@ -122,6 +123,11 @@ class Aggregator(nn.Module):
         frames = []
         for e in entries:
             assert e is not None
+            if tuple(e.shape[-2:]) != tok_shape:
+                raise ValueError(
+                    f"cached tokens {tuple(e.shape)} do not match {tok_shape} for {h}x{w} images"
+                )
+            e = e.to(images.device)
             frames.append(e if e.dim() == 3 else e.unsqueeze(0).expand(b, -1, -1))
         return torch.stack(frames, dim=1)
 

@@ -13,7 +13,9 @@ Generation is vectorised with numpy and chunked (``CHUNK`` elements at a time) s
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
 import numpy as np
@@ -129,22 +131,35 @@ def formula_state_dict(shapes: Union[Mapping[str, Sequence[int]], Iterable[tuple
     return {name: torch.from_numpy(formula_tensor(name, shape)) for name, shape in items}
 
 
-def fill_module_(module, names: Iterable[str] | None = None) -> None:
+def fill_module_(module, names: Iterable[str] | None = None, workers: int | None = None) -> None:
     """Overwrite the parameters of an ``nn.Module`` in place with formula weights.
 
     Avoids a second full copy of the 5 GB state_dict: each tensor is generated and copied
     straight into the existing parameter. ``names`` restricts the fill to those keys.
+    ``workers`` threads generate tensors in parallel (numpy releases the GIL); default: CPUs, max 4.
     """
     import torch
 
     state = module.state_dict(keep_vars=True)
     wanted = set(names) if names is not None else None
-    with torch.no_grad():
-        for name, tensor in state.items():
-            if wanted is not None and name not in wanted:
-                continue
-            value = torch.from_numpy(formula_tensor(name, tuple(tensor.shape)))
+    todo = [(n, t) for n, t in state.items() if wanted is None or n in wanted]
+    # Largest first so the pool stays balanced.
+    todo.sort(key=lambda item: -item[1].numel())
+
+    def fill(item) -> None:
+        name, tensor = item
+        value = torch.from_numpy(formula_tensor(name, tuple(tensor.shape)))
+        with torch.no_grad():
             tensor.copy_(value)
+
+    n_workers = workers or min(4, os.cpu_count() or 1)
+    if n_workers <= 1:
+        for item in todo:
+            fill(item)
+        return
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        for _ in pool.map(fill, todo):
+            pass
 
 
 def read_shapes(path) -> dict[str, tuple[int, ...]]:

@@ -148,8 +148,9 @@ def camera_info_K(msg: Any, image_size: tuple[int, int] | None = None) -> tuple[
     reason: 'ok', or why K is unusable: 'zero_K' (uncalibrated cameras publish all zeros),
     'non_finite', 'bad_focal' (fx or fy <= 0), 'bad_K' (last row not [0, 0, 1]),
     'size_mismatch' (the info's width x height differs from image_size (H, W) when both are set).
+    Reads ROS 2 (`k`) and ROS 1 (`K`) field names.
     """
-    flat = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    flat = np.asarray(msg.k if hasattr(msg, "k") else msg.K, dtype=np.float64).reshape(-1)
     if flat.size != 9:
         return None, "bad_K"
     K = flat.reshape(3, 3)

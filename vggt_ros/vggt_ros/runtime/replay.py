@@ -76,18 +76,6 @@ def match_topic(wanted: str, topics: dict[str, str], types: tuple[str, ...],
     return None
 
 
-def _ros2_camera_info_view(msg: Any) -> Any:
-    """ROS 1 CameraInfo names its matrices K, D, R, P (ROS 2: k, d, r, p); msgs.decode reads ROS 2 names.
-
-    Shim until msgs.decode.camera_info_K accepts both (reported to its owner)."""
-    if hasattr(msg, "k") or not hasattr(msg, "K"):
-        return msg
-    from types import SimpleNamespace
-
-    return SimpleNamespace(k=msg.K, d=msg.D, r=msg.R, p=msg.P, width=msg.width, height=msg.height,
-                           header=msg.header, distortion_model=msg.distortion_model)
-
-
 @dataclass
 class Recorder:
     """Keeps every published camera pose (from the path publications) for trajectory.tum."""
@@ -238,7 +226,7 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
                     info_problems["deserialize"] = info_problems.get("deserialize", 0) + 1
                     continue
                 try:
-                    K, why = camera_info_K(_ros2_camera_info_view(m.message))
+                    K, why = camera_info_K(m.message)
                 except (AttributeError, TypeError, ValueError) as exc:  # a CameraInfo we cannot read
                     K, why = None, f"unreadable ({type(exc).__name__})"
                 if K is None:

@@ -59,6 +59,8 @@ class StitchConfig:
     max_depth_scale_dev: a new frame's depth is scaled by the median ratio of tracked map-point
         depth to its predicted depth when that is within this fraction of the window scale.
     ransac_iterations: RANSAC hypotheses of the robust Sim(3) (cost ~ iterations x points).
+    refresh_queries: average the gauge keyframe's re-predicted depth into the track map points
+        before PnP (stitching.refresh_queries).
     """
 
     max_anchor_points: int = 1000
@@ -77,6 +79,7 @@ class StitchConfig:
     max_pnp_deviation_deg: float = 5.0
     max_depth_scale_dev: float = 0.1
     ransac_iterations: int = 64
+    refresh_queries: bool = True
 
 
 @dataclass

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -285,7 +286,8 @@ class GlobalMap:
             arrays[f"c{k.keyframe_id}"] = k.colors
             arrays[f"w{k.keyframe_id}"] = k.confidence
         with open(d / "keyframe_points.npz", "wb") as f:
-            np.savez(f, **arrays)
+            savez: Any = np.savez  # numpy's stub types **kwds as allow_pickle
+            savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
 

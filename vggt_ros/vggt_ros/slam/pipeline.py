@@ -8,7 +8,7 @@ later windows are `num_anchors` keyframes (newest first: window frame 0 is the n
 keyframe, VGGT's reference frame) + `window_size - num_anchors` new frames, aligned to the
 map by a Stitcher. Every accepted frame leaves exactly once: emitted as a FramePose (accepted
 window), or counted as dropped with a reason and returned as FrameRefused (rejected window,
-skipped/dropped window, reset).
+skipped/dropped window; `reset()` returns FrameRefused("reset") for the frames it discards).
 
 Frames: internally the pipeline works in "world" = the first keyframe's OPTICAL camera frame
 (what VGGT's first window predicts in); every Update is converted to the map frame = the first
@@ -20,7 +20,9 @@ Overload hooks for the runtime (what an overloaded node does):
   emitted. Anchors come from the map, so the following window still stitches.
 - `drop_pending(reason)`: drop the frames buffered right now, same accounting.
 Per-window Update order: FramePose/DepthFrame per new frame, KeyframeAdded, WindowCloud,
-MapChanged (when keyframes were added), WindowStats last.
+MapChanged (when keyframes were added), WindowStats last. WindowStats.scale is the window ->
+map scale; WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to the scene's
+median depth (unitless; 0 for the first window), so one threshold fits any map scale.
 """
 
 from __future__ import annotations
@@ -92,8 +94,14 @@ class Pipeline:
         self.reset()
 
     # --- state ------------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forget everything (map, keyframes, counters, pending frames) and start a new stream."""
+    def reset(self) -> list[Update]:
+        """Forget everything (map, keyframes, counters) and start a new stream.
+
+        Returns FrameRefused("reset") for the frames that were still pending (counters restart at 0).
+        """
+        window: FrameWindow | None = getattr(self, "window", None)
+        pending = window.clear() if window is not None else []
+        out: list[Update] = [FrameRefused(int(p.frame.stamp_ns), "reset") for p in pending]
         cfg = self.config
         self.validator = FrameValidator()
         self.window = FrameWindow(cfg.window_size, cfg.num_anchors)
@@ -106,6 +114,7 @@ class Pipeline:
         self._maps_pending = 0
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
+        return out
 
     @property
     def bootstrapped(self) -> bool:

@@ -22,7 +22,7 @@ identical predictions in the benchmark:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import cv2
@@ -162,6 +162,39 @@ def anchor_depth_scale(inp: StitchInput) -> float:
     order = np.argsort(x)
     cw = np.cumsum(w[order])
     return float(np.exp(x[order][np.searchsorted(cw, 0.5 * cw[-1])]))
+
+
+def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) -> StitchInput:
+    """Queries whose map points use the gauge keyframe's depth averaged with this window's re-prediction.
+
+    The gauge (window frame 0, the newest keyframe) has the fewest depth samples in the map; its
+    re-prediction in this window (times the window scale) is an independent sample, so averaging
+    it in before PnP (as Keyframe.fuse_depth later does for the stored depth) halves the variance
+    of the points the new frames are tied to. Pixels disagreeing by more than max_rel_diff keep
+    the map depth. Returns a new StitchInput (the input is not modified).
+    """
+    pred = inp.prediction
+    if not inp.anchors or 0 not in pred.depth:
+        return inp
+    kf = inp.anchors[0]
+    if kf.depth is None:
+        return inp
+    uv = inp.queries.uv
+    st = kf.depth_stride
+    ui, vi = uv[:, 0].astype(np.intp), uv[:, 1].astype(np.intp)
+    d_map = kf.depth[vi // st, ui // st].astype(np.float64)
+    n = kf.depth_count[vi // st, ui // st] if kf.depth_count is not None else np.ones(len(uv))
+    d_win = pred.depth[0][vi, ui].astype(np.float64) * scale
+    c_win = pred.depth_conf[0][vi, ui]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(d_map) & np.isfinite(d_win) & (c_win >= inp.depth_conf_threshold)
+        ok &= np.abs(d_win / d_map - 1.0) <= max_rel_diff
+    d = d_map.copy()
+    d[ok] = (n[ok] * d_map[ok] + d_win[ok]) / (n[ok] + 1.0)
+    X = inp.queries.X_world.copy()
+    good = np.isfinite(d)
+    X[good] = unproject_pixels(uv[good], d[good], kf.K, kf.T_world_cam)
+    return replace(inp, queries=TrackQueries(uv, X))
 
 
 def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarray:
@@ -338,29 +371,29 @@ class TrackStitcher:
         r = np.linalg.norm(sim.apply(src) - dst, axis=1)
         rel = float(np.sqrt(np.mean(r[inl] ** 2))) / depth
         ratio = fit.num_inliers / n
-        base = dict(sim3=sim, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n)
+        base = StitchResult(
+            False, "", sim3=sim, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n
+        )
         if not rel <= cfg.max_rel_rms:
-            return StitchResult(False, f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})", **base)
+            return replace(base, reason=f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})")
         if ratio < cfg.min_inlier_ratio:
-            return StitchResult(False, f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})", **base)
+            return replace(base, reason=f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})")
         poses = _poses_from_sim3(inp, sim)
+        if cfg.refresh_queries:
+            inp = refresh_queries(inp, sim.scale)
         poses, refined, used, inliers, depth_scales = self.refine_poses(inp, poses, sim.scale, depth)
         track_ratio = inliers / used if used else float("nan")
         if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
-            return StitchResult(
-                False,
-                f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})",
-                track_inlier_ratio=track_ratio,
-                **base,
-            )
-        return StitchResult(
-            True,
-            "ok",
+            reason = f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})"
+            return replace(base, reason=reason, track_inlier_ratio=track_ratio)
+        return replace(
+            base,
+            accepted=True,
+            reason="ok",
             T_world_cam=poses,
             pnp_refined=refined,
             track_inlier_ratio=track_ratio,
             depth_scale=depth_scales,
-            **base,
         )
 
     def refine_poses(
