@@ -147,7 +147,7 @@ def run_once(
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype)
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null()
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out: dict[str, torch.Tensor] = {}
     with torch.inference_mode(), ctx:
         if heads:
@@ -162,7 +162,13 @@ def run_once(
             tokens_list, _, tokens = model.aggregator(images[None], cached)
             del tokens_list
     _sync(device)
+    _LAST_CPU_S[0] = time.process_time() - c0
     return time.perf_counter() - t0, out, tokens
+
+
+#: process CPU time of the last run_once (all threads): on a shared CPU, CPU s / threads
+#: estimates the wall time the same work takes on an idle machine.
+_LAST_CPU_S = [0.0]
 
 
 class _null:
@@ -175,24 +181,25 @@ class _null:
 
 def measure(
     model: VGGT, images: torch.Tensor, heads, queries, dtype: str, repeats: int, warmup: int, cached=None
-) -> tuple[float, float]:
-    """(best time s, peak memory GB) over ``repeats`` runs after ``warmup`` runs."""
+) -> tuple[float, float, float]:
+    """(best wall s, CPU s of that run, peak memory GB) over ``repeats`` runs after ``warmup``."""
     device = images.device
     for _ in range(warmup):
         run_once(model, images, heads, queries, dtype, cached)
-    times = []
+    times: list[tuple[float, float]] = []
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         for _ in range(repeats):
-            times.append(run_once(model, images, heads, queries, dtype, cached)[0])
+            times.append((run_once(model, images, heads, queries, dtype, cached)[0], _LAST_CPU_S[0]))
         peak = torch.cuda.max_memory_allocated(device) / 1e9
     else:
         with RssSampler() as rs:
             for _ in range(repeats):
-                times.append(run_once(model, images, heads, queries, dtype, cached)[0])
+                times.append((run_once(model, images, heads, queries, dtype, cached)[0], _LAST_CPU_S[0]))
         peak = rs.peak / 1e9
-    return min(times), peak
+    wall, cpu = min(times)
+    return wall, cpu, peak
 
 
 def _ints(text: str) -> list[int]:
@@ -266,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         emit("| frames | HxW | heads | plain s | cached s | cached/plain | max rel diff |")
         emit("|---|---|---|---|---|---|---|")
     else:
-        emit("| frames | HxW | heads | dtype | time s | peak GB | GEMM GFLOPS | reference s | ratio |")
-        emit("|---|---|---|---|---|---|---|---|---|")
+        emit(
+            "| frames | HxW | heads | dtype | time s | CPU s / threads | peak GB | GEMM GFLOPS "
+            "| reference s | ratio (time) | ratio (CPU s / threads) |"
+        )
+        emit("|---|---|---|---|---|---|---|---|---|---|---|")
     for h, w in _res(args.res):
         for s in _ints(args.frames):
             images = torch.rand(s, 3, h, w, generator=gen).to(device)
@@ -284,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     continue
                 rate = gemm_gflops(device)  # right before the row: how busy the machine is
-                t, peak = measure(model, images, heads, queries, dtype, args.repeats, warmup)
+                t, cpu, peak = measure(model, images, heads, queries, dtype, args.repeats, warmup)
+                cpu_per = cpu / torch.get_num_threads() if device.type == "cpu" else float("nan")
                 ref = _ref_text(device, s, h, w, hp, dtype)
                 emit(
-                    f"| {s} | {h}x{w} | {hp} | {dtype} | {t:.2f} | {peak:.2f} | {rate:.0f} | {ref[0]} "
-                    f"| {_ratio(t, ref[1])} |"
+                    f"| {s} | {h}x{w} | {hp} | {dtype} | {t:.2f} | {cpu_per:.2f} | {peak:.2f} | {rate:.0f} "
+                    f"| {ref[0]} | {_ratio(t, ref[1])} | {_ratio(cpu_per, ref[1])} |"
                 )
     if args.out:
         with open(args.out, "w") as fh:

@@ -208,6 +208,6 @@ def test_model_bench_runs_tiny(tmp_path, capsys):
     assert bench.main([*common, "--heads", "agg,cam+depth,all", "--out", str(out_file)]) == 0
     rows = [r for r in out_file.read_text().splitlines() if r.startswith("| 2 ")]
     assert [r.split("|")[3].strip() for r in rows] == ["agg", "cam+depth", "all"]
-    assert all(float(r.split("|")[5]) > 0 and float(r.split("|")[7]) > 0 for r in rows)
+    assert all(float(r.split("|")[5]) > 0 and float(r.split("|")[8]) > 0 for r in rows)
     assert bench.main([*common, "--heads", "cam+depth", "--compare"]) == 0
     assert "cached/plain" in capsys.readouterr().out

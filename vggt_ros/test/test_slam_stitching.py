@@ -153,3 +153,15 @@ def _pose_errors_one(seq, res, new) -> float:
 def test_unknown_stitcher():
     with pytest.raises(ValueError):
         make_stitcher("nope")
+
+
+def test_new_frame_depth_scale_ties_depth_to_the_map(seq):
+    inp, _ = _input(seq, SimNoise.zero())
+    inp.prediction.depth[6] = inp.prediction.depth[6] * 1.08  # frame 6 predicted 8 % too deep
+    res = TrackStitcher().stitch(inp)
+    assert res.accepted and res.pnp_refined == 12
+    s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
+    assert res.sim3.scale == pytest.approx(s_true, rel=1e-3)
+    assert set(res.depth_scale) == set(range(4, 16))
+    for j, sj in res.depth_scale.items():
+        assert sj == pytest.approx(s_true / (1.08 if j == 6 else 1.0), rel=2e-3)

@@ -61,6 +61,8 @@ class StitchConfig:
     ransac_iterations: RANSAC hypotheses of the robust Sim(3) (cost ~ iterations x points).
     refresh_queries: average the gauge keyframe's re-predicted depth into the track map points
         before PnP (stitching.refresh_queries).
+    dense_depth_scale: scale each new frame's depth against all of the gauge keyframe's map
+        points (reprojected with the refined pose) instead of the tracked ones only.
     """
 
     max_anchor_points: int = 1000
@@ -80,6 +82,7 @@ class StitchConfig:
     max_depth_scale_dev: float = 0.1
     ransac_iterations: int = 64
     refresh_queries: bool = True
+    dense_depth_scale: bool = True
 
 
 @dataclass
