@@ -40,7 +40,7 @@ def test_rope_matches_spec_formula():
     pos = patch_positions(3, 4, 5)
     x = torch.randn(2, 3, pos.shape[0], 64)
     cos, sin = rope.tables(pos, 64, torch.float32)
-    ours = rope.apply(x, cos, sin)
+    ours = rope.rotate(x, cos, sin)
     torch.testing.assert_close(ours, _rope_reference(x, pos), atol=0, rtol=0)  # bit-exact
     # position 0 (special tokens) is the identity; rotation preserves norms
     torch.testing.assert_close(ours[:, :, :5], x[:, :, :5])
@@ -109,7 +109,7 @@ def _small_dpt(**kw):
 
 def test_dpt_feature_only_track_extractor_shapes():
     head = _small_dpt(feature_only=True, down_ratio=2, pos_embed=False)
-    assert not hasattr(head.scratch, "output_conv2")
+    assert head.scratch.output_conv2 is None
     assert head.scratch.output_conv1.out_channels == 8
     with torch.no_grad():
         feats = head(_tokens(), None, 5, image_hw=(28, 42))

@@ -52,6 +52,7 @@ class Aggregator(nn.Module):
         self.depth = depth
         self.num_register_tokens = num_register_tokens
         self.patch_start_idx = 1 + num_register_tokens
+        self.head_dim = embed_dim // num_heads
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, num_register_tokens, embed_dim))
         self.patch_embed = DinoVisionTransformer(
@@ -158,7 +159,7 @@ class Aggregator(nn.Module):
 
         rope_frame = rope_global = None
         if self.rope is not None:
-            head_dim = self.frame_blocks[0].attn.head_dim
+            head_dim = self.head_dim
             pos = patch_positions(
                 h // self.patch_size, w // self.patch_size, self.patch_start_idx, tokens.device
             )

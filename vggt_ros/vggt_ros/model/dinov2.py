@@ -62,11 +62,10 @@ class DinoVisionTransformer(nn.Module):
 
     def interpolated_pos_embed(self, grid_h: int, grid_w: int) -> Tensor:
         """pos_embed [1, 1 + grid_h*grid_w, C] for a (grid_h, grid_w) patch grid."""
-        pos = self.pos_embed
         m = self.grid
         if grid_h == m and grid_w == m:
-            return pos
-        pos = pos.float()
+            return self.pos_embed
+        pos = self.pos_embed.float()
         patch_pos = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
         # torch's antialiased bicubic uses a = -0.5 (SPEC.md §7); size given, no offset.
         patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", antialias=True)

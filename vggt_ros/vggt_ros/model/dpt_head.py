@@ -89,7 +89,7 @@ class FeatureFusionBlock(nn.Module):
         x = self.resConfUnit2(x)
         if size is None:
             size = (int(x.shape[-2] * 2), int(x.shape[-1] * 2))
-        x = _interpolate(x, tuple(size))
+        x = _interpolate(x, (int(size[0]), int(size[1])))
         return self.out_conv(x)
 
 
@@ -103,6 +103,34 @@ def _activate(x: Tensor, kind: str) -> Tensor:
     if kind == "linear":
         return x
     raise ValueError(f"unknown activation {kind!r}")
+
+
+class DPTScratch(nn.Module):
+    """3x3 ``layerN_rn`` convs to ``features``, RefineNet blocks and output convs (checkpoint names)."""
+
+    def __init__(
+        self, in_channels: Sequence[int], features: int, feature_only: bool, output_dim: int
+    ) -> None:
+        super().__init__()
+        c1, c2, c3, c4 = in_channels
+        self.layer1_rn = nn.Conv2d(c1, features, 3, 1, 1, bias=False)
+        self.layer2_rn = nn.Conv2d(c2, features, 3, 1, 1, bias=False)
+        self.layer3_rn = nn.Conv2d(c3, features, 3, 1, 1, bias=False)
+        self.layer4_rn = nn.Conv2d(c4, features, 3, 1, 1, bias=False)
+        self.refinenet1 = FeatureFusionBlock(features)
+        self.refinenet2 = FeatureFusionBlock(features)
+        self.refinenet3 = FeatureFusionBlock(features)
+        self.refinenet4 = FeatureFusionBlock(features, has_residual=False)
+        self.output_conv2: nn.Sequential | None = None
+        if feature_only:
+            self.output_conv1 = nn.Conv2d(features, features, 3, 1, 1)
+        else:
+            self.output_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
+            self.output_conv2 = nn.Sequential(
+                nn.Conv2d(features // 2, 32, 3, 1, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(32, output_dim, 1, 1, 0),
+            )
 
 
 class DPTHead(nn.Module):
@@ -143,22 +171,7 @@ class DPTHead(nn.Module):
                 nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
             ]
         )
-        self.scratch = nn.Module()
-        for i, c in enumerate(oc):
-            setattr(self.scratch, f"layer{i + 1}_rn", nn.Conv2d(c, features, 3, 1, 1, bias=False))
-        self.scratch.refinenet1 = FeatureFusionBlock(features)
-        self.scratch.refinenet2 = FeatureFusionBlock(features)
-        self.scratch.refinenet3 = FeatureFusionBlock(features)
-        self.scratch.refinenet4 = FeatureFusionBlock(features, has_residual=False)
-        if feature_only:
-            self.scratch.output_conv1 = nn.Conv2d(features, features, 3, 1, 1)
-        else:
-            self.scratch.output_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
-            self.scratch.output_conv2 = nn.Sequential(
-                nn.Conv2d(features // 2, 32, 3, 1, 1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(32, output_dim, 1, 1, 0),
-            )
+        self.scratch = DPTScratch(oc, features, feature_only, output_dim)
 
     def forward(
         self,
@@ -182,16 +195,17 @@ class DPTHead(nn.Module):
         if not idx:
             raise ValueError("no frames requested")
         chunk = max(1, frames_chunk_size or len(idx))
-        preds, confs = [], []
+        preds: list[Tensor] = []
+        confs: list[Tensor] = []
         for start in range(0, len(idx), chunk):
             out = self._forward_frames(
                 aggregated_tokens_list, patch_start_idx, idx[start : start + chunk], h, w
             )
-            if self.feature_only:
-                preds.append(out)
-            else:
+            if isinstance(out, tuple):
                 preds.append(out[0])
                 confs.append(out[1])
+            else:
+                preds.append(out)
         if self.feature_only:
             return torch.cat(preds, dim=1)
         return torch.cat(preds, dim=1), torch.cat(confs, dim=1)
@@ -254,6 +268,7 @@ class DPTHead(nn.Module):
         b = out.shape[0] // len(idx)
         if self.feature_only:
             return out.view(b, len(idx), *out.shape[1:])
+        assert sc.output_conv2 is not None
         out = sc.output_conv2(out).permute(0, 2, 3, 1)
         pred = _activate(out[..., :-1], self.activation)
         conf = _activate(out[..., -1], self.conf_activation)

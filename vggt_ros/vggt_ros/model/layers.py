@@ -64,7 +64,7 @@ class RotaryPositionEmbedding2D(nn.Module):
         """cos [N, head_dim] and signed sin [N, head_dim] for integer positions [N, 2] (row, col).
 
         The sign of rotate-half is folded into ``sin`` (``-x2 * s == x2 * -s`` exactly), so
-        ``rope(x) = x * cos + swap_halves(x) * sin`` matches the reference bit for bit.
+        ``rotate(x) = x * cos + swap_halves(x) * sin`` matches the reference bit for bit.
         """
         half = head_dim // 2
         n_pos = int(positions.max()) + 1
@@ -79,7 +79,7 @@ class RotaryPositionEmbedding2D(nn.Module):
         return cos, sin
 
     @staticmethod
-    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """x [B, heads, N, D]; cos/sin [N, D] from :meth:`tables`."""
         if cos.dtype != x.dtype:
             cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -122,8 +122,8 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope_cs is not None:
             cos, sin = rope_cs
-            q = RotaryPositionEmbedding2D.apply(q, cos, sin)
-            k = RotaryPositionEmbedding2D.apply(k, cos, sin)
+            q = RotaryPositionEmbedding2D.rotate(q, cos, sin)
+            k = RotaryPositionEmbedding2D.rotate(k, cos, sin)
         x = F.scaled_dot_product_attention(q, k, v)
         x = x.transpose(1, 2).reshape(b, n, c)
         return self.proj(x)

@@ -101,7 +101,7 @@ class VGGT(nn.Module):
             dino_depth=cfg.dino_depth,
             dino_num_heads=cfg.dino_num_heads,
         )
-        dpt = dict(
+        dpt: dict[str, Any] = dict(
             dim_in=dim_in,
             patch_size=cfg.patch_size,
             features=cfg.dpt_features,
