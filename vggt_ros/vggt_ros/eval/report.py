@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vggt_ros.eval.metrics import TrajectoryMetrics, associate, evaluate_trajectory
+from vggt_ros.io.atomic import atomic_write_text
 
 PLOT_TOP_VIEW = "trajectory_top_view.png"
 PLOT_ERROR = "ate_over_time.png"
@@ -113,18 +112,6 @@ def _clean(v: Any) -> Any:
     if isinstance(v, np.integer):
         return int(v)
     return v
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is as readable as any written file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None = None,
@@ -228,6 +215,6 @@ def write_report(out_dir: str | Path, stamps_est: np.ndarray | None = None, T_es
     for stale in {PLOT_TOP_VIEW, PLOT_ERROR} - set(plots):  # no plot of an earlier run may pass for this one
         (out / stale).unlink(missing_ok=True)
     rep = build_report(metrics, run, {**note, **(extra or {}), "plots": plots})
-    _atomic_write(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
-    _atomic_write(out / "report.md", render_markdown(rep, plots))
+    atomic_write_text(out / "report.json", json.dumps(rep, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(out / "report.md", render_markdown(rep, plots))
     return rep

@@ -8,10 +8,11 @@ properties ignored), so saved maps load back bit-exactly.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from vggt_ros.io.atomic import atomic_write_bytes
 
 _PLY_TYPES = {
     "char": "i1",
@@ -84,17 +85,7 @@ def write_ply(
     if not atomic:
         path.write_bytes(data)
         return path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -9,12 +9,12 @@ round-trip exactly (a float64 of 1.7e9 s only keeps ~0.2 us). `evo` reads these 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from vggt_ros.geometry.quaternion import matrix_from_quat_xyzw, quat_xyzw_from_matrix
+from vggt_ros.io.atomic import atomic_write_text
 
 
 class TumFormatError(ValueError):
@@ -69,17 +69,7 @@ def write_tum(
     if not atomic:
         path.write_text(text)
         return path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
