@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-
 from vggt_ros.io import atomic
 from vggt_ros.io.atomic import atomic_write_bytes, atomic_write_text
 

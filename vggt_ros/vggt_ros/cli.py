@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # module path of every sub-command, in the order `--help` lists them
 COMMAND_MODULES = (

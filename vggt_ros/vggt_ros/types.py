@@ -6,8 +6,9 @@ Everything here is numpy; no ROS types and no torch tensors cross these boundari
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
