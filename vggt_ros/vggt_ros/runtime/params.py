@@ -144,8 +144,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "through the odom -> camera TF (slam_toolbox's pattern); 'none' = no TF.",
        choices=("camera", "odom", "none")),
     _p("odom_frame", str, "odom", "Odometry frame for publish_tf 'odom'.", allow_empty=False),
-    _p("base_frame", str, "base_link", "Robot base frame (odometry child_frame_id in 'odom' mode).",
-       allow_empty=False),
     # --- model (read-only: changing them needs a reconfigure of the lifecycle node)
     _p("predictor", str, "vggt",
        "'vggt' = the VGGT network; 'simulated' = ground truth plus noise (TEST DOUBLE, no weights).",
