@@ -120,6 +120,31 @@ def pose_matrix(pose: Any) -> np.ndarray:
     return make_T(matrix_from_quat_xyzw(q), np.array([p.x, p.y, p.z], dtype=np.float64))
 
 
+def ground_truth_part(topic: str, msg: Any) -> tuple[int, str, np.ndarray]:
+    """One ground-truth message -> (stamp_ns, key, value): 'T' (4, 4) T_world_cam from the odometry,
+    'depth' (H, W) float32 metres from the unpadded 32FC1 image, 'K' (3, 3) from the depth CameraInfo.
+
+    Works with any message family (rosbags or rclpy classes). ValueError on a message that cannot be
+    ground truth (other topic, other encoding, wrong size, unusable K).
+    """
+    stamp = stamp_ns(msg.header.stamp)
+    if topic == GT_ODOMETRY_TOPIC:
+        return stamp, "T", pose_matrix(msg.pose.pose)
+    if topic == GT_DEPTH_TOPIC:
+        if msg.encoding != "32FC1" or int(msg.step) != 4 * int(msg.width):
+            raise ValueError(f"{topic} at {stamp}: want unpadded 32FC1, got {msg.encoding}")
+        raw = np.frombuffer(bytes(msg.data), dtype=">f4" if msg.is_bigendian else "<f4")
+        if raw.size != int(msg.height) * int(msg.width):
+            raise ValueError(f"{topic} at {stamp}: {raw.size} values for {msg.width}x{msg.height}")
+        return stamp, "depth", raw.astype(np.float32).reshape(int(msg.height), int(msg.width))
+    if topic == GT_DEPTH_INFO_TOPIC:
+        K, reason = camera_info_K(msg)
+        if K is None:
+            raise ValueError(f"{topic} at {stamp}: unusable K ({reason})")
+        return stamp, "K", K
+    raise ValueError(f"{topic} is not a ground-truth topic")
+
+
 def read_ground_truth(bag_path: str | Path) -> Callable[[int], GroundTruth]:
     """Ground truth of a sample bag as `lookup(stamp_ns) -> GroundTruth` (KeyError for unknown stamps).
 
@@ -133,22 +158,8 @@ def read_ground_truth(bag_path: str | Path) -> Callable[[int], GroundTruth]:
     for m in read_messages(bag_path, [GT_ODOMETRY_TOPIC, GT_DEPTH_TOPIC, GT_DEPTH_INFO_TOPIC]):
         if m.message is None:
             continue
-        stamp = stamp_ns(m.message.header.stamp)
-        entry = parts.setdefault(stamp, {})
-        if m.topic == GT_ODOMETRY_TOPIC:
-            entry["T"] = pose_matrix(m.message.pose.pose)
-        elif m.topic == GT_DEPTH_TOPIC:
-            d = m.message
-            if d.encoding != "32FC1" or int(d.step) != 4 * int(d.width):
-                raise ValueError(f"{GT_DEPTH_TOPIC} at {stamp}: want unpadded 32FC1, got {d.encoding}")
-            dtype = ">f4" if d.is_bigendian else "<f4"
-            entry["depth"] = np.frombuffer(bytes(d.data), dtype=dtype).astype(np.float32).reshape(
-                int(d.height), int(d.width))
-        else:
-            K, reason = camera_info_K(m.message)
-            if K is None:
-                raise ValueError(f"{GT_DEPTH_INFO_TOPIC} at {stamp}: unusable K ({reason})")
-            entry["K"] = K
+        stamp, key, value = ground_truth_part(m.topic, m.message)
+        parts.setdefault(stamp, {})[key] = value
     table = {
         s: _GroundTruth(s, e["T"], e["K"], e["depth"])
         for s, e in parts.items()

@@ -21,10 +21,8 @@ from vggt_ros.io.sample import (
     GT_DEPTH_TOPIC,
     GT_ODOMETRY_TOPIC,
     TOPIC_TYPES,
-    pose_matrix,
+    ground_truth_part,
 )
-from vggt_ros.msgs.decode import camera_info_K
-from vggt_ros.msgs.stamps import stamp_ns
 from vggt_ros.sim.sequence import GroundTruth
 
 
@@ -49,24 +47,9 @@ class GroundTruthCache:
 
     def add(self, topic: str, msg: Any) -> None:
         """Store one ground-truth message; ValueError on a message that cannot be ground truth."""
-        stamp = stamp_ns(msg.header.stamp)
-        if topic == GT_ODOMETRY_TOPIC:
-            key, value = "T", pose_matrix(msg.pose.pose)
-        elif topic == GT_DEPTH_TOPIC:
-            if msg.encoding != "32FC1" or int(msg.step) != 4 * int(msg.width):
-                raise ValueError(f"{topic} at {stamp}: want unpadded 32FC1, got {msg.encoding}")
-            dtype = ">f4" if msg.is_bigendian else "<f4"
-            raw = np.frombuffer(bytes(msg.data), dtype=dtype)
-            if raw.size != int(msg.height) * int(msg.width):
-                raise ValueError(f"{topic} at {stamp}: {raw.size} values for {msg.width}x{msg.height}")
-            key, value = "depth", raw.astype(np.float32).reshape(int(msg.height), int(msg.width))
-        elif topic == GT_DEPTH_INFO_TOPIC:
-            K, reason = camera_info_K(msg)
-            if K is None:
-                raise ValueError(f"{topic} at {stamp}: unusable K ({reason})")
-            key, value = "K", K
-        else:
+        if topic not in self.topics():
             raise ValueError(f"{topic} is not a ground-truth topic ({', '.join(self.topics())})")
+        stamp, key, value = ground_truth_part(topic, msg)
         with self._cond:
             self._parts.setdefault(stamp, {})[key] = value
             self._parts.move_to_end(stamp)
