@@ -19,6 +19,7 @@ import numpy as np
 
 from vggt_ros.eval.report import write_report
 from vggt_ros.io.tum import TumFormatError, read_tum
+from vggt_ros.msgs.convert import pose_to_matrix, transform_to_matrix
 
 POSE_TYPES = (
     "nav_msgs/msg/Odometry",
@@ -31,26 +32,6 @@ BAG_SUFFIXES = (".bag", ".db3", ".mcap")
 
 class GroundTruthError(ValueError):
     """Ground truth that cannot be read (missing file, unknown topic, no poses)."""
-
-
-def _pose_T(pose: Any) -> np.ndarray:
-    from vggt_ros.geometry.quaternion import matrix_from_quat_xyzw
-
-    q = pose.orientation
-    T = np.eye(4)
-    T[:3, :3] = matrix_from_quat_xyzw(np.array([q.x, q.y, q.z, q.w], float))
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
-    return T
-
-
-def _tf_T(tr: Any) -> np.ndarray:
-    from vggt_ros.geometry.quaternion import matrix_from_quat_xyzw
-
-    q, t = tr.rotation, tr.translation
-    T = np.eye(4)
-    T[:3, :3] = matrix_from_quat_xyzw(np.array([q.x, q.y, q.z, q.w], float))
-    T[:3, 3] = [t.x, t.y, t.z]
-    return T
 
 
 def _stamp(header: Any) -> int:
@@ -139,7 +120,7 @@ def read_bag_trajectory(bag: Path, topic: str | None = None, tf_child: str | Non
             msg = m.message
             pose = msg.pose.pose if msgtype != "geometry_msgs/msg/PoseStamped" else msg.pose
             stamps.append(_stamp(msg.header))
-            poses.append(_pose_T(pose))
+            poses.append(pose_to_matrix(pose))
         desc = f"{bag}:{topic} ({msgtype})"
     elif msgtype == TF_TYPE:
         per_pair: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
@@ -148,7 +129,7 @@ def read_bag_trajectory(bag: Path, topic: str | None = None, tf_child: str | Non
                 continue
             for tr in m.message.transforms:
                 per_pair.setdefault((tr.header.frame_id, tr.child_frame_id), []).append(
-                    (_stamp(tr.header), _tf_T(tr.transform)))
+                    (_stamp(tr.header), transform_to_matrix(tr.transform)))
         if tf_child is not None:
             pairs = [p for p in per_pair if p[1] == tf_child]
             if not pairs:

@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from vggt_ros.geometry.quaternion import matrix_from_quat_xyzw
-from vggt_ros.geometry.se3 import make_T
 from vggt_ros.io.bag import QOS_RELIABLE, QOS_SENSOR_DATA, QOS_TF, BagWriter, read_messages
 from vggt_ros.io.tum import write_tum
 from vggt_ros.msgs.builders import MessageBuilder
+from vggt_ros.msgs.convert import pose_to_matrix
 from vggt_ros.msgs.decode import camera_info_K
 from vggt_ros.msgs.family import RosbagsFamily
 from vggt_ros.msgs.stamps import stamp_ns
@@ -113,13 +112,6 @@ def write_sample(out_dir: str | Path, sequence: SyntheticSequence, *,
     return bag, tum
 
 
-def pose_matrix(pose: Any) -> np.ndarray:
-    """(4, 4) of a geometry_msgs/Pose (any family)."""
-    o, p = pose.orientation, pose.position
-    q = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
-    return make_T(matrix_from_quat_xyzw(q), np.array([p.x, p.y, p.z], dtype=np.float64))
-
-
 def ground_truth_part(topic: str, msg: Any) -> tuple[int, str, np.ndarray]:
     """One ground-truth message -> (stamp_ns, key, value): 'T' (4, 4) T_world_cam from the odometry,
     'depth' (H, W) float32 metres from the unpadded 32FC1 image, 'K' (3, 3) from the depth CameraInfo.
@@ -129,7 +121,7 @@ def ground_truth_part(topic: str, msg: Any) -> tuple[int, str, np.ndarray]:
     """
     stamp = stamp_ns(msg.header.stamp)
     if topic == GT_ODOMETRY_TOPIC:
-        return stamp, "T", pose_matrix(msg.pose.pose)
+        return stamp, "T", pose_to_matrix(msg.pose.pose)
     if topic == GT_DEPTH_TOPIC:
         if msg.encoding != "32FC1" or int(msg.step) != 4 * int(msg.width):
             raise ValueError(f"{topic} at {stamp}: want unpadded 32FC1, got {msg.encoding}")

@@ -41,10 +41,10 @@ from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformBroadcaster, TransformException, TransformListener
 
 from vggt_ros.msgs.builders import MessageBuilder
+from vggt_ros.msgs.convert import transform_to_matrix
 from vggt_ros.msgs.decode import ImageDecodeError, camera_info_K, decode_compressed_image, decode_image
 from vggt_ros.msgs.family import RclpyFamily
 from vggt_ros.msgs.stamps import stamp_ns
-from vggt_ros.ros.convert import transform_to_matrix
 from vggt_ros.ros.ground_truth import GroundTruthCache
 from vggt_ros.ros.launch_config import NODE_NAME
 from vggt_ros.runtime import factory

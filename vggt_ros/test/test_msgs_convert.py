@@ -1,4 +1,4 @@
-"""ros/convert.py: TF messages back to matrices, against the builders' own TransformStamped (no ROS)."""
+"""msgs/convert.py: pose and TF messages back to matrices, against the builders' own messages (no ROS)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from vggt_ros.geometry.se3 import apply_T, invert_T
 from vggt_ros.msgs.builders import MessageBuilder
+from vggt_ros.msgs.convert import pose_to_matrix, transform_to_matrix
 from vggt_ros.msgs.family import RosbagsFamily
-from vggt_ros.ros.convert import transform_to_matrix
 from vggt_ros.runtime.publishing import map_to_odom
 
 
@@ -38,3 +38,11 @@ def test_map_to_odom_from_a_looked_up_transform_reproduces_the_camera_pose() -> 
     T_map_odom = map_to_odom(T_map_cam, looked_up)
     np.testing.assert_allclose(T_map_odom @ T_odom_cam, T_map_cam, atol=1e-10)
     assert not np.allclose(T_map_odom, invert_T(T_odom_cam))  # not a trivial identity case
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_pose_round_trip_through_the_builders_pose(seed: int) -> None:
+    T = _random_T(np.random.default_rng(seed))
+    back = pose_to_matrix(MessageBuilder(RosbagsFamily()).pose(T))
+    np.testing.assert_allclose(back, T, atol=1e-12)
+    np.testing.assert_allclose(invert_T(back) @ T, np.eye(4), atol=1e-12)
