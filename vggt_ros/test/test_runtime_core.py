@@ -146,6 +146,19 @@ def test_reset_and_refusals_are_counted(seq):
     assert d.frames_processed == 32 and d.resets == 1 and d.frames_dropped == 3
 
 
+def test_reset_counts_the_frames_buffered_in_the_pipeline(seq):
+    frames = frames_of(seq, 20)
+    params = Params()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), ListSink())
+    for f in frames:
+        core.submit(f)  # 16 form the first window; 4 wait in the pipeline for the next one
+    assert core.diagnostics().frames_processed == 16
+    core.reset()
+    d = core.diagnostics()
+    assert d.drops == {"reset": 4}
+    assert d.frames_received == d.frames_processed + d.frames_dropped == 20
+
+
 def test_odom_tf_mode_publishes_map_to_odom(seq):
     frames = frames_of(seq, 16)
     T_odom_cam = make_T(rot_z(0.3), np.array([0.5, -0.2, 0.1]))

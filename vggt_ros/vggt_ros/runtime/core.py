@@ -72,7 +72,7 @@ class PipelineLike(Protocol):
 
     def flush(self) -> list[Update]: ...
 
-    def reset(self) -> None: ...
+    def reset(self) -> list[Update]: ...
 
 
 MapSaver = Callable[[Path], "SaveMapResult"]
@@ -424,7 +424,8 @@ class NodeCore:
         if left:
             self._forget_and_drop(left, "reset")
         with self._pipeline_lock:
-            self.pipeline.reset()
+            # frames still buffered in the pipeline come back as FrameRefused('reset'): counted drops
+            self._handle(self.pipeline.reset())
             with self._state_lock:
                 self._path.clear()
                 self._pending_map = None
