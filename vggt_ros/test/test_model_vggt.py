@@ -145,8 +145,13 @@ def test_cached_tokens_are_really_used(tiny):
     images, _ = _inputs(s=2)
     with torch.inference_mode():
         a, tokens = tiny.infer(images, heads=("camera",))
-        b, _ = tiny.infer(images, heads=("camera",), cached_patch_tokens=tokens + 1.0)
-    assert not torch.allclose(a["pose_enc"], b["pose_enc"])
+        # a per-token pattern, not a uniform shift: the LayerNorm before every block cancels a
+        # constant added to all channels, so `tokens + 1.0` would change the output only by rounding
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(tokens.shape, generator=g, dtype=tokens.dtype)
+        b, _ = tiny.infer(images, heads=("camera",), cached_patch_tokens=tokens + noise)
+    # the change is O(1e-2); rounding differences between machines are O(1e-7)
+    assert (a["pose_enc"] - b["pose_enc"]).abs().max().item() > 1e-3
 
 
 def test_bad_inputs_raise_clear_errors(tiny):
