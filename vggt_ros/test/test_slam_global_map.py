@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import vggt_ros.slam.global_map as gm
+import vggt_ros.io.map_store as ms
 from vggt_ros.geometry.se3 import make_T, rot_z
-from vggt_ros.slam.global_map import GlobalMap, voxel_fuse
+from vggt_ros.io.map_store import load_map, read_saved, save_map
+from vggt_ros.slam.global_map import GlobalMap, MapSnapshot, voxel_fuse
 
 K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
 
@@ -26,7 +27,7 @@ def _map(n_kf: int = 3, **kw) -> GlobalMap:
 
 
 def test_voxel_fusion_weights_by_confidence():
-    raw = gm.MapSnapshot(
+    raw = MapSnapshot(
         np.array([[0.01, 0.01, 0.01], [0.03, 0.01, 0.01], [0.5, 0.5, 0.5]], np.float32),
         np.array([[0, 0, 0], [200, 100, 50], [1, 2, 3]], np.uint8),
         np.array([1.0, 3.0, 2.0], np.float32),
@@ -73,17 +74,17 @@ def test_save_load_round_trip(tmp_path):
     stamps = np.array([1000, 1001, 1002, 1003])
     traj = np.tile(np.eye(4), (4, 1, 1))
     traj[:, 0, 3] = np.arange(4)
-    m.save(tmp_path / "map", trajectory=(stamps, traj))
+    save_map(m, tmp_path / "map", trajectory=(stamps, traj))
     names = sorted(p.name for p in (tmp_path / "map").iterdir())
     assert names == ["keyframe_points.npz", "keyframes.json", "keyframes.tum", "map.ply", "trajectory.tum"]
-    m2 = GlobalMap.load(tmp_path / "map")
+    m2 = load_map(tmp_path / "map")
     assert sorted(m2.keyframes) == [0, 1, 2] and m2.voxel_size == 0.05
     for i in range(3):
         np.testing.assert_array_equal(m2.keyframes[i].points_cam, m.keyframes[i].points_cam)
         np.testing.assert_array_equal(m2.keyframes[i].T_map_cam, m.keyframes[i].T_map_cam)
         np.testing.assert_array_equal(m2.keyframes[i].K, K)
     np.testing.assert_array_equal(m2.snapshot().points, m.snapshot().points)
-    saved = GlobalMap.read_saved(tmp_path / "map")
+    saved = read_saved(tmp_path / "map")
     np.testing.assert_array_equal(saved["points"], m.snapshot().points)
     assert saved["trajectory_tum"][0].tolist() == stamps.tolist()
     assert saved["keyframes_tum"][0].tolist() == [1000, 1001, 1002]
@@ -92,35 +93,35 @@ def test_save_load_round_trip(tmp_path):
 
 def test_interrupted_save_leaves_previous_map(tmp_path, monkeypatch):
     old = _map(2, voxel_size=0.05)
-    old.save(tmp_path / "map")
+    save_map(old, tmp_path / "map")
     before = {p.name: p.read_bytes() for p in (tmp_path / "map").iterdir()}
     new = _map(4, voxel_size=0.05)
     calls = {"n": 0}
-    real = gm.write_tum
+    real = ms.write_tum
 
     def failing_write_tum(*a, **k):  # fail after map.ply and keyframes.json are written
         calls["n"] += 1
         raise OSError("disk full (injected)")
 
-    monkeypatch.setattr(gm, "write_tum", failing_write_tum)
+    monkeypatch.setattr(ms, "write_tum", failing_write_tum)
     with pytest.raises(OSError, match="injected"):
-        new.save(tmp_path / "map")
+        save_map(new, tmp_path / "map")
     assert calls["n"] == 1
     after = {p.name: p.read_bytes() for p in (tmp_path / "map").iterdir()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map"]
-    assert len(GlobalMap.load(tmp_path / "map")) == 2
-    monkeypatch.setattr(gm, "write_tum", real)
-    new.save(tmp_path / "map")
-    assert len(GlobalMap.load(tmp_path / "map")) == 4
+    assert len(load_map(tmp_path / "map")) == 2
+    monkeypatch.setattr(ms, "write_tum", real)
+    save_map(new, tmp_path / "map")
+    assert len(load_map(tmp_path / "map")) == 4
 
 
 def test_load_recovers_when_stopped_between_renames(tmp_path):
-    _map(2, voxel_size=0.05).save(tmp_path / "map")
+    save_map(_map(2, voxel_size=0.05), tmp_path / "map")
     (tmp_path / "map").rename(tmp_path / ".map.old-abc")  # a crash after the first rename
-    assert len(GlobalMap.load(tmp_path / "map")) == 2
+    assert len(load_map(tmp_path / "map")) == 2
     with pytest.raises(FileNotFoundError):
-        GlobalMap.load(tmp_path / "nothing")
+        load_map(tmp_path / "nothing")
 
 
 def test_replace_points_updates_the_cloud():

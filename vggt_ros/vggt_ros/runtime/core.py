@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from vggt_ros.io.map_store import save_map as save_map_dir
 from vggt_ros.slam.updates import (
     DepthFrame,
     FramePose,
@@ -450,14 +451,14 @@ class NodeCore:
             return SaveMapResult(False, f"save_map failed: {exc}", str(target))
 
     def _pipeline_saver(self, target: Path) -> SaveMapResult:
-        """slam.Pipeline.save_map (atomic: GlobalMap.save) and the saved map's size."""
-        save = getattr(self.pipeline, "save_map", None)
-        if save is None:
-            return SaveMapResult(False, "this pipeline cannot save a map")
-        path = Path(save(target))
+        """The pipeline's global map and trajectory through io.map_store (atomic), and the map's size."""
         gmap = getattr(self.pipeline, "global_map", None)
-        n_points = len(gmap.snapshot()) if gmap is not None else 0
-        n_kf = len(gmap.keyframes) if gmap is not None else 0
+        trajectory = getattr(self.pipeline, "trajectory", None)
+        if gmap is None or trajectory is None:
+            return SaveMapResult(False, "this pipeline cannot save a map")
+        path = save_map_dir(gmap, target, trajectory=trajectory())
+        n_points = len(gmap.snapshot())
+        n_kf = len(gmap.keyframes)
         return SaveMapResult(True, f"saved {n_kf} keyframes, {n_points} points", str(path), n_points, n_kf)
 
     # ------------------------------------------------------------------ diagnostics

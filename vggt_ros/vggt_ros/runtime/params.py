@@ -24,6 +24,12 @@ from typing import Any
 
 import yaml
 
+from vggt_ros.slam.config import PipelineConfig
+
+# The SLAM core's dataclass defaults are the one source of truth for every SLAM knob; the node's
+# parameters below take their defaults from it (runtime.factory.pipeline_config maps them back,
+# test_runtime_params.py checks that the round trip gives PipelineConfig() exactly).
+_SLAM = PipelineConfig()
 # rcl_interfaces/msg/ParameterType constants (rcl_interfaces ParameterType.msg)
 _ROS_TYPE = {bool: 1, int: 2, float: 3, str: 4}
 _TYPE_NAME = {bool: "bool", int: "integer", float: "double", str: "string"}
@@ -132,7 +138,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        choices=("raw", "compressed"), read_only=True),
     _p("camera_info_topic", str, "camera_info",
        "Optional sensor_msgs/CameraInfo; its K is used when use_camera_info is true.", allow_empty=False),
-    _p("use_camera_info", bool, True,
+    _p("use_camera_info", bool, _SLAM.use_camera_intrinsics,
        "Use CameraInfo K as the camera's intrinsics (else VGGT's predicted K)."),
     # --- frames and TF (REP 105)
     _p("map_frame", str, "map", "Map frame: the first keyframe's camera body frame (REP 105).",
@@ -161,25 +167,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "float32 on CPU (the official VGGT demo's choice).",
        choices=("auto", "float32", "float16", "bfloat16"), read_only=True),
     # --- sliding window, keyframes, stitching (slam.config.PipelineConfig explains the defaults)
-    _p("window_anchors", int, 4, "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
-    _p("window_new_frames", int, 12, "New frames per window (anchors + new = window length).", 1, 64),
-    _p("stitcher", str, "tracks",
+    _p("window_anchors", int, _SLAM.num_anchors, "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
+    _p("window_new_frames", int, _SLAM.num_new, "New frames per window (anchors + new = window length).", 1, 64),
+    _p("stitcher", str, _SLAM.stitcher,
        "Window-to-map alignment: 'tracks' (VGGT point tracks + anchor depth), or the baselines "
        "'camera_centres' / 'point_map'.", choices=("tracks", "camera_centres", "point_map")),
-    _p("keyframe_min_covisible", float, 0.7,
+    _p("keyframe_min_covisible", float, _SLAM.keyframes.min_covisible,
        "A frame becomes a keyframe when fewer than this fraction of the last keyframe's tracks are still "
        "visible.", 0.0, 1.0),
-    _p("keyframe_max_motion_rel", float, 0.15,
+    _p("keyframe_max_motion_rel", float, _SLAM.keyframes.max_motion_rel,
        "... or when the camera moved more than this fraction of the last keyframe's median depth.",
        0.0, 10.0),
-    _p("keyframe_max_active", int, 8,
+    _p("keyframe_max_active", int, _SLAM.keyframes.max_active,
        "Keyframes that keep image and depth as anchor candidates (older ones keep pose and points).", 1, 256),
-    _p("depth_conf_threshold", float, 1.5,
+    _p("depth_conf_threshold", float, _SLAM.depth_conf_threshold,
        "Depth pixels with VGGT confidence below this become NaN in depth/points/map (confidence >= 1).",
        1.0, 1000.0),
-    _p("max_window_residual_rel", float, 0.05,
+    _p("max_window_residual_rel", float, _SLAM.stitch.max_rel_rms,
        "Reject a window whose Sim(3) inlier RMS exceeds this fraction of the scene depth.", 0.0, 10.0),
-    _p("min_inlier_ratio", float, 0.5,
+    _p("min_inlier_ratio", float, _SLAM.stitch.min_inlier_ratio,
        "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
     # --- input queue
     _p("queue_size", int, 4, "Frames waiting for the worker; when full the drop_policy applies.", 1, 1000),
@@ -187,20 +193,20 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
        "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
     # --- outputs
-    _p("publish_depth", bool, True, "Publish depth (32FC1) and depth/camera_info for every new frame."),
+    _p("publish_depth", bool, _SLAM.emit_depth, "Publish depth (32FC1) and depth/camera_info for every new frame."),
     _p("publish_points", bool, True, "Publish each accepted window's cloud on 'points'."),
-    _p("points_stride", int, 4, "Pixel stride of each window's cloud (1 = every pixel).", 1, 64),
+    _p("points_stride", int, _SLAM.cloud_stride, "Pixel stride of each window's cloud (1 = every pixel).", 1, 64),
     _p("points_max_per_window", int, 200000, "Subsample each window cloud to at most this many points.",
        1, _BIG),
     _p("map_publish_period", float, 2.0,
        "Seconds between global map publications (0 = on every change).", 0.0, 3600.0),
     _p("diagnostics_period", float, 1.0, "Seconds between /diagnostics publications.", 0.1, 3600.0),
-    _p("map_voxel_size_rel", float, 0.01,
+    _p("map_voxel_size_rel", float, _SLAM.map.voxel_size_rel,
        "Global map voxel edge as a fraction of the first keyframe's median depth (map units are arbitrary).",
        1e-5, 10.0),
-    _p("map_max_mb", int, 256, "Memory cap of the global map in MiB, whatever the sequence length.",
+    _p("map_max_mb", int, _SLAM.map.max_bytes // (1024 * 1024), "Memory cap of the global map in MiB, whatever the sequence length.",
        1, 1_000_000),
-    _p("map_points_per_keyframe", int, 20000, "Points stored per keyframe before cap-driven thinning.",
+    _p("map_points_per_keyframe", int, _SLAM.map.points_per_keyframe, "Points stored per keyframe before cap-driven thinning.",
        100, 10_000_000),
     _p("map_save_dir", str, "~/.ros/vggt_ros/maps",
        "Directory save_map writes into; a requested name cannot leave it.", read_only=True,

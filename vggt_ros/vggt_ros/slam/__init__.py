@@ -1,7 +1,7 @@
 """Streaming reconstruction core: sliding windows, keyframes, track-based stitching, bounded global map.
 
 Entry point: `Pipeline(predictor, PipelineConfig()).push(frame) -> list[Update]`, `flush()`,
-`skip_next_window(reason)`, `drop_pending(reason)`, `reset()`, `save_map(dir)`, `counters`,
+`skip_next_window(reason)`, `drop_pending(reason)`, `reset()`, `trajectory()`, `counters`,
 `global_map`. Updates (slam.updates) are all in the map frame (first keyframe's body frame).
 """
 

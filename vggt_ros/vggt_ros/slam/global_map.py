@@ -11,31 +11,18 @@ points are held to half the cap: when a new keyframe would exceed it, every keyf
 is thinned to an equal share (highest-confidence points kept), so the map stays under the cap
 for any sequence length, at the price of sparser old keyframes.
 
-Save/load: a directory with `map.ply` (fused cloud), `keyframes.json` (ids, stamps, poses,
-intrinsics), `keyframes.tum` (keyframe trajectory), optional `trajectory.tum` (every frame),
-and `keyframe_points.npz` (per-keyframe clouds, so a loaded map can be re-posed). The
-directory is written to a temp directory beside the target and swapped in by rename; a failed
-or interrupted save leaves the previous map untouched (and a stale temp directory is ignored).
+Persistence lives in `io.map_store` (the SLAM core never writes files).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from vggt_ros.geometry.se3 import apply_T
-from vggt_ros.io.ply import read_ply, write_ply
-from vggt_ros.io.tum import read_tum, write_tum
 
 _BYTES_PER_POINT = 12 + 3 + 4
-_FORMAT_VERSION = 1
 
 
 @dataclass
@@ -63,6 +50,7 @@ class MapKeyframe:
     points_cam: np.ndarray
     colors: np.ndarray
     confidence: np.ndarray
+    segment_id: int = 0
 
     def nbytes(self) -> int:
         return len(self.points_cam) * _BYTES_PER_POINT + 256
@@ -76,10 +64,14 @@ class GlobalMap:
         voxel_size: float | None = None,
         max_bytes: int = 256 * 1024 * 1024,
         points_per_keyframe: int = 20000,
+        voxel_size_rel: float = 0.01,
     ) -> None:
+        """voxel_size: fused-grid edge in map units; None = voxel_size_rel x the first keyframe's
+        median point distance (slam.config.MapConfig.voxel_size_rel)."""
         if max_bytes <= 0 or points_per_keyframe <= 0:
             raise ValueError("max_bytes and points_per_keyframe must be > 0")
         self.voxel_size = voxel_size
+        self.voxel_size_rel = float(voxel_size_rel)
         self.max_bytes = int(max_bytes)
         self.points_per_keyframe = int(points_per_keyframe)
         self.keyframes: dict[int, MapKeyframe] = {}
@@ -101,7 +93,7 @@ class GlobalMap:
             n += len(self._snapshot) * _BYTES_PER_POINT
         return n
 
-    def _note_peak(self) -> None:
+    def note_peak(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
 
     def add_keyframe(
@@ -115,6 +107,7 @@ class GlobalMap:
         points_cam: np.ndarray,
         colors: np.ndarray,
         confidence: np.ndarray,
+        segment_id: int = 0,
     ) -> None:
         """Add a keyframe's cloud (points in its optical camera frame, (M,3)), thinning to the caps."""
         if keyframe_id in self.keyframes:
@@ -127,7 +120,7 @@ class GlobalMap:
         ok = np.all(np.isfinite(pts), axis=1) & np.isfinite(conf)
         pts, col, conf = pts[ok], col[ok], conf[ok]
         if self.voxel_size is None and len(pts):
-            self.voxel_size = float(0.01 * np.median(np.linalg.norm(pts, axis=1)))
+            self.voxel_size = float(self.voxel_size_rel * np.median(np.linalg.norm(pts, axis=1)))
         kf = MapKeyframe(
             int(keyframe_id),
             int(stamp_ns),
@@ -138,16 +131,23 @@ class GlobalMap:
             pts,
             col,
             conf,
+            int(segment_id),
         )
         self._thin(kf, self.points_per_keyframe)
         self.keyframes[kf.keyframe_id] = kf
         self._snapshot = None
         self._enforce_cap()
-        self._note_peak()
+        self.note_peak()
 
-    def update_pose(self, keyframe_id: int, T_map_cam: np.ndarray) -> None:
-        """Correct a keyframe's pose: its points move with it in the next snapshot."""
-        self.keyframes[keyframe_id].T_map_cam = np.array(T_map_cam, dtype=np.float64)
+    def update_pose(self, keyframe_id: int, T_map_cam: np.ndarray, scale_ratio: float = 1.0) -> None:
+        """Correct a keyframe's pose (and its local scale): its points move with it in the next snapshot.
+
+        scale_ratio multiplies the keyframe's points in its camera frame (a Sim(3) correction's scale).
+        """
+        kf = self.keyframes[keyframe_id]
+        kf.T_map_cam = np.array(T_map_cam, dtype=np.float64)
+        if scale_ratio != 1.0:
+            kf.points_cam = (kf.points_cam * np.float32(scale_ratio)).astype(np.float32)
         self._snapshot = None
 
     def replace_points(
@@ -168,7 +168,7 @@ class GlobalMap:
         self._thin(kf, budget)
         self._snapshot = None
         self._enforce_cap()
-        self._note_peak()
+        self.note_peak()
 
     @staticmethod
     def _thin(kf: MapKeyframe, budget: int) -> bool:
@@ -212,7 +212,7 @@ class GlobalMap:
             self._snapshot = raw
         else:
             self._snapshot = voxel_fuse(raw, float(self.voxel_size))
-        self._note_peak()
+        self.note_peak()
         return self._snapshot
 
     def keyframe_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,117 +225,6 @@ class GlobalMap:
             np.array([k.stamp_ns for k in ks], np.int64),
             np.stack([k.T_map_cam for k in ks]),
         )
-
-    # --- persistence --------------------------------------------------------------------------
-    def save(
-        self, directory: str | os.PathLike, trajectory: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> Path:
-        """Write the map atomically to `directory` (see module doc). trajectory: (stamps_ns, T_map_cam)."""
-        target = Path(directory).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            self._write(tmp, trajectory)
-            _fsync_dir(tmp)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.rmdir(old)
-                os.replace(target, old)  # two renames; load() recovers from .old if stopped between
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-            _fsync_dir(target.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
-
-    def _write(self, d: Path, trajectory: tuple[np.ndarray, np.ndarray] | None) -> None:
-        snap = self.snapshot()
-        write_ply(d / "map.ply", snap.points, snap.colors, snap.confidence, atomic=False)
-        ids, stamps, poses = self.keyframe_arrays()
-        ks = [self.keyframes[int(i)] for i in ids]
-        meta = {
-            "format_version": _FORMAT_VERSION,
-            "frame": "map (first keyframe's camera body frame, REP 103/105); units arbitrary (first window)",
-            "voxel_size": self.voxel_size,
-            "max_bytes": self.max_bytes,
-            "points_per_keyframe": self.points_per_keyframe,
-            "keyframes": [
-                {
-                    "keyframe_id": k.keyframe_id,
-                    "stamp_ns": k.stamp_ns,
-                    "frame_index": k.frame_index,
-                    "T_map_cam": k.T_map_cam.tolist(),
-                    "K": k.K.tolist(),
-                    "height": k.size[0],
-                    "width": k.size[1],
-                    "num_points": int(len(k.points_cam)),
-                }
-                for k in ks
-            ],
-        }
-        (d / "keyframes.json").write_text(json.dumps(meta, indent=1))
-        write_tum(d / "keyframes.tum", stamps, poses, atomic=False)
-        if trajectory is not None:
-            write_tum(d / "trajectory.tum", trajectory[0], trajectory[1], atomic=False)
-        arrays: dict[str, np.ndarray] = {}
-        for k in ks:
-            arrays[f"p{k.keyframe_id}"] = k.points_cam
-            arrays[f"c{k.keyframe_id}"] = k.colors
-            arrays[f"w{k.keyframe_id}"] = k.confidence
-        with open(d / "keyframe_points.npz", "wb") as f:
-            savez: Any = np.savez  # numpy's stub types **kwds as allow_pickle
-            savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> GlobalMap:
-        """Read a map saved by `save`. Raises FileNotFoundError / ValueError on a missing or bad map."""
-        d = Path(directory).resolve()
-        if not (d / "keyframes.json").is_file():
-            olds = sorted(d.parent.glob(f".{d.name}.old-*"))
-            if olds and (olds[-1] / "keyframes.json").is_file():
-                d = olds[-1]  # a save stopped between its two renames: the previous map
-            else:
-                raise FileNotFoundError(f"no saved map in {directory}")
-        meta = json.loads((d / "keyframes.json").read_text())
-        if meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"unsupported map format {meta.get('format_version')!r}")
-        m = cls(meta["voxel_size"], int(meta["max_bytes"]), int(meta["points_per_keyframe"]))
-        with np.load(d / "keyframe_points.npz") as z:
-            for k in meta["keyframes"]:
-                i = int(k["keyframe_id"])
-                m.keyframes[i] = MapKeyframe(
-                    i,
-                    int(k["stamp_ns"]),
-                    int(k["frame_index"]),
-                    np.array(k["T_map_cam"], dtype=np.float64),
-                    np.array(k["K"], dtype=np.float64),
-                    (int(k["height"]), int(k["width"])),
-                    z[f"p{i}"],
-                    z[f"c{i}"],
-                    z[f"w{i}"],
-                )
-        m._note_peak()
-        return m
-
-    @staticmethod
-    def read_saved(directory: str | os.PathLike) -> dict[str, object]:
-        """The saved files as arrays: fused cloud (map.ply) and trajectories (for checks and tools)."""
-        d = Path(directory)
-        pts, col, conf = read_ply(d / "map.ply")
-        out: dict[str, object] = {
-            "points": pts,
-            "colors": col,
-            "confidence": conf,
-            "keyframes_tum": read_tum(d / "keyframes.tum"),
-        }
-        if (d / "trajectory.tum").is_file():
-            out["trajectory_tum"] = read_tum(d / "trajectory.tum")
-        return out
 
 
 def voxel_fuse(raw: MapSnapshot, voxel: float) -> MapSnapshot:
@@ -356,16 +245,3 @@ def voxel_fuse(raw: MapSnapshot, voxel: float) -> MapSnapshot:
     return MapSnapshot(
         pts.astype(np.float32), np.clip(np.rint(col), 0, 255).astype(np.uint8), conf.astype(np.float32)
     )
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

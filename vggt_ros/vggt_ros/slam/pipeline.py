@@ -31,7 +31,6 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -106,7 +105,9 @@ class Pipeline:
         self.validator = FrameValidator()
         self.window = FrameWindow(cfg.window_size, cfg.num_anchors)
         self.keyframes = KeyframeManager(cfg.keyframes)
-        self.global_map = GlobalMap(None, cfg.map.max_bytes, cfg.map.points_per_keyframe)
+        self.global_map = GlobalMap(
+            None, cfg.map.max_bytes, cfg.map.points_per_keyframe, voxel_size_rel=cfg.map.voxel_size_rel
+        )
         self.counters = PipelineCounters()
         self._next_index = 0
         self._next_window = 0
@@ -136,10 +137,6 @@ class Pipeline:
         if not self._stamps:
             return np.zeros(0, np.int64), np.zeros((0, 4, 4))
         return np.asarray(self._stamps, np.int64), np.stack(self._poses)
-
-    def save_map(self, directory: str | Path) -> Path:
-        """Atomically save the global map with the full trajectory (see GlobalMap.save)."""
-        return self.global_map.save(directory, trajectory=self.trajectory())
 
     # --- entry points -----------------------------------------------------------------------------
     def push(self, frame: Frame) -> list[Update]:
