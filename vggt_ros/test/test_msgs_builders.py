@@ -181,7 +181,7 @@ def test_path_and_odometry(tmp_path: Any, builder: MessageBuilder) -> None:
 
 def test_keyframe_and_window_stats(tmp_path: Any, builder: MessageBuilder) -> None:
     kf = KeyframeAdded(keyframe_id=5, frame_index=123, stamp_ns=STAMP, frame_id="cam_opt",
-                       T_map_cam=T_MAP_CAM, K=K, width=320, height=240, window_id=9, scale=0.75)
+                       T_map_cam=T_MAP_CAM, K=K, size=(240, 320), window_id=9, scale=0.75)
     stats = WindowStats(window_id=9, stamp_ns=STAMP, num_frames=8, num_new=4, anchor_keyframe_ids=(2, 4, 5),
                         accepted=False, reason="too_few_inliers", scale=1.25, residual_rms=0.031,
                         num_inliers=12, num_correspondences=40, timings_s={"predict": 0.5, "stitch": 0.02})
@@ -272,7 +272,7 @@ class _StrictFamily:
 def test_every_builder_passes_all_fields_by_keyword() -> None:
     b = MessageBuilder(_StrictFamily(), "map")
     pose = FramePose(STAMP, 0, "cam", T_MAP_CAM, 0)
-    kf = KeyframeAdded(0, 0, STAMP, "cam", T_MAP_CAM, K, 320, 240, 0)
+    kf = KeyframeAdded(0, 0, STAMP, "cam", T_MAP_CAM, K, (240, 320), 0)
     stats = WindowStats(0, STAMP, 2, 1, (0,), True, "ok", 1.0, 0.0, 5, 5)
     depth = DepthFrame(STAMP, 0, "cam", np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), K)
     built = [

@@ -44,8 +44,21 @@ def test_storage_is_strided_and_bounded():
     for i in range(1, 6):
         _add(m, i)
     assert [k.keyframe_id for k in m.active(10)] == [5, 4, 3]
-    assert not m.keyframes[0].active and m.keyframes[0].depth is None
-    assert m.nbytes() < 3 * (30 * 40 * 11) + 6 * 256 + 1
+    # older keyframes are archived (JPEG image, float16 depth): still verifiable loop targets
+    old = m.keyframes[0]
+    assert not old.active and old.verifiable and old.image is None and old.depth.dtype == np.float16
+    f0 = old.as_frame()
+    assert f0.size == (H, W) and np.abs(f0.rgb.astype(int) - f.rgb.astype(int)).mean() < 8
+    uv0, X0, _ = old.points_world()
+    assert len(uv0) == len(uv) and np.abs(X0 - X).max() < 2e-3 * 2.0
+    active_bytes = 30 * 40 * 11  # f32 depth + f32 conf + 3 x u8 image
+    assert all(k.nbytes() < 0.75 * active_bytes for k in m.keyframes[:3])  # a noise image: JPEG ~1:2
+    # beyond max_archived the oldest archives are dropped for good
+    cfg2 = KeyframeConfig(depth_stride=4, max_image_pixels=40 * 30, max_active=2, max_archived=2)
+    m2 = KeyframeManager(cfg2)
+    for i in range(6):
+        _add(m2, i)
+    assert [k.verifiable for k in m2.keyframes] == [False, False, True, True, True, True]
     assert image_stride_for((480, 640), 640 * 480) == 1 and image_stride_for((480, 640), 320 * 240) == 2
 
 

@@ -7,10 +7,10 @@ import pytest
 from vggt_ros.eval.metrics import evaluate_trajectory
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import rotation_angle
+from vggt_ros.io.map_store import load_map, read_saved, save_map
 from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.slam.config import PipelineConfig
-from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.pipeline import Pipeline
 from vggt_ros.slam.updates import (
     DepthFrame,
@@ -117,11 +117,11 @@ def test_depth_frames_are_consistent_with_poses(loop_run):
 
 def test_save_map_round_trip(loop_run, tmp_path):
     p, _ = loop_run
-    p.save_map(tmp_path / "m")
-    loaded = GlobalMap.load(tmp_path / "m")
+    save_map(p.global_map, tmp_path / "m", trajectory=p.trajectory())
+    loaded = load_map(tmp_path / "m")
     assert sorted(loaded.keyframes) == sorted(p.global_map.keyframes)
     np.testing.assert_array_equal(loaded.snapshot().points, p.global_map.snapshot().points)
-    saved = GlobalMap.read_saved(tmp_path / "m")
+    saved = read_saved(tmp_path / "m")
     stamps, T = saved["trajectory_tum"]
     s0, T0 = p.trajectory()
     assert stamps.tolist() == s0.tolist()
@@ -203,32 +203,39 @@ def test_dropped_windows_and_pending_frames(loop):
 
 
 class CorruptingPredictor:
-    """Wraps a predictor; window number `bad` gets random depth and tracks, `boom` raises."""
+    """Wraps a predictor; the windows numbered `bad` get random depth and tracks, `boom` raises,
+    `shape` returns a wrong shape. A window is recognised by its newest frame, so a retry of the
+    same frames (recovery) gets the same corruption: garbage stays garbage."""
 
     name = "corrupting"
 
-    def __init__(self, inner, bad: int = -1, boom: int = -1, shape: int = -1) -> None:
-        self.inner, self.bad, self.boom, self.shape, self.calls = inner, bad, boom, shape, 0
+    def __init__(self, inner, frames, bad: int = -1, boom: int = -1, shape: int = -1) -> None:
+        self.inner = inner
+        last = {w: frames[min(16 + 12 * w, len(frames)) - 1].stamp_ns for w in range(1, 8)}
+        last[0] = frames[15].stamp_ns
+        self.bad, self.boom, self.shape = last.get(bad), last.get(boom), last.get(shape)
+        self.calls = 0
 
     def predict(self, frames, query_points, depth_for):
-        k = self.calls
+        key = frames[-1].stamp_ns
         self.calls += 1
-        if k == self.boom:
+        if key == self.boom:
             raise RuntimeError("CUDA out of memory (simulated)")
         pred = self.inner.predict(frames, query_points, depth_for)
-        rng = np.random.default_rng(k)
-        if k == self.bad:
+        rng = np.random.default_rng(self.calls)
+        if key == self.bad:
             for i in pred.depth:
                 pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
             pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
-        if k == self.shape:
+        if key == self.shape:
             pred.T_cam_win = pred.T_cam_win[:-1]
         return pred
 
 
 def test_rejected_windows_are_counted_never_merged(loop):
     seq, frames = loop
-    pred = CorruptingPredictor(SimulatedPredictor(seq.ground_truth, SimNoise()), bad=2, boom=4, shape=5)
+    inner = SimulatedPredictor(seq.ground_truth, SimNoise())
+    pred = CorruptingPredictor(inner, frames, bad=2, boom=4, shape=5)
     p = Pipeline(pred, PipelineConfig())
     ups = _run(p, frames)
     emitted, refused = _check_accounting(p, ups, frames)

@@ -53,6 +53,8 @@ class WindowPrediction:
     tracks: (S, N, 2) float32 pixel (x, y) of each query point in each frame; tracks[0] == queries.
     vis: (S, N) float32 visibility probability in [0, 1].
     conf: (S, N) float32 track confidence in [0, 1].
+    descriptors: frame index -> (D,) float32 global place descriptor (optional; VGGT's from its
+        DINOv2 patch tokens; empty = the pipeline computes a classical one from the image).
     """
 
     T_cam_win: np.ndarray
@@ -63,6 +65,7 @@ class WindowPrediction:
     vis: np.ndarray
     conf: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    descriptors: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:

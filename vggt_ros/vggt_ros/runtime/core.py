@@ -42,6 +42,7 @@ from vggt_ros.slam.updates import (
     Update,
     WindowCloud,
     WindowStats,
+    reason_key,
 )
 from vggt_ros.types import Frame
 
@@ -88,11 +89,6 @@ class SaveMapResult:
     path: str = ""
     num_points: int = 0
     num_keyframes: int = 0
-
-
-def reason_key(reason: str) -> str:
-    """Counter key of a pipeline reason: the text before any ' (details)' (slam.pipeline's convention)."""
-    return reason.split(" (", 1)[0]
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")

@@ -27,8 +27,13 @@ class KeyframeConfig:
     depth_stride: keyframe depth/confidence kept at every `depth_stride`-th pixel (exact pixel
         correspondence with the camera grid, no interpolation).
     max_image_pixels: keyframe image kept at an integer stride so that H*W/stride^2 <= this.
-    max_active: keyframes that keep image/depth/confidence (anchor candidates); older ones
-        keep pose, intrinsics and their map points only, so memory does not grow with length.
+    max_active: keyframes that keep image/depth/confidence at full precision (anchor
+        candidates); older ones are archived: JPEG image and float16 depth/confidence, enough to
+        verify a loop against them (slam.loop_closure).
+    max_archived: archived keyframes kept with image and depth (loop/relocalisation targets);
+        beyond it the oldest archives are dropped (pose and map points stay), so memory is bounded.
+    min_frame_gap: frames since the last keyframe before a covisibility-only keyframe (see
+        KeyframeManager.is_keyframe): anchors need baseline.
     """
 
     min_covisible: float = 0.7
@@ -36,6 +41,8 @@ class KeyframeConfig:
     depth_stride: int = 4
     max_image_pixels: int = 640 * 480
     max_active: int = 8
+    max_archived: int = 1000
+    min_frame_gap: int = 4
 
 
 @dataclass
@@ -101,6 +108,34 @@ class MapConfig:
 
 
 @dataclass
+class LoopConfig:
+    """Place recognition, loop/relocalisation verification and the pose graph (slam.loop_closure).
+
+    enabled: look for loops and relocalisations at every new keyframe.
+    min_score: cosine similarity of global descriptors for a candidate.
+    exclude_recent: keyframes of the same segment this recent (by id) are not loop candidates
+        (they are already connected by the stitching chain).
+    max_candidates: candidates verified per new keyframe (each costs one 2-frame prediction).
+    min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
+        and this fraction of track observations within the PnP bound.
+    max_correction_rel: a loop within one segment may move the query keyframe by at most this
+        fraction of the path length travelled since the matched keyframe (plus one scene depth):
+        drift cannot be larger, so a bigger jump is a false loop (aliased places), rejected.
+    max_loop_chi2: after optimising, a loop edge whose chi2 exceeds this does not fit the graph:
+        the loop is rolled back.
+    """
+
+    enabled: bool = True
+    min_score: float = 0.9
+    exclude_recent: int = 12
+    max_candidates: int = 2
+    min_inliers: int = 60
+    min_inlier_ratio: float = 0.5
+    max_correction_rel: float = 0.1
+    max_loop_chi2: float = 50.0
+
+
+@dataclass
 class PipelineConfig:
     """Pipeline settings. stitcher: 'tracks' (ours), 'camera_centres' or 'point_map' (baselines).
 
@@ -112,6 +147,8 @@ class PipelineConfig:
     emit_depth: emit DepthFrame updates.
     fuse_anchor_depth: average each anchor's depth re-predicted by later windows into the keyframe
         (Keyframe.fuse_depth); every stitcher gets it, so the comparison stays fair.
+    recover_new_segment: when a window cannot be stitched, re-predict it without anchors and start
+        a new map segment from it (slam.tracking) instead of dropping it.
     """
 
     window_size: int = 16
@@ -123,10 +160,12 @@ class PipelineConfig:
     map_every: int = 1
     emit_depth: bool = True
     fuse_anchor_depth: bool = True
+    recover_new_segment: bool = True
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)
     map: MapConfig = field(default_factory=MapConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def __post_init__(self) -> None:
         if self.num_anchors < 1 or self.window_size < self.num_anchors + 1:

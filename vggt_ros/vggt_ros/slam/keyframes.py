@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
-from vggt_ros.geometry.se3 import invert_T
+from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import KeyframeConfig
 from vggt_ros.types import Frame
 
@@ -48,6 +49,18 @@ class Keyframe:
     median_depth: float
     scale: float = 1.0
     depth_count: np.ndarray | None = None
+    segment_id: int = 0
+    descriptor: np.ndarray | None = None
+    archived: bool = False
+    image_jpeg: bytes | None = None
+
+    def apply_correction(self, C: Sim3) -> None:
+        """Move the keyframe by a world-frame Sim(3) correction (pose-graph result): pose, depth in
+        world units and median depth follow (its points keep their pixels)."""
+        self.T_world_cam = C.transform_pose(self.T_world_cam)
+        self.median_depth *= C.scale
+        if self.depth is not None:
+            self.depth = (self.depth * np.float32(C.scale)).astype(np.float32)
 
     def fuse_depth(self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15) -> int:
         """Fold a re-prediction of this keyframe's depth into its stored depth (per-pixel running mean).
@@ -87,7 +100,13 @@ class Keyframe:
 
     @property
     def active(self) -> bool:
-        return self.depth is not None
+        """An anchor candidate: full-precision image/depth/confidence, not archived."""
+        return self.depth is not None and not self.archived
+
+    @property
+    def verifiable(self) -> bool:
+        """Image and depth are still held (active or archived): a loop can be verified against it."""
+        return self.depth is not None and (self.image is not None or self.image_jpeg is not None)
 
     def pixel_grid(self) -> np.ndarray:
         """(h, w, 2) camera-resolution pixel (u, v) of each stored depth pixel."""
@@ -111,9 +130,12 @@ class Keyframe:
 
     def as_frame(self) -> Frame:
         """The keyframe's image as a Frame at camera resolution (nearest upsampling if strided)."""
-        if self.image is None:
-            raise ValueError(f"keyframe {self.keyframe_id} is no longer active")
         img = self.image
+        if img is None and self.image_jpeg is not None:
+            dec = cv2.imdecode(np.frombuffer(self.image_jpeg, np.uint8), cv2.IMREAD_COLOR)
+            img = None if dec is None else cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
+        if img is None:
+            raise ValueError(f"keyframe {self.keyframe_id} keeps no image")
         s = self.image_stride
         if s > 1:
             img = np.repeat(np.repeat(img, s, axis=0), s, axis=1)[: self.size[0], : self.size[1]]
@@ -121,19 +143,39 @@ class Keyframe:
             self.stamp_ns, np.ascontiguousarray(img), self.K.copy() if self.K_known else None, self.frame_id
         )
 
+    def archive(self, jpeg_quality: int = 90) -> None:
+        """Leave the active set: image to JPEG, depth/confidence to float16 (~10x less memory);
+        still usable to verify a loop (as_frame, points_world)."""
+        if self.archived:
+            return
+        if self.image is not None:
+            ok, buf = cv2.imencode(
+                ".jpg", cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+            )
+            self.image_jpeg = buf.tobytes() if ok else None
+        self.image = None
+        if self.depth is not None:
+            self.depth = self.depth.astype(np.float16)
+        if self.conf is not None:
+            self.conf = self.conf.astype(np.float16)
+        self.depth_count = None
+        self.archived = True
+
     def release(self) -> None:
-        """Drop image/depth/confidence (keyframe leaves the active set)."""
+        """Drop image/depth/confidence for good (pose, intrinsics, descriptor and map points stay)."""
         self.depth = None
         self.conf = None
         self.image = None
+        self.image_jpeg = None
         self.depth_count = None
+        self.archived = True
 
     def nbytes(self) -> int:
         n = 256  # pose, K and scalars
-        for a in (self.depth, self.conf, self.image, self.depth_count):
+        for a in (self.depth, self.conf, self.image, self.depth_count, self.descriptor):
             if a is not None:
                 n += a.nbytes
-        return n
+        return n + (len(self.image_jpeg) if self.image_jpeg is not None else 0)
 
 
 def image_stride_for(size: tuple[int, int], max_pixels: int) -> int:
@@ -160,9 +202,20 @@ class KeyframeManager:
         return self.keyframes[-1] if self.keyframes else None
 
     def active(self, n: int) -> list[Keyframe]:
-        """Up to n newest active keyframes, newest first (the window's anchors; [0] is the gauge)."""
+        """Up to n newest active keyframes, newest first."""
         out = [k for k in reversed(self.keyframes) if k.active]
         return out[:n]
+
+    def anchors(self, n: int, segment_id: int) -> list[Keyframe]:
+        """Up to n newest active keyframes of the segment, newest first (window anchors, gauge first)."""
+        out = [k for k in reversed(self.keyframes) if k.active and k.segment_id == segment_id]
+        return out[:n]
+
+    def last_in_segment(self, segment_id: int) -> Keyframe | None:
+        for k in reversed(self.keyframes):
+            if k.segment_id == segment_id:
+                return k
+        return None
 
     def reset(self) -> None:
         self.keyframes = []
@@ -208,8 +261,20 @@ class KeyframeManager:
         d = float(np.linalg.norm(T_world_cam[:3, 3] - kf.T_world_cam[:3, 3]))
         return d / max(kf.median_depth, 1e-9)
 
-    def is_keyframe(self, covisible: float, motion_rel: float) -> bool:
-        return covisible < self.config.min_covisible or motion_rel > self.config.max_motion_rel
+    def is_keyframe(self, covisible: float, motion_rel: float, frame_gap: int = 1 << 30) -> bool:
+        """Keyframe when the view changed (covisibility) or the camera moved (parallax).
+
+        frame_gap: frames since the last keyframe. A covisibility-only keyframe needs at least
+        min_frame_gap frames of baseline unless covisibility collapsed (below half the bound): at close
+        range a passing object drops covisibility at every frame, and anchors one frame apart have no
+        baseline to stitch against (issue seen at 0.1-0.9 m from a pillar with walls 3-6 m away).
+        """
+        cfg = self.config
+        if motion_rel > cfg.max_motion_rel:
+            return True
+        if covisible >= cfg.min_covisible:
+            return False
+        return frame_gap >= cfg.min_frame_gap or covisible < 0.5 * cfg.min_covisible
 
     # --- storage --------------------------------------------------------------------------------
     def add(
@@ -224,6 +289,8 @@ class KeyframeManager:
         depth: np.ndarray,
         conf: np.ndarray,
         scale: float = 1.0,
+        segment_id: int = 0,
+        descriptor: np.ndarray | None = None,
     ) -> Keyframe:
         """Store a new keyframe. depth (H,W) map units with NaN invalid; conf (H,W); K at (H,W)."""
         cfg = self.config
@@ -252,9 +319,14 @@ class KeyframeManager:
             image=img,
             median_depth=med,
             scale=float(scale),
+            segment_id=int(segment_id),
+            descriptor=descriptor,
         )
         self.keyframes.append(kf)
         active = [k for k in self.keyframes if k.active]
         for old in active[: max(0, len(active) - max(1, cfg.max_active))]:
+            old.archive()
+        archived = [k for k in self.keyframes if k.archived and k.depth is not None]
+        for old in archived[: max(0, len(archived) - max(0, cfg.max_archived))]:
             old.release()
         return kf

@@ -4,25 +4,31 @@ Frames are checked at the door (FrameValidator: refused frames are counted and r
 FrameRefused), buffered in a FrameWindow, and every N new frames a window is predicted:
 the first window is `window_size` new frames and its frame 0 becomes the first keyframe and
 fixes the gauge and the map scale (VGGT's window units; arbitrary, REP 103 exception);
-later windows are `num_anchors` keyframes (newest first: window frame 0 is the newest
-keyframe, VGGT's reference frame) + `window_size - num_anchors` new frames, aligned to the
-map by a Stitcher. Every accepted frame leaves exactly once: emitted as a FramePose (accepted
-window), or counted as dropped with a reason and returned as FrameRefused (rejected window,
-skipped/dropped window; `reset()` returns FrameRefused("reset") for the frames it discards).
+later windows are `num_anchors` keyframes of the current map segment (newest first: window
+frame 0 is the newest keyframe, VGGT's reference frame) + `window_size - num_anchors` new frames,
+aligned to the map by a Stitcher.
 
-Frames: internally the pipeline works in "world" = the first keyframe's OPTICAL camera frame
-(what VGGT's first window predicts in); every Update is converted to the map frame = the first
-keyframe's BODY frame (REP 103/105): T_map_cam = T_BODY_OPTICAL @ T_world_cam.
+Recovery (slam.tracking, docs/architecture.md#tracking-states-and-segments): a window whose
+stitch is rejected is re-predicted without anchors; if that prediction is self-consistent it
+starts a new map segment placed where the camera was last seen (continuity guess, own gauge in
+the pose graph), so tracking never stays stuck on anchors the camera has left. A window that
+neither stitches nor starts a segment is dropped with its reason ("lost"). Loop closure and
+relocalisation (slam.loop_closure) connect segments and correct the map by a Sim(3) pose graph.
 
-Overload hooks for the runtime (what an overloaded node does):
-- `skip_next_window(reason)`: the next window that fills is not predicted; its new frames are
-  dropped (counted under `reason`, returned as FrameRefused) and a rejected WindowStats is
-  emitted. Anchors come from the map, so the following window still stitches.
-- `drop_pending(reason)`: drop the frames buffered right now, same accounting.
+Every accepted frame leaves exactly once: emitted as a FramePose (accepted window), or counted
+as dropped with a reason and returned as FrameRefused (rejected window, skipped/dropped window;
+`reset()` returns FrameRefused("reset") for the frames it discards).
+
+Frames: internally the pipeline works in "world" = the first keyframe's OPTICAL camera frame;
+every Update is converted to the map frame = the first keyframe's BODY frame (REP 103/105):
+T_map_cam = T_BODY_OPTICAL @ T_world_cam.
+
+Overload hooks for the runtime: `skip_next_window(reason)` (the next window that fills is not
+predicted; its frames are dropped under `reason`) and `drop_pending(reason)`.
 Per-window Update order: FramePose/DepthFrame per new frame, KeyframeAdded, WindowCloud,
-MapChanged (when keyframes were added), WindowStats last. WindowStats.scale is the window ->
-map scale; WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to the scene's
-median depth (unitless; 0 for the first window), so one threshold fits any map scale.
+LoopClosure/TrajectoryCorrected (when a loop was closed), MapChanged, WindowStats last.
+WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to each point's depth
+(unitless; 0 for a window that starts a segment), so one threshold fits any map scale.
 """
 
 from __future__ import annotations
@@ -36,23 +42,33 @@ import numpy as np
 
 from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
-from vggt_ros.geometry.se3 import apply_T, invert_T
+from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
+from vggt_ros.slam.loop_closure import LoopCloser
 from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, make_stitcher
+from vggt_ros.slam.tracking import TrackingState, TrackingStatus
 from vggt_ros.slam.updates import (
     DepthFrame,
     FramePose,
     FrameRefused,
     KeyframeAdded,
     MapChanged,
+    TrajectoryCorrected,
     Update,
-    WindowCloud,
     WindowStats,
+    reason_key,
 )
 from vggt_ros.slam.validation import FrameValidator
 from vggt_ros.slam.window import FrameWindow, PendingFrame
+from vggt_ros.slam.window_output import (
+    WindowCloudBuilder,
+    WindowSolution,
+    check_prediction,
+    frame_depth,
+    query_grid,
+)
 from vggt_ros.types import Frame, Predictor, WindowPrediction
 
 log = logging.getLogger(__name__)
@@ -78,9 +94,35 @@ class PipelineCounters:
         return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}
 
 
-def _reason_key(reason: str) -> str:
-    """Counter key of a reason: the text before any ' (details)'."""
-    return reason.split(" (", 1)[0]
+@dataclass
+class _Window:
+    """One window in flight: id, its new frames, anchors, timings, and (once predicted) the prediction."""
+
+    window_id: int
+    pending: list[PendingFrame]
+    anchors: list[Keyframe]
+    timings: dict[str, float] = field(default_factory=dict)
+    pred: WindowPrediction | None = None
+    K: np.ndarray | None = None
+    queries: TrackQueries | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pending[0].frame.size
+
+    @property
+    def stamp_ns(self) -> int:
+        return int(self.pending[-1].frame.stamp_ns)
+
+
+class _Rejected(Exception):
+    """A window that cannot be used; `stitch_level` marks rejections recovery may retry."""
+
+    def __init__(self, reason: str, stitch_level: bool = False, stats: dict[str, float] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stitch_level = stitch_level
+        self.stats = stats or {}
 
 
 class Pipeline:
@@ -109,12 +151,17 @@ class Pipeline:
             None, cfg.map.max_bytes, cfg.map.points_per_keyframe, voxel_size_rel=cfg.map.voxel_size_rel
         )
         self.counters = PipelineCounters()
+        self.tracking = TrackingStatus()
+        self.loops = LoopCloser(cfg.loop, cfg.seed)
         self._next_index = 0
         self._next_window = 0
         self._skip: list[str] = []
         self._maps_pending = 0
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
+        self._frame_ref: list[int] = []  # keyframe each emitted pose is attached to (pose-graph moves)
+        self._path_length = 0.0  # camera travel over the emitted poses (map units)
+        self._last_posed: tuple[np.ndarray, float] | None = None  # T_world_cam, median depth
         return out
 
     @property
@@ -133,7 +180,7 @@ class Pipeline:
         return self.window.new_per_window(self.bootstrapped) - len(self.window)
 
     def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
-        """Emitted poses: (stamps_ns (N,) int64, T_map_cam (N,4,4)) in emission order."""
+        """Emitted poses (after any pose-graph correction): (stamps_ns (N,) int64, T_map_cam (N,4,4))."""
         if not self._stamps:
             return np.zeros(0, np.int64), np.zeros((0, 4, 4))
         return np.asarray(self._stamps, np.int64), np.stack(self._poses)
@@ -146,7 +193,7 @@ class Pipeline:
         if reason is not None:
             self.counters.frames_refused[reason] += 1
             stamp = getattr(frame, "stamp_ns", -1)
-            log.warning("frame refused: %s", reason)
+            log.debug("frame refused: %s", reason)  # counted; the runtime logs a throttled summary
             return [FrameRefused(int(stamp) if isinstance(stamp, (int, np.integer)) else -1, reason)]
         self.counters.frames_accepted += 1
         self.window.add(self._next_index, frame)
@@ -170,207 +217,201 @@ class Pipeline:
         """Drop every frame buffered now; returns one FrameRefused per frame (counted under `reason`)."""
         return self._drop(self.window.clear(), reason)
 
-    # --- internals --------------------------------------------------------------------------------
+    # --- bookkeeping ------------------------------------------------------------------------------
     def _drop(self, pending: list[PendingFrame], reason: str) -> list[Update]:
-        self.counters.frames_dropped[_reason_key(reason)] += len(pending)
+        self.counters.frames_dropped[reason_key(reason)] += len(pending)
         return [FrameRefused(int(p.frame.stamp_ns), reason) for p in pending]
 
-    def _stats(
-        self,
-        window_id: int,
-        pending: list[PendingFrame],
-        anchors: list[Keyframe],
-        accepted: bool,
-        reason: str,
-        timings: dict[str, float],
-        **kw: float,
-    ) -> WindowStats:
+    def _stats(self, w: _Window, accepted: bool, reason: str, **kw: float) -> WindowStats:
         return WindowStats(
-            window_id=window_id,
-            stamp_ns=int(pending[-1].frame.stamp_ns),
-            num_frames=len(anchors) + len(pending),
-            num_new=len(pending),
-            anchor_keyframe_ids=tuple(k.keyframe_id for k in anchors),
+            window_id=w.window_id,
+            stamp_ns=w.stamp_ns,
+            num_frames=len(w.anchors) + len(w.pending),
+            num_new=len(w.pending),
+            anchor_keyframe_ids=tuple(k.keyframe_id for k in w.anchors),
             accepted=accepted,
             reason=reason,
             scale=float(kw.get("scale", float("nan"))),
             residual_rms=float(kw.get("residual_rms", float("nan"))),
             num_inliers=int(kw.get("num_inliers", 0)),
             num_correspondences=int(kw.get("num_correspondences", 0)),
-            timings_s=dict(timings),
+            timings_s=dict(w.timings),
+            tracking_state=self.tracking.state.value,
+            segment_id=self.tracking.segment_id,
         )
 
-    def _reject(
-        self,
-        window_id: int,
-        pending: list[PendingFrame],
-        anchors: list[Keyframe],
-        reason: str,
-        timings: dict[str, float],
-        **kw: float,
-    ) -> list[Update]:
-        self.counters.windows_rejected[_reason_key(reason)] += 1
-        log.warning("window %d rejected: %s", window_id, reason)
-        out = self._drop(pending, f"window_rejected: {reason}")
-        out.append(self._stats(window_id, pending, anchors, False, reason, timings, **kw))
+    def _reject(self, w: _Window, rej: _Rejected) -> list[Update]:
+        self.counters.windows_rejected[reason_key(rej.reason)] += 1
+        if self.bootstrapped:
+            self.tracking.state = TrackingState.LOST
+            self.tracking.lost_windows += 1
+        log.warning("window %d rejected: %s", w.window_id, rej.reason)
+        out = self._drop(w.pending, f"window_rejected: {rej.reason}")
+        out.append(self._stats(w, False, rej.reason, **rej.stats))
         return out
 
-    def _queries(self, anchors: list[Keyframe], size: tuple[int, int], window_id: int) -> TrackQueries:
-        n = self.config.stitch.num_queries
-        if not anchors:  # first window: a grid on frame 0, no map points yet
-            H, W = size
-            k = max(2, int(np.ceil(np.sqrt(n * W / H))))
-            m = max(2, int(np.ceil(n / k)))
-            u, v = np.meshgrid(
-                np.linspace(0.05 * W, 0.95 * (W - 1), k), np.linspace(0.05 * H, 0.95 * (H - 1), m)
-            )
-            uv = np.stack([u.ravel(), v.ravel()], 1)
-            return TrackQueries(uv, np.full((len(uv), 3), np.nan))
-        uv, X, _ = anchors[0].points_world(max_points=n, seed=self.config.seed + window_id)
-        return TrackQueries(uv, X)
-
-    @staticmethod
-    def _check_prediction(
-        pred: WindowPrediction, S: int, size: tuple[int, int], depth_for: list[int]
-    ) -> str | None:
-        try:
-            if np.shape(pred.T_cam_win) != (S, 4, 4) or not np.all(np.isfinite(pred.T_cam_win)):
-                return "bad_prediction (poses)"
-            if np.shape(pred.K) != (S, 3, 3) or not np.all(np.isfinite(pred.K)):
-                return "bad_prediction (intrinsics)"
-            for i in depth_for:
-                if (
-                    i not in pred.depth
-                    or np.shape(pred.depth[i]) != size
-                    or np.shape(pred.depth_conf[i]) != size
-                ):
-                    return "bad_prediction (depth)"
-            if np.ndim(pred.tracks) != 3 or np.shape(pred.tracks)[0] != S or np.shape(pred.vis)[:1] != (S,):
-                return "bad_prediction (tracks)"
-        except Exception as exc:  # a malformed object from a foreign predictor
-            return f"bad_prediction ({type(exc).__name__})"
-        return None
-
+    # --- one window -------------------------------------------------------------------------------
     def _process(self, pending: list[PendingFrame]) -> list[Update]:
         window_id = self._next_window
         self._next_window += 1
         if not pending:
             return []
+        t_start = time.perf_counter()
+        anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id)
+        w = _Window(window_id, pending, anchors)
         if self._skip:
             reason = self._skip.pop(0)
-            self.counters.windows_skipped[_reason_key(reason)] += 1
+            self.counters.windows_skipped[reason_key(reason)] += 1
             out = self._drop(pending, reason)
-            out.append(self._stats(window_id, pending, [], False, reason, {}))
+            out.append(self._stats(w, False, reason))
             return out
-        t_start = time.perf_counter()
+        try:
+            if anchors:
+                sol = self._track_or_recover(w)
+            else:
+                sol = self._bootstrap(w)
+        except _Rejected as rej:
+            out = self._reject(w, rej)
+        else:
+            out = self._accept(w, sol)
+        self.counters.core_time_s += time.perf_counter() - t_start - w.timings.get("predict", 0.0)
+        return out
+
+    def _predict(self, w: _Window) -> None:
+        """Run the predictor on anchors + new frames; fills w.pred, w.K, w.queries or raises _Rejected."""
         cfg = self.config
-        anchors = self.keyframes.active(cfg.num_anchors) if self.bootstrapped else []
-        frames = [k.as_frame() for k in anchors] + [p.frame for p in pending]
-        S, A = len(frames), len(anchors)
-        size = pending[0].frame.size
-        queries = self._queries(anchors, size, window_id)
-        depth_for = list(range(S))
-        timings: dict[str, float] = {}
+        frames = [k.as_frame() for k in w.anchors] + [p.frame for p in w.pending]
+        w.queries = self._queries(w)
+        depth_for = list(range(len(frames)))
         t0 = time.perf_counter()
         try:
-            pred = self.predictor.predict(frames, queries.uv.astype(np.float32), depth_for)
+            pred = self.predictor.predict(frames, w.queries.uv.astype(np.float32), depth_for)
         except Exception as exc:
-            timings["predict"] = time.perf_counter() - t0
-            self.counters.predict_time_s += timings["predict"]
-            log.exception("predictor failed on window %d", window_id)
-            return self._reject(
-                window_id, pending, anchors, f"predictor_error ({type(exc).__name__}: {exc})", timings
-            )
-        timings["predict"] = time.perf_counter() - t0
-        self.counters.predict_time_s += timings["predict"]
-        bad = self._check_prediction(pred, S, size, depth_for)
+            log.exception("predictor failed on window %d", w.window_id)
+            raise _Rejected(f"predictor_error ({type(exc).__name__}: {exc})") from None
+        finally:
+            dt = time.perf_counter() - t0
+            w.timings["predict"] = w.timings.get("predict", 0.0) + dt
+            self.counters.predict_time_s += dt
+        bad = check_prediction(pred, len(frames), w.size, depth_for)
         if bad is not None:
-            return self._reject(window_id, pending, anchors, bad, timings)
-        K = np.stack(
+            raise _Rejected(bad)
+        w.pred = pred
+        w.K = np.stack(
             [
                 f.K if (cfg.use_camera_intrinsics and f.K is not None) else pred.K[i]
                 for i, f in enumerate(frames)
             ]
         ).astype(np.float64)
-        new_idx = list(range(A, S))
+
+    def _queries(self, w: _Window) -> TrackQueries:
+        n = self.config.stitch.num_queries
+        if not w.anchors:  # no map points yet: a grid on frame 0
+            uv = query_grid(n, w.size)
+            return TrackQueries(uv, np.full((len(uv), 3), np.nan))
+        uv, X, _ = w.anchors[0].points_world(max_points=n, seed=self.config.seed + w.window_id)
+        return TrackQueries(uv, X)
+
+    def _track_or_recover(self, w: _Window) -> WindowSolution:
+        """Stitch to the segment's anchors; on a stitch rejection, try to start a new segment instead."""
         t1 = time.perf_counter()
-        if not anchors:
-            # first window: world = frame 0's camera, scale 1 (the map's scale from now on)
-            T_win_cam = invert_T(pred.T_cam_win)
-            T0_inv = pred.T_cam_win[0]
-            poses = {j: T0_inv @ T_win_cam[j] for j in new_idx}
-            scale, rel, n_in, n_corr = 1.0, 0.0, 0, 0
-            depth_scale: dict[int, float] = {}
-            d0 = pred.depth[0]
-            if not np.any(np.isfinite(d0) & (d0 > 0) & (pred.depth_conf[0] >= cfg.depth_conf_threshold)):
-                timings["stitch"] = time.perf_counter() - t1
-                return self._reject(window_id, pending, anchors, "no_valid_depth (first window)", timings)
-            if isinstance(self.stitcher, TrackStitcher) and S > 1:
-                poses, depth_scale = self._refine_first_window(pred, K, poses, queries, size, window_id)
-        else:
-            inp = StitchInput(
-                pred, anchors, new_idx, K, queries, size, cfg.depth_conf_threshold, cfg.seed + window_id
-            )
-            try:
-                res = self.stitcher.stitch(inp)
-            except Exception as exc:  # never let one window stop the stream
-                log.exception("stitcher failed on window %d", window_id)
-                timings["stitch"] = time.perf_counter() - t1
-                return self._reject(
-                    window_id, pending, anchors, f"stitch_error ({type(exc).__name__}: {exc})", timings
-                )
-            timings["stitch"] = time.perf_counter() - t1
-            kw = dict(
-                scale=res.sim3.scale if res.sim3 is not None else float("nan"),
-                residual_rms=res.residual_rel,
-                num_inliers=res.num_inliers,
-                num_correspondences=res.num_correspondences,
-            )
-            if not res.accepted:
-                self.counters.core_time_s += time.perf_counter() - t_start - timings["predict"]
-                return self._reject(window_id, pending, anchors, res.reason, timings, **kw)
-            assert res.sim3 is not None
-            poses, scale, rel = res.T_world_cam, res.sim3.scale, res.residual_rel
-            depth_scale = res.depth_scale
-            n_in, n_corr = res.num_inliers, res.num_correspondences
-        timings.setdefault("stitch", time.perf_counter() - t1)
-        t2 = time.perf_counter()
-        if anchors and cfg.fuse_anchor_depth:
-            self._fuse_anchors(anchors, pred, scale)
-        out = self._emit(window_id, pending, anchors, pred, K, poses, scale, depth_scale, queries)
-        timings["emit"] = time.perf_counter() - t2
-        self.counters.windows_accepted += 1
-        out.append(
-            self._stats(
-                window_id,
-                pending,
-                anchors,
-                True,
-                "ok",
-                timings,
-                scale=scale,
-                residual_rms=rel,
-                num_inliers=n_in,
-                num_correspondences=n_corr,
-            )
+        try:
+            self._predict(w)
+            return self._stitch(w)
+        except _Rejected as rej:
+            w.timings["stitch"] = time.perf_counter() - t1
+            if not (rej.stitch_level and self.config.recover_new_segment):
+                raise
+            first = rej
+        log.info("window %d: %s; trying a new map segment", w.window_id, first.reason)
+        stitch_anchors = w.anchors
+        w.anchors, w.pred = [], None
+        try:
+            return self._bootstrap(w)
+        except _Rejected as rej:
+            w.anchors = stitch_anchors
+            raise _Rejected(f"{first.reason}; no new segment: {rej.reason}", stats=first.stats) from None
+
+    def _stitch(self, w: _Window) -> WindowSolution:
+        assert w.pred is not None and w.K is not None and w.queries is not None
+        cfg = self.config
+        A = len(w.anchors)
+        t1 = time.perf_counter()
+        inp = StitchInput(
+            w.pred,
+            w.anchors,
+            list(range(A, A + len(w.pending))),
+            w.K,
+            w.queries,
+            w.size,
+            cfg.depth_conf_threshold,
+            cfg.seed + w.window_id,
         )
-        self.counters.core_time_s += time.perf_counter() - t_start - timings["predict"]
-        return out
+        try:
+            res = self.stitcher.stitch(inp)
+        except Exception as exc:  # never let one window stop the stream
+            log.exception("stitcher failed on window %d", w.window_id)
+            raise _Rejected(f"stitch_error ({type(exc).__name__}: {exc})", stitch_level=True) from None
+        finally:
+            w.timings["stitch"] = time.perf_counter() - t1
+        stats = dict(
+            scale=res.sim3.scale if res.sim3 is not None else float("nan"),
+            residual_rms=res.residual_rel,
+            num_inliers=res.num_inliers,
+            num_correspondences=res.num_correspondences,
+        )
+        if not res.accepted:
+            raise _Rejected(res.reason, stitch_level=True, stats=stats)
+        assert res.sim3 is not None
+        self.tracking.state = TrackingState.TRACKING
+        return WindowSolution(
+            res.T_world_cam,
+            res.sim3.scale,
+            res.depth_scale,
+            res.residual_rel,
+            res.num_inliers,
+            res.num_correspondences,
+        )
+
+    def _bootstrap(self, w: _Window) -> WindowSolution:
+        """A window without anchors: the first of the run (world = its frame 0, scale 1) or the first
+        of a new segment (frame 0 placed at the last posed camera, depth scaled to its depth)."""
+        cfg = self.config
+        t1 = time.perf_counter()
+        if w.pred is None:
+            self._predict(w)
+        assert w.pred is not None and w.K is not None and w.queries is not None
+        pred = w.pred
+        d0, c0 = pred.depth[0], pred.depth_conf[0]
+        valid = np.isfinite(d0) & (d0 > 0) & (c0 >= cfg.depth_conf_threshold)
+        if not np.any(valid):
+            raise _Rejected("no_valid_depth (first window)" if not self.bootstrapped else "no_valid_depth")
+        T_win_cam = invert_T(pred.T_cam_win)
+        poses = {j: pred.T_cam_win[0] @ T_win_cam[j] for j in range(pred.num_frames)}
+        depth_scale: dict[int, float] = {}
+        if isinstance(self.stitcher, TrackStitcher) and pred.num_frames > 1:
+            poses, depth_scale = self._refine_first_window(w, poses)
+        origin = Sim3.identity()
+        if self._last_posed is not None:  # a new segment continues from the last posed camera
+            T_last, depth_last = self._last_posed
+            origin = Sim3.from_T(T_last, depth_last / float(np.median(d0[valid])))
+        poses = {j: origin.transform_pose(T) for j, T in poses.items()}
+        depth_scale = {j: s * origin.scale for j, s in depth_scale.items()}
+        w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t1
+        self.tracking.start_segment(first=not self.bootstrapped)
+        return WindowSolution(poses, origin.scale, depth_scale)
 
     def _refine_first_window(
-        self,
-        pred: WindowPrediction,
-        K: np.ndarray,
-        poses: dict[int, np.ndarray],
-        queries: TrackQueries,
-        size: tuple[int, int],
-        window_id: int,
+        self, w: _Window, poses: dict[int, np.ndarray]
     ) -> tuple[dict[int, np.ndarray], dict[int, float]]:
-        """Ours only: tie the first window's frames to frame 0's depth by PnP on the tracks, as later windows.
+        """Ours only: tie a bootstrap window's frames to frame 0's depth by PnP on the tracks.
 
-        Frame 0's depth at the query pixels gives 3D points in the world (= frame 0's camera); the
-        tracks give their pixels in the other frames. The baselines keep VGGT's predicted poses.
+        Frame 0's depth at the query pixels gives 3D points in frame 0's camera; the tracks give their
+        pixels in the other frames. A window whose tracks disagree with its own depth and poses
+        (fewer PnP inliers than min_track_inlier_ratio) is not self-consistent: rejected.
         """
+        assert w.pred is not None and w.K is not None and w.queries is not None
+        pred, K, queries = w.pred, w.K, w.queries
         thr = self.config.depth_conf_threshold
         d = sample_bilinear(pred.depth[0], queries.uv)
         c = sample_bilinear(pred.depth_conf[0], queries.uv)
@@ -385,13 +426,47 @@ class Pipeline:
             list(range(1, pred.num_frames)),
             K,
             TrackQueries(queries.uv, X),
-            size,
+            w.size,
             thr,
-            self.config.seed + window_id,
+            self.config.seed + w.window_id,
         )
         assert isinstance(self.stitcher, TrackStitcher)
-        new_poses, _, _, _, scales = self.stitcher.refine_poses(inp, poses, 1.0, depth)
-        return new_poses, scales
+        ref = self.stitcher.refine_poses(inp, poses, 1.0, depth)
+        cfg = self.config.stitch
+        if ref.observations >= cfg.min_pnp_points and ref.inlier_ratio < cfg.min_track_inlier_ratio:
+            raise _Rejected(f"inconsistent_window ({ref.inlier_ratio:.2f} < {cfg.min_track_inlier_ratio})")
+        return ref.poses, ref.depth_scale
+
+    # --- accepted window --------------------------------------------------------------------------
+    def _accept(self, w: _Window, sol: WindowSolution) -> list[Update]:
+        assert w.pred is not None
+        cfg = self.config
+        t2 = time.perf_counter()
+        if w.anchors and cfg.fuse_anchor_depth:
+            self._fuse_anchors(w.anchors, w.pred, sol.scale)
+        out, new_kfs = self._emit_frames(w, sol)
+        cloud = self._cloud(w, sol)
+        if cloud is not None:
+            out.append(cloud)
+        w.timings["emit"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        out += self._close_loops(w, new_kfs)
+        w.timings["loop"] = time.perf_counter() - t3
+        if new_kfs or self.loops.changed:
+            out += self._map_update(w.stamp_ns)
+        self.counters.windows_accepted += 1
+        out.append(
+            self._stats(
+                w,
+                True,
+                "ok",
+                scale=sol.scale,
+                residual_rms=sol.residual_rel,
+                num_inliers=sol.num_inliers,
+                num_correspondences=sol.num_correspondences,
+            )
+        )
+        return out
 
     def _fuse_anchors(self, anchors: list[Keyframe], pred: WindowPrediction, scale: float) -> None:
         """Average each anchor's re-predicted depth (window scale -> map units) into keyframe and map."""
@@ -408,124 +483,186 @@ class Pipeline:
                 kf.keyframe_id, apply_T(invert_T(kf.T_world_cam), X), kf.colors_at(uv), c
             )
 
-    def _emit(
-        self,
-        window_id: int,
-        pending: list[PendingFrame],
-        anchors: list[Keyframe],
-        pred: WindowPrediction,
-        K: np.ndarray,
-        poses: dict[int, np.ndarray],
-        scale: float,
-        depth_scale: dict[int, float],
-        queries: TrackQueries,
-    ) -> list[Update]:
+    def _is_keyframe(self, w: _Window, j: int, T_wc: np.ndarray, frame_index: int) -> bool:
+        """Keyframe decision for window frame j against the last keyframe of the segment."""
+        assert w.pred is not None and w.K is not None and w.queries is not None
         cfg = self.config
-        A = len(anchors)
-        size = pending[0].frame.size
-        gauge_id = anchors[0].keyframe_id if anchors else None
-        track_valid = queries.valid if anchors else np.ones(len(queries.uv), bool)
+        last = self.keyframes.last_in_segment(self.tracking.segment_id)
+        if last is None:
+            return True
+        if w.anchors and last.keyframe_id == w.anchors[0].keyframe_id:
+            covis = self.keyframes.covisible_tracks(
+                w.pred.tracks[j].astype(np.float64),
+                w.pred.vis[j],
+                w.pred.conf[j],
+                w.queries.valid,
+                w.size,
+                cfg.stitch.min_track_vis,
+                cfg.stitch.min_track_conf,
+            )
+        elif not w.anchors and last.window_id == w.window_id and last.frame_index == w.pending[0].index:
+            covis = self.keyframes.covisible_tracks(
+                w.pred.tracks[j].astype(np.float64),
+                w.pred.vis[j],
+                w.pred.conf[j],
+                np.ones(len(w.queries.uv), bool),
+                w.size,
+                cfg.stitch.min_track_vis,
+                cfg.stitch.min_track_conf,
+            )
+        else:
+            covis = self.keyframes.covisible_geometric(last, T_wc, w.K[j], w.size)
+        return self.keyframes.is_keyframe(
+            covis, self.keyframes.motion_rel(last, T_wc), frame_index - last.frame_index
+        )
+
+    def _emit_frames(self, w: _Window, sol: WindowSolution) -> tuple[list[Update], list[Keyframe]]:
+        """FramePose (+ DepthFrame) per new frame, keyframes added to the store and the map."""
+        assert w.pred is not None and w.K is not None
+        cfg = self.config
+        A = len(w.anchors)
         out: list[Update] = []
         kf_updates: list[Update] = []
-        cloud_pts, cloud_col, cloud_conf = [], [], []
-        cs = max(1, cfg.cloud_stride)
-        for k, p in enumerate(pending):
+        new_kfs: list[Keyframe] = []
+        ref_id = w.anchors[0].keyframe_id if w.anchors else len(self.keyframes)
+        for k, p in enumerate(w.pending):
             j = A + k
-            T_wc = poses[j]
+            T_wc = sol.poses[j]
             T_map_cam = T_BODY_OPTICAL @ T_wc
-            conf = pred.depth_conf[j].astype(np.float32)
-            depth = pred.depth[j].astype(np.float32) * np.float32(depth_scale.get(j, scale))
-            invalid = ~(np.isfinite(depth) & (depth > 0) & (conf >= cfg.depth_conf_threshold))
-            depth = np.where(invalid, np.nan, depth).astype(np.float32)
-            conf_out = np.where(invalid, np.nan, conf).astype(np.float32)
-            # keyframe decision against the last keyframe
-            last = self.keyframes.last
-            if last is None:
-                is_kf = True
-            else:
-                if last.keyframe_id == gauge_id or (
-                    gauge_id is None and last.window_id == window_id and last.frame_index == pending[0].index
-                ):
-                    covis = self.keyframes.covisible_tracks(
-                        pred.tracks[j].astype(np.float64),
-                        pred.vis[j],
-                        pred.conf[j],
-                        track_valid,
-                        size,
-                        cfg.stitch.min_track_vis,
-                        cfg.stitch.min_track_conf,
-                    )
-                else:
-                    covis = self.keyframes.covisible_geometric(last, T_wc, K[j], size)
-                is_kf = self.keyframes.is_keyframe(covis, self.keyframes.motion_rel(last, T_wc))
+            depth, conf_out, conf = frame_depth(w.pred, j, sol.depth_scale_of(j), cfg.depth_conf_threshold)
+            is_kf = self._is_keyframe(w, j, T_wc, p.index)
             out.append(
-                FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, window_id, is_kf)
+                FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, w.window_id, is_kf)
             )
+            if self._poses:
+                self._path_length += float(np.linalg.norm(T_map_cam[:3, 3] - self._poses[-1][:3, 3]))
             self._stamps.append(int(p.frame.stamp_ns))
             self._poses.append(T_map_cam)
+            self._frame_ref.append(ref_id)
             self.counters.frames_emitted += 1
             if cfg.emit_depth:
                 out.append(
-                    DepthFrame(int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, K[j].copy())
-                )
-            # window cloud (map frame)
-            sub = depth[::cs, ::cs]
-            v, u = np.nonzero(np.isfinite(sub))
-            if len(u):
-                uv = np.stack([u * cs, v * cs], 1).astype(np.float64)
-                pts = unproject_pixels(uv, sub[v, u], K[j], T_map_cam)
-                cloud_pts.append(pts.astype(np.float32))
-                cloud_col.append(p.frame.rgb[v * cs, u * cs])
-                cloud_conf.append(conf[::cs, ::cs][v, u])
-            if is_kf:
-                kf = self.keyframes.add(
-                    frame_index=p.index,
-                    frame=p.frame,
-                    window_id=window_id,
-                    T_world_cam=T_wc,
-                    K=K[j],
-                    K_known=(cfg.use_camera_intrinsics and p.frame.K is not None),
-                    depth=depth,
-                    conf=conf,
-                    scale=scale,
-                )
-                self.counters.keyframes += 1
-                uv_k, X_k, c_k = kf.points_world()
-                pts_cam = apply_T(invert_T(kf.T_world_cam), X_k)
-                col = p.frame.rgb[uv_k[:, 1].astype(np.intp), uv_k[:, 0].astype(np.intp)]
-                self.global_map.add_keyframe(
-                    kf.keyframe_id, kf.stamp_ns, kf.frame_index, T_map_cam, K[j], size, pts_cam, col, c_k
-                )
-                kf_updates.append(
-                    KeyframeAdded(
-                        kf.keyframe_id,
-                        p.index,
-                        int(p.frame.stamp_ns),
-                        p.frame.frame_id,
-                        T_map_cam,
-                        K[j].copy(),
-                        size[1],
-                        size[0],
-                        window_id,
-                        float(scale),
+                    DepthFrame(
+                        int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, w.K[j].copy()
                     )
                 )
-        out += kf_updates
-        stamp = int(pending[-1].frame.stamp_ns)
-        if cloud_pts:
-            out.append(
-                WindowCloud(
-                    stamp,
-                    window_id,
-                    np.concatenate(cloud_pts),
-                    np.concatenate(cloud_col),
-                    np.concatenate(cloud_conf),
-                )
+            valid = depth[np.isfinite(depth)]
+            if valid.size:
+                self._last_posed = (T_wc, float(np.median(valid)))
+            if is_kf:
+                kf = self._add_keyframe(w, sol, p, j, depth, conf)
+                new_kfs.append(kf)
+                kf_updates.append(self._keyframe_update(kf, w, sol))
+        return out + kf_updates, new_kfs
+
+    def _add_keyframe(
+        self, w: _Window, sol: WindowSolution, p: PendingFrame, j: int, depth: np.ndarray, conf: np.ndarray
+    ) -> Keyframe:
+        assert w.K is not None and w.pred is not None
+        cfg = self.config
+        link = w.anchors[0] if w.anchors else self.keyframes.last_in_segment(self.tracking.segment_id)
+        kf = self.keyframes.add(
+            frame_index=p.index,
+            frame=p.frame,
+            window_id=w.window_id,
+            T_world_cam=sol.poses[j],
+            K=w.K[j],
+            K_known=(cfg.use_camera_intrinsics and p.frame.K is not None),
+            depth=depth,
+            conf=conf,
+            scale=sol.scale,
+            segment_id=self.tracking.segment_id,
+            descriptor=w.pred.descriptors.get(j) if w.pred.descriptors else None,
+        )
+        self.counters.keyframes += 1
+        uv_k, X_k, c_k = kf.points_world()
+        col = p.frame.rgb[uv_k[:, 1].astype(np.intp), uv_k[:, 0].astype(np.intp)]
+        self.global_map.add_keyframe(
+            kf.keyframe_id,
+            kf.stamp_ns,
+            kf.frame_index,
+            T_BODY_OPTICAL @ kf.T_world_cam,
+            w.K[j],
+            w.size,
+            apply_T(invert_T(kf.T_world_cam), X_k),
+            col,
+            c_k,
+            segment_id=kf.segment_id,
+        )
+        self.loops.add_keyframe(kf, link, sol.num_inliers, sol.residual_rel, self._path_length)
+        return kf
+
+    @staticmethod
+    def _keyframe_update(kf: Keyframe, w: _Window, sol: WindowSolution) -> KeyframeAdded:
+        return KeyframeAdded(
+            keyframe_id=kf.keyframe_id,
+            frame_index=kf.frame_index,
+            stamp_ns=kf.stamp_ns,
+            frame_id=kf.frame_id,
+            T_map_cam=T_BODY_OPTICAL @ kf.T_world_cam,
+            K=kf.K.copy(),
+            size=kf.size,
+            window_id=w.window_id,
+            scale=float(sol.scale),
+            residual_rel=float(sol.residual_rel),
+            num_inliers=int(sol.num_inliers),
+            segment_id=kf.segment_id,
+        )
+
+    def _cloud(self, w: _Window, sol: WindowSolution) -> Update | None:
+        assert w.pred is not None and w.K is not None
+        cfg = self.config
+        builder = WindowCloudBuilder(cfg.cloud_stride)
+        A = len(w.anchors)
+        for k, p in enumerate(w.pending):
+            j = A + k
+            depth, _, conf = frame_depth(w.pred, j, sol.depth_scale_of(j), cfg.depth_conf_threshold)
+            builder.add(p.frame, depth, conf, w.K[j], T_BODY_OPTICAL @ sol.poses[j])
+        return builder.build(w.stamp_ns, w.window_id)
+
+    def _map_update(self, stamp: int) -> list[Update]:
+        self._maps_pending += 1
+        if self._maps_pending < max(1, self.config.map_every) and not self.loops.changed:
+            return []
+        self._maps_pending = 0
+        self.loops.changed = False
+        snap = self.global_map.snapshot()
+        return [MapChanged(stamp, snap.points, snap.colors, snap.confidence, len(self.global_map))]
+
+    # --- loops ------------------------------------------------------------------------------------
+    def _close_loops(self, w: _Window, new_kfs: list[Keyframe]) -> list[Update]:
+        """Look for loops / relocalisations of the new keyframes; apply accepted pose-graph corrections."""
+        out: list[Update] = []
+        for kf in new_kfs:
+            event = self.loops.detect(
+                kf, self.keyframes, self.predictor, self.stitcher, self.config, self.tracking
             )
-        if kf_updates:
-            self._maps_pending += 1
-            if self._maps_pending >= max(1, cfg.map_every):
-                self._maps_pending = 0
-                snap = self.global_map.snapshot()
-                out.append(MapChanged(stamp, snap.points, snap.colors, snap.confidence, len(self.global_map)))
+            if event is None:
+                continue
+            corrections, closure = event
+            self._apply_corrections(corrections)
+            out.append(closure)
+            out.append(self._trajectory_update(w.stamp_ns))
         return out
+
+    def _apply_corrections(self, corrections: dict[int, Sim3]) -> None:
+        """Move keyframes, their map points and every emitted pose attached to them (world frame Sim(3))."""
+        for kf_id, C in corrections.items():
+            kf = self.keyframes.keyframes[kf_id]
+            kf.apply_correction(C)
+            if kf_id in self.global_map.keyframes:
+                self.global_map.update_pose(kf_id, T_BODY_OPTICAL @ kf.T_world_cam, C.scale)
+        T_opt_body = invert_T(T_BODY_OPTICAL)
+        for n, ref in enumerate(self._frame_ref):
+            C_ref = corrections.get(ref)
+            if C_ref is not None:
+                self._poses[n] = T_BODY_OPTICAL @ C_ref.transform_pose(T_opt_body @ self._poses[n])
+        last_kf = self.keyframes.last_in_segment(self.tracking.segment_id)
+        C_last = corrections.get(last_kf.keyframe_id) if last_kf is not None else None
+        if self._last_posed is not None and C_last is not None:
+            self._last_posed = (C_last.transform_pose(self._last_posed[0]), self._last_posed[1] * C_last.scale)
+
+    def _trajectory_update(self, stamp: int) -> Update:
+        stamps, T = self.trajectory()
+        ids, _, kT = self.global_map.keyframe_arrays()
+        return TrajectoryCorrected(stamp, stamps, T, ids, kT)

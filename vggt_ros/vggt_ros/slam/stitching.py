@@ -79,7 +79,7 @@ class StitchInput:
 class StitchResult:
     """accepted / reason; sim3 maps the window frame into the world; T_world_cam per new window index.
 
-    residual_rel: Sim(3) inlier RMS / scene depth (anchor 0's median depth); num_inliers and
+    residual_rel: Sim(3) inlier RMS relative to each point's distance (relative_residual); num_inliers and
     num_correspondences of the Sim(3) fit; pnp_refined: new frames refined by PnP;
     track_inlier_ratio: track observations within the reprojection bound / all used.
     """
@@ -94,6 +94,22 @@ class StitchResult:
     pnp_refined: int = 0
     track_inlier_ratio: float = float("nan")
     depth_scale: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class PoseRefinement:
+    """Result of TrackStitcher.refine_poses: poses per window index (T_world_cam), frames refined by
+    PnP, track observations used, inliers among them, per-frame depth scales."""
+
+    poses: dict[int, np.ndarray]
+    refined: int
+    observations: int
+    inliers: int
+    depth_scale: dict[int, float]
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.inliers / self.observations if self.observations else float("nan")
 
 
 class Stitcher(Protocol):
@@ -357,6 +373,19 @@ def _dense_depth_scale(
     return float(np.median(r[keep])) if np.count_nonzero(keep) >= min_points else med
 
 
+def relative_residual(
+    sim: Sim3, src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, centre: np.ndarray
+) -> float:
+    """RMS over inliers of |sim(src) - dst| / |dst - centre|: each point's residual relative to its
+    own distance from the gauge camera, so a window mixing near (0.2 m) and far (6 m) points is
+    judged by the same bound; a residual divided by the scene median would be dominated by the far
+    points when the median is small (close range) and reject good windows."""
+    r = np.linalg.norm(sim.apply(src) - dst, axis=1)
+    dist = np.maximum(np.linalg.norm(dst - centre, axis=1), 1e-9)
+    q = (r / dist)[inliers]
+    return float(np.sqrt(np.mean(q**2))) if q.size else float("inf")
+
+
 def _poses_from_sim3(inp: StitchInput, sim: Sim3) -> dict[int, np.ndarray]:
     return {j: sim.transform_pose(invert_T(inp.prediction.T_cam_win[j])) for j in inp.new_indices}
 
@@ -406,8 +435,7 @@ class TrackStitcher:
             wi = w * inl
             t = ((dst - s_depth * src @ sim.R.T) * wi[:, None]).sum(0) / max(wi.sum(), 1e-12)
             sim = Sim3(s_depth, sim.R, t)
-        r = np.linalg.norm(sim.apply(src) - dst, axis=1)
-        rel = float(np.sqrt(np.mean(r[inl] ** 2))) / depth
+        rel = relative_residual(sim, src, dst, inl, inp.anchors[0].T_world_cam[:3, 3])
         ratio = fit.num_inliers / n
         base = StitchResult(
             False, "", sim3=sim, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n
@@ -419,29 +447,28 @@ class TrackStitcher:
         poses = _poses_from_sim3(inp, sim)
         if cfg.refresh_queries:
             inp = refresh_queries(inp, sim.scale)
-        poses, refined, used, inliers, depth_scales = self.refine_poses(inp, poses, sim.scale, depth)
-        track_ratio = inliers / used if used else float("nan")
-        if used >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
+        ref = self.refine_poses(inp, poses, sim.scale, depth)
+        track_ratio = ref.inlier_ratio
+        if ref.observations >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
             reason = f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})"
             return replace(base, reason=reason, track_inlier_ratio=track_ratio)
         return replace(
             base,
             accepted=True,
             reason="ok",
-            T_world_cam=poses,
-            pnp_refined=refined,
+            T_world_cam=ref.poses,
+            pnp_refined=ref.refined,
             track_inlier_ratio=track_ratio,
-            depth_scale=depth_scales,
+            depth_scale=ref.depth_scale,
         )
 
     def refine_poses(
         self, inp: StitchInput, poses: dict[int, np.ndarray], scale: float, depth: float
-    ) -> tuple[dict[int, np.ndarray], int, int, int, dict[int, float]]:
+    ) -> PoseRefinement:
         """PnP-refine each new frame's pose on its track/map-point matches (from the given poses).
 
         A refined pose is kept when it stays within max_pnp_deviation_rel x depth and
-        max_pnp_deviation_deg of the starting pose. Returns (poses, frames refined, track
-        observations used, inliers among them, per-frame depth scales from _track_depth_scale).
+        max_pnp_deviation_deg of the starting pose; depth scales from the dense or track ratio.
         """
         cfg = self.config
         poses = dict(poses)
@@ -475,7 +502,7 @@ class TrackStitcher:
                     np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px)
                 )
             inliers += n_in
-        return poses, refined, used, inliers, depth_scales
+        return PoseRefinement(poses, refined, used, inliers, depth_scales)
 
 
 # --- baselines ------------------------------------------------------------------------------------

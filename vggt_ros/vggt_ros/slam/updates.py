@@ -59,7 +59,11 @@ class WindowCloud:
 
 @dataclass(frozen=True)
 class KeyframeAdded:
-    """A frame promoted to keyframe. T_map_cam (4, 4); K (3, 3) at width x height."""
+    """A frame promoted to keyframe. T_map_cam (4, 4); K (3, 3) at size = (H, W).
+
+    scale: window -> map scale of the window that added it; residual_rel / num_inliers: that
+    window's alignment quality; segment_id: the map segment it belongs to.
+    """
 
     keyframe_id: int
     frame_index: int
@@ -67,10 +71,20 @@ class KeyframeAdded:
     frame_id: str
     T_map_cam: np.ndarray
     K: np.ndarray
-    width: int
-    height: int
+    size: tuple[int, int]
     window_id: int
     scale: float = 1.0
+    residual_rel: float = 0.0
+    num_inliers: int = 0
+    segment_id: int = 0
+
+    @property
+    def height(self) -> int:
+        return int(self.size[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.size[1])
 
 
 @dataclass(frozen=True)
@@ -89,7 +103,12 @@ class MapChanged:
 
 @dataclass(frozen=True)
 class WindowStats:
-    """Bookkeeping of one window, accepted or rejected (reason says why)."""
+    """Bookkeeping of one window, accepted or rejected (reason says why).
+
+    timings_s keys: "predict", "stitch", "emit", "loop" (seconds; the runtime adds "total").
+    tracking_state: slam.tracking.TrackingState value after this window; segment_id: the map
+    segment the window's frames were posed in (or would have been).
+    """
 
     window_id: int
     stamp_ns: int
@@ -103,6 +122,42 @@ class WindowStats:
     num_inliers: int
     num_correspondences: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    tracking_state: str = "tracking"
+    segment_id: int = 0
+
+
+@dataclass(frozen=True)
+class LoopClosure:
+    """A verified loop or relocalisation, applied by the pose graph (map frame).
+
+    query/match: keyframe ids; merged_segment: the segment folded into match's segment (-1 when
+    both were already one segment: a loop); correction_m / correction_deg / correction_scale:
+    the largest change the optimisation made to a keyframe (map units, degrees, scale ratio).
+    """
+
+    stamp_ns: int
+    query_keyframe_id: int
+    match_keyframe_id: int
+    score: float
+    num_inliers: int
+    merged_segment: int
+    correction_m: float
+    correction_deg: float
+    correction_scale: float
+
+
+@dataclass(frozen=True)
+class TrajectoryCorrected:
+    """Every emitted pose so far after a pose-graph correction (republish path, map, keyframes).
+
+    stamps_ns (N,) int64; T_map_cam (N, 4, 4); keyframe_ids (K,), keyframe T_map_cam (K, 4, 4).
+    """
+
+    stamp_ns: int
+    stamps_ns: np.ndarray
+    T_map_cam: np.ndarray
+    keyframe_ids: np.ndarray
+    keyframe_T_map_cam: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -113,4 +168,19 @@ class FrameRefused:
     reason: str
 
 
-Update = Union[FramePose, DepthFrame, WindowCloud, KeyframeAdded, MapChanged, WindowStats, FrameRefused]
+Update = Union[
+    FramePose,
+    DepthFrame,
+    WindowCloud,
+    KeyframeAdded,
+    MapChanged,
+    WindowStats,
+    FrameRefused,
+    LoopClosure,
+    TrajectoryCorrected,
+]
+
+
+def reason_key(reason: str) -> str:
+    """Counter key of a reason: the text before any ' (details)'."""
+    return reason.split(" (", 1)[0]

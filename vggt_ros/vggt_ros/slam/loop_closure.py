@@ -1,0 +1,246 @@
+"""Loop closure and relocalisation: place recognition, verification with the predictor, Sim(3) pose graph.
+
+At every new keyframe (docs/architecture.md#loop-closure-and-the-pose-graph):
+1. The keyframe becomes a pose-graph node (slam.pose_graph, gtsam) with a sequential edge to the
+   keyframe it was stitched against (information from the stitch's inliers and residual); a
+   keyframe that starts a segment has no edge: its segment keeps its own gauge.
+2. Its global descriptor (the predictor's, e.g. from VGGT's DINOv2 patch tokens, else a classical
+   image descriptor) goes into a PlaceDatabase; the database is queried for earlier keyframes
+   that look alike, excluding the last `exclude_recent` keyframes of the same segment.
+3. Each candidate (at most `max_candidates`) is verified geometrically: the predictor runs on a
+   2-frame window [candidate, query], the TrackStitcher aligns it to the candidate's stored depth,
+   and the loop is kept only with enough Sim(3) inliers and track inliers. Within one segment
+   the implied move of the query must be explainable by drift (max_correction_rel of the path
+   travelled since the candidate): a larger jump means an aliased place, rejected.
+4. The loop edge is added and the graph solved; an edge that does not fit (chi2 above
+   max_loop_chi2) is rolled back. Accepted: the per-keyframe Sim(3) corrections are returned to
+   the pipeline, which moves keyframes, their map points and the emitted path. A loop between
+   two segments merges them (relocalisation).
+Cost per keyframe: one database query (a matrix product, capped size) and at most
+`max_candidates` 2-frame predictions; after a closure the next `cooldown` keyframes skip step 3.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vggt_ros.geometry.se3 import Sim3, rotation_angle
+from vggt_ros.slam.config import LoopConfig, PipelineConfig
+from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
+from vggt_ros.slam.place_recognition import PlaceDatabase, PlaceDatabaseConfig, image_descriptor
+from vggt_ros.slam.pose_graph import PoseGraph, PoseGraphConfig, edge_sigmas
+from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher
+from vggt_ros.slam.tracking import TrackingState, TrackingStatus
+from vggt_ros.slam.updates import LoopClosure
+from vggt_ros.types import Predictor
+
+log = logging.getLogger(__name__)
+
+_COOLDOWN = 4  # keyframes after a closure that skip verification (the place is connected already)
+
+
+@dataclass
+class _Verified:
+    """A verified candidate: the query's pose and scale as the match sees them (world units)."""
+
+    match_id: int
+    score: float
+    T_world_query: np.ndarray
+    scale_ratio: float
+    num_inliers: int
+
+
+class LoopCloser:
+    """Keyframe pose graph + place database; `detect` closes loops for the pipeline (see module doc)."""
+
+    def __init__(self, config: LoopConfig, seed: int = 0) -> None:
+        self.config = config
+        self.seed = int(seed)
+        self.graph = PoseGraph(PoseGraphConfig(loop_chi2_max=config.max_loop_chi2))
+        self.places = PlaceDatabase(PlaceDatabaseConfig())
+        self.path_length: dict[int, float] = {}
+        self.changed = False  # a correction moved the map since the last map publication
+        self._cooldown = 0
+
+    # --- graph building ---------------------------------------------------------------------------
+    def add_keyframe(
+        self, kf: Keyframe, link: Keyframe | None, num_inliers: int, residual_rel: float, path_length: float
+    ) -> None:
+        """Node for kf; sequential edge from `link` (the keyframe kf was stitched against, same segment)."""
+        self.graph.add_node(kf.keyframe_id, kf.T_world_cam, 1.0)
+        self.path_length[kf.keyframe_id] = float(path_length)
+        if link is not None and self.graph.has_node(link.keyframe_id):
+            rel = self.graph.relative(link.keyframe_id, kf.keyframe_id)
+            sig = edge_sigmas(max(int(num_inliers), 100), max(float(residual_rel), 0.01), kf.median_depth)
+            self.graph.add_sequential(link.keyframe_id, kf.keyframe_id, rel, sig)
+        if kf.descriptor is None and kf.image is not None:
+            kf.descriptor = image_descriptor(kf.image)
+        if kf.descriptor is not None:
+            self.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+
+    # --- detection --------------------------------------------------------------------------------
+    def detect(
+        self,
+        kf: Keyframe,
+        keyframes: KeyframeManager,
+        predictor: Predictor,
+        stitcher: Any,
+        config: PipelineConfig,
+        tracking: TrackingStatus,
+    ) -> tuple[dict[int, Sim3], LoopClosure] | None:
+        """Verify loop candidates for keyframe kf; on success solve the graph and return
+        (corrections kf_id -> world Sim(3), the LoopClosure event). None when nothing was closed."""
+        cfg = self.config
+        if not cfg.enabled or kf.descriptor is None or not isinstance(stitcher, TrackStitcher):
+            return None
+        if self._cooldown > 0:
+            self._cooldown -= 1
+            return None
+        recent = {
+            k.keyframe_id
+            for k in keyframes.keyframes
+            if k.segment_id == kf.segment_id and k.keyframe_id > kf.keyframe_id - cfg.exclude_recent
+        }
+        cands = self.places.query(
+            kf.descriptor, k=cfg.max_candidates, exclude=recent, min_score=cfg.min_score
+        )
+        for cand in cands:
+            match = keyframes.keyframes[cand.kf_id]
+            if not match.verifiable or match.size != kf.size:
+                continue
+            ver = self._verify(kf, match, cand.score, predictor, stitcher, config)
+            if ver is None:
+                continue
+            if match.segment_id == kf.segment_id and not self._drift_explains(kf, match, ver):
+                tracking.loops_rejected += 1
+                continue
+            event = self._close(kf, match, ver, keyframes, tracking)
+            if event is not None:
+                return event
+        return None
+
+    def _verify(
+        self,
+        q: Keyframe,
+        m: Keyframe,
+        score: float,
+        predictor: Predictor,
+        stitcher: TrackStitcher,
+        config: PipelineConfig,
+    ) -> _Verified | None:
+        """Predict [m, q], stitch to m's stored depth; None unless enough Sim(3) and track inliers."""
+        frames = [m.as_frame(), q.as_frame()]
+        uv, X, _ = m.points_world(max_points=config.stitch.num_queries, seed=self.seed + q.keyframe_id)
+        if len(uv) < config.stitch.min_correspondences:
+            return None
+        try:
+            pred = predictor.predict(frames, uv.astype(np.float32), [0, 1])
+        except Exception as exc:  # a failed verification is no loop, never a crash
+            log.warning("loop verification failed: %s", exc)
+            return None
+        K = np.stack([m.K, q.K if q.K_known else pred.K[1]]).astype(np.float64)
+        inp = StitchInput(
+            pred,
+            [m],
+            [1],
+            K,
+            TrackQueries(uv, X),
+            m.size,
+            config.depth_conf_threshold,
+            self.seed + q.keyframe_id,
+        )
+        try:
+            res = stitcher.stitch(inp)
+        except Exception as exc:
+            log.warning("loop verification stitch failed: %s", exc)
+            return None
+        cfg = self.config
+        if not res.accepted or res.sim3 is None or res.num_inliers < cfg.min_inliers:
+            return None
+        if not (res.track_inlier_ratio >= cfg.min_inlier_ratio):
+            return None
+        d_loop = pred.depth[1].astype(np.float64) * res.depth_scale.get(1, res.sim3.scale)
+        d_cur = q.depth.astype(np.float64) if q.depth is not None else None
+        ratio = 1.0
+        if d_cur is not None:
+            st = q.depth_stride
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = d_loop[::st, ::st] / d_cur
+            r = r[np.isfinite(r) & (r > 0)]
+            if r.size >= 50:
+                ratio = float(np.median(r))
+        return _Verified(m.keyframe_id, score, res.T_world_cam[1], ratio, res.num_inliers)
+
+    def _drift_explains(self, q: Keyframe, m: Keyframe, ver: _Verified) -> bool:
+        """Within one segment: the query's implied move must be at most drift-sized."""
+        travelled = self.path_length.get(q.keyframe_id, 0.0) - self.path_length.get(m.keyframe_id, 0.0)
+        move = float(np.linalg.norm(ver.T_world_query[:3, 3] - q.T_world_cam[:3, 3]))
+        bound = self.config.max_correction_rel * max(travelled, 0.0) + 0.5 * m.median_depth
+        if move > bound:
+            log.info(
+                "loop %d-%d rejected: implied move %.3g > drift bound %.3g (aliased place?)",
+                q.keyframe_id,
+                m.keyframe_id,
+                move,
+                bound,
+            )
+            return False
+        return True
+
+    def _close(
+        self, q: Keyframe, m: Keyframe, ver: _Verified, keyframes: KeyframeManager, tracking: TrackingStatus
+    ) -> tuple[dict[int, Sim3], LoopClosure] | None:
+        S_q = self.graph.node(q.keyframe_id)
+        S_q_meas = Sim3.from_T(ver.T_world_query, S_q.scale * ver.scale_ratio)
+        S_m = self.graph.node(m.keyframe_id)
+        sig = edge_sigmas(ver.num_inliers, 0.02, m.median_depth)
+        outcome = self.graph.try_loop(m.keyframe_id, q.keyframe_id, S_m.inverse() @ S_q_meas, sig)
+        if not outcome.accepted:
+            tracking.loops_rejected += 1
+            log.info("loop %d-%d rolled back: chi2 %.3g", q.keyframe_id, m.keyframe_id, outcome.chi2)
+            return None
+        known = {k.keyframe_id: k for k in keyframes.keyframes}
+        corrections = {i: C for i, C in outcome.result.correction.items() if i in known}
+        big = _largest_correction(corrections, known)
+        merged = -1
+        if m.segment_id != q.segment_id:
+            merged = q.segment_id
+            for k in keyframes.keyframes:
+                if k.segment_id == merged:
+                    k.segment_id = m.segment_id
+            tracking.segment_id = m.segment_id
+            tracking.relocalisations += 1
+            tracking.state = TrackingState.RELOCALISED
+        tracking.loop_closures += 1
+        self.changed = True
+        self._cooldown = _COOLDOWN
+        log.info(
+            "loop closed: keyframe %d -> %d (score %.3f, %d inliers), max correction %.3g / %.2f deg",
+            q.keyframe_id,
+            m.keyframe_id,
+            ver.score,
+            ver.num_inliers,
+            big[0],
+            big[1],
+        )
+        return corrections, LoopClosure(
+            q.stamp_ns, q.keyframe_id, m.keyframe_id, ver.score, ver.num_inliers, merged, *big
+        )
+
+
+def _largest_correction(
+    corrections: dict[int, Sim3], known: dict[int, Keyframe]
+) -> tuple[float, float, float]:
+    """(largest keyframe-centre move in world units, largest rotation in degrees, largest scale ratio
+    away from 1) over the corrections; computed before they are applied."""
+    if not corrections:
+        return 0.0, 0.0, 1.0
+    c = {i: known[i].T_world_cam[:3, 3] for i in corrections}
+    t = max(float(np.linalg.norm(C.apply(c[i]) - c[i])) for i, C in corrections.items())
+    r = max(float(np.degrees(rotation_angle(C.R))) for C in corrections.values())
+    s = max(abs(C.scale - 1.0) for C in corrections.values()) + 1.0
+    return t, r, s

@@ -1,0 +1,59 @@
+"""Tracking state and map segments (ORB-SLAM3's explicit states, Atlas-style segments).
+
+States (reported per window in WindowStats.tracking_state and on /diagnostics):
+- "initializing": no map yet (the first window of the run is being formed or was rejected);
+- "tracking": the window was stitched to the current segment's keyframes;
+- "lost": the window could not be stitched and could not start a segment; its frames are dropped
+  and the next window tries again (the map is kept, nothing is merged);
+- "new_segment": the window could not be stitched to the map, so it started a new map segment
+  with its own gauge: its frames are posed in that segment, placed where the camera was last
+  seen, with the last known scale (continuity guess, no edge to the old segments);
+- "relocalised": a verified loop connected the current segment to an earlier one and the two were
+  merged by the pose graph (segment ids of the merged keyframes become the earlier segment's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class TrackingState(str, Enum):
+    INITIALIZING = "initializing"
+    TRACKING = "tracking"
+    LOST = "lost"
+    NEW_SEGMENT = "new_segment"
+    RELOCALISED = "relocalised"
+
+
+@dataclass
+class TrackingStatus:
+    """The tracker's state machine: state, current segment, and event counts for diagnostics."""
+
+    state: TrackingState = TrackingState.INITIALIZING
+    segment_id: int = 0
+    segments_started: int = 0
+    lost_windows: int = 0
+    relocalisations: int = 0
+    loop_closures: int = 0
+    loops_rejected: int = 0
+    merged: dict[int, int] = field(default_factory=dict)
+
+    def start_segment(self, first: bool) -> int:
+        """A new segment (the first of the run when `first`); returns its id."""
+        if not first:
+            self.segment_id = self.segments_started
+        self.segments_started += 1
+        self.state = TrackingState.INITIALIZING if first else TrackingState.NEW_SEGMENT
+        return self.segment_id
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "segment_id": self.segment_id,
+            "segments_started": self.segments_started,
+            "lost_windows": self.lost_windows,
+            "relocalisations": self.relocalisations,
+            "loop_closures": self.loop_closures,
+            "loops_rejected": self.loops_rejected,
+        }

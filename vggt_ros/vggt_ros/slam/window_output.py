@@ -1,0 +1,114 @@
+"""Per-frame outputs of an accepted window: masked depth, the window cloud, keyframe records.
+
+Pure functions of one window's prediction and solved poses; the pipeline calls them in order
+(`frame_depth` per new frame, `cloud_part` per new frame, `WindowCloudBuilder.update`). Frames:
+poses in the pipeline's world (first keyframe's OPTICAL frame); outputs in the map frame
+(T_map_cam = T_BODY_OPTICAL @ T_world_cam, docs/architecture.md#frames-and-units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vggt_ros.geometry.depth import unproject_pixels
+from vggt_ros.slam.updates import WindowCloud
+from vggt_ros.types import Frame, WindowPrediction
+
+
+@dataclass
+class WindowSolution:
+    """An accepted window: poses per window index (T_world_cam, world units), window -> world scale,
+    per-frame depth scales (override `scale` where present), and the alignment's quality."""
+
+    poses: dict[int, np.ndarray]
+    scale: float
+    depth_scale: dict[int, float] = field(default_factory=dict)
+    residual_rel: float = 0.0
+    num_inliers: int = 0
+    num_correspondences: int = 0
+
+    def depth_scale_of(self, j: int) -> float:
+        return float(self.depth_scale.get(j, self.scale))
+
+
+def frame_depth(
+    pred: WindowPrediction, j: int, scale: float, conf_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame j's depth in world units with invalid/low-confidence pixels NaN.
+
+    Returns (depth (H,W) f32 NaN-masked, confidence (H,W) f32 NaN where depth is NaN,
+    raw confidence (H,W) f32).
+    """
+    conf = pred.depth_conf[j].astype(np.float32)
+    depth = pred.depth[j].astype(np.float32) * np.float32(scale)
+    invalid = ~(np.isfinite(depth) & (depth > 0) & (conf >= conf_threshold))
+    return (
+        np.where(invalid, np.nan, depth).astype(np.float32),
+        np.where(invalid, np.nan, conf).astype(np.float32),
+        conf,
+    )
+
+
+@dataclass
+class WindowCloudBuilder:
+    """Accumulates the strided, valid depth pixels of a window's new frames as map-frame points."""
+
+    stride: int
+    points: list[np.ndarray] = field(default_factory=list)
+    colors: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray] = field(default_factory=list)
+
+    def add(
+        self, frame: Frame, depth: np.ndarray, conf: np.ndarray, K: np.ndarray, T_map_cam: np.ndarray
+    ) -> None:
+        """depth (H,W) NaN-masked map units; conf (H,W); K (3,3); T_map_cam (4,4)."""
+        cs = max(1, int(self.stride))
+        sub = depth[::cs, ::cs]
+        v, u = np.nonzero(np.isfinite(sub))
+        if not len(u):
+            return
+        uv = np.stack([u * cs, v * cs], 1).astype(np.float64)
+        self.points.append(unproject_pixels(uv, sub[v, u], K, T_map_cam).astype(np.float32))
+        self.colors.append(frame.rgb[v * cs, u * cs])
+        self.confidence.append(conf[::cs, ::cs][v, u])
+
+    def build(self, stamp_ns: int, window_id: int) -> WindowCloud | None:
+        if not self.points:
+            return None
+        return WindowCloud(
+            stamp_ns,
+            window_id,
+            np.concatenate(self.points),
+            np.concatenate(self.colors),
+            np.concatenate(self.confidence),
+        )
+
+
+def query_grid(n: int, size: tuple[int, int]) -> np.ndarray:
+    """About n track queries (M,2) on a regular grid inside 5-95 % of an image of size (H, W)."""
+    H, W = size
+    k = max(2, int(np.ceil(np.sqrt(n * W / H))))
+    m = max(2, int(np.ceil(n / k)))
+    u, v = np.meshgrid(np.linspace(0.05 * W, 0.95 * (W - 1), k), np.linspace(0.05 * H, 0.95 * (H - 1), m))
+    return np.stack([u.ravel(), v.ravel()], 1)
+
+
+def check_prediction(
+    pred: WindowPrediction, S: int, size: tuple[int, int], depth_for: list[int]
+) -> str | None:
+    """None when `pred` has the shapes a window of S frames of `size` needs, else a reason."""
+    try:
+        if np.shape(pred.T_cam_win) != (S, 4, 4) or not np.all(np.isfinite(pred.T_cam_win)):
+            return "bad_prediction (poses)"
+        if np.shape(pred.K) != (S, 3, 3) or not np.all(np.isfinite(pred.K)):
+            return "bad_prediction (intrinsics)"
+        for i in depth_for:
+            if i not in pred.depth or np.shape(pred.depth[i]) != size or np.shape(pred.depth_conf[i]) != size:
+                return "bad_prediction (depth)"
+        if np.ndim(pred.tracks) != 3 or np.shape(pred.tracks)[0] != S or np.shape(pred.vis)[:1] != (S,):
+            return "bad_prediction (tracks)"
+    except Exception as exc:  # a malformed object from a foreign predictor
+        return f"bad_prediction ({type(exc).__name__})"
+    return None
