@@ -197,7 +197,7 @@ def test_keyframe_and_window_stats(tmp_path: Any, builder: MessageBuilder) -> No
     assert (m.camera_info.width, m.camera_info.height) == (320, 240)
     assert_stamp(m.camera_info.header, "cam_opt")
     np.testing.assert_array_equal(np.array(m.camera_info.k).reshape(3, 3), K)
-    assert m.scale == 0.75 and m.alignment_inliers == 12
+    assert m.scale == 0.75 and m.alignment_inliers == 12 and m.segment_id == 0
     assert m.alignment_residual == pytest.approx(0.031, rel=1e-6)  # float32
     s = out["window_stats"]
     assert_stamp(s.header, "map")
@@ -211,7 +211,7 @@ def test_keyframe_and_window_stats(tmp_path: Any, builder: MessageBuilder) -> No
 
 
 def test_window_stats_missing_timing_is_nan(builder: MessageBuilder) -> None:
-    stats = WindowStats(1, STAMP, 2, 1, (0,), True, "ok", 1.0, 0.0, 5, 5, {"predict_s": 0.25})
+    stats = WindowStats(1, STAMP, 2, 1, (0,), True, "ok", 1.0, 0.0, 5, 5, {"predict": 0.25})
     m = builder.window_stats(stats)
     assert m.predict_time_s == 0.25 and math.isnan(m.stitch_time_s) and math.isnan(m.total_time_s)
 

@@ -27,14 +27,21 @@ def test_custom_types_serialize_roundtrip() -> None:
     fam = RosbagsFamily(ts)
     cls = ts.types["vggt_ros_msgs/msg/WindowStats"]
     names = [f[0] for f in ts.fielddefs["vggt_ros_msgs/msg/WindowStats"][1]]
-    assert names[:3] == ["header", "window_id", "num_frames"] and names[-1] == "windows_rejected"
+    assert names[:3] == ["header", "window_id", "num_frames"] and names[-2:] == ["tracking_state", "segment_id"]
     hdr = ts.types["std_msgs/msg/Header"](stamp=time_msg(fam, 5), frame_id="map")
     msg = cls(header=hdr, window_id=3, num_frames=8, num_new_frames=4,
               anchor_keyframe_ids=np.array([1, 2], np.uint32), accepted=True, reason="ok", scale=2.0,
               residual_rms=0.5, num_inliers=7, num_correspondences=9, predict_time_s=0.25,
-              stitch_time_s=0.125, total_time_s=1.0, frames_dropped=2**40, windows_rejected=1)
+              stitch_time_s=0.125, total_time_s=1.0, frames_dropped=2**40, windows_rejected=1,
+              tracking_state="new_segment", segment_id=3)
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, cls.__msgtype__), cls.__msgtype__)
     assert back.frames_dropped == 2**40 and list(back.anchor_keyframe_ids) == [1, 2]
+    assert (back.tracking_state, back.segment_id) == ("new_segment", 3)
+    lc = ts.types["vggt_ros_msgs/msg/LoopClosure"]
+    loop = lc(header=hdr, query_keyframe_id=40, match_keyframe_id=2, score=0.93, num_inliers=120,
+              merged_segment=-1, correction_m=0.25, correction_deg=1.5, correction_scale=1.02)
+    back = ts.deserialize_cdr(ts.serialize_cdr(loop, lc.__msgtype__), lc.__msgtype__)
+    assert (back.query_keyframe_id, back.match_keyframe_id, back.merged_segment) == (40, 2, -1)
 
 
 @pytest.mark.parametrize(

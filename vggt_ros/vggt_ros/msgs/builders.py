@@ -23,7 +23,7 @@ import numpy as np
 from vggt_ros.geometry.quaternion import quat_xyzw_from_matrix
 from vggt_ros.msgs.family import MessageFamily
 from vggt_ros.msgs.stamps import header_msg
-from vggt_ros.slam.updates import DepthFrame, FramePose, KeyframeAdded, WindowStats
+from vggt_ros.slam.updates import DepthFrame, FramePose, KeyframeAdded, LoopClosure, WindowStats
 
 # sensor_msgs/PointField datatypes
 POINTFIELD_FLOAT32 = 7
@@ -288,10 +288,11 @@ class MessageBuilder:
     def keyframe(
         self,
         kf: KeyframeAdded,
-        alignment_residual: float = math.nan,
-        alignment_inliers: int = 0,
+        alignment_residual: float | None = None,
+        alignment_inliers: int | None = None,
     ) -> Any:
-        """vggt_ros_msgs/Keyframe; the alignment numbers are those of the window that added it."""
+        """vggt_ros_msgs/Keyframe; the alignment numbers are those of the window that added it
+        (kf.residual_rel / kf.num_inliers unless given)."""
         return self._msg(
             "vggt_ros_msgs/msg/Keyframe",
             header=self.header(kf.stamp_ns, self.map_frame),
@@ -302,8 +303,24 @@ class MessageBuilder:
             pose=self.pose(kf.T_map_cam),
             camera_info=self.camera_info(kf.stamp_ns, kf.frame_id, kf.K, kf.width, kf.height),
             scale=float(kf.scale),
-            alignment_residual=float(alignment_residual),
-            alignment_inliers=int(alignment_inliers),
+            alignment_residual=float(kf.residual_rel if alignment_residual is None else alignment_residual),
+            alignment_inliers=int(kf.num_inliers if alignment_inliers is None else alignment_inliers),
+            segment_id=int(kf.segment_id),
+        )
+
+    def loop_closure(self, ev: LoopClosure) -> Any:
+        """vggt_ros_msgs/LoopClosure of a pose-graph correction (map frame)."""
+        return self._msg(
+            "vggt_ros_msgs/msg/LoopClosure",
+            header=self.header(ev.stamp_ns, self.map_frame),
+            query_keyframe_id=int(ev.query_keyframe_id),
+            match_keyframe_id=int(ev.match_keyframe_id),
+            score=float(ev.score),
+            num_inliers=int(ev.num_inliers),
+            merged_segment=int(ev.merged_segment),
+            correction_m=float(ev.correction_m),
+            correction_deg=float(ev.correction_deg),
+            correction_scale=float(ev.correction_scale),
         )
 
     def window_stats(
@@ -313,7 +330,8 @@ class MessageBuilder:
         windows_rejected: int = 0,
         total_time_s: float | None = None,
     ) -> Any:
-        """vggt_ros_msgs/WindowStats; timings from stats.timings_s keys 'predict', 'stitch', 'total'.
+        """vggt_ros_msgs/WindowStats; timings from stats.timings_s keys 'predict', 'stitch', 'total'
+        (slam.updates.WindowStats names them).
 
         frames_dropped / windows_rejected are the runtime's cumulative counters.
         total_time_s overrides timings_s['total'] (the runtime measures stamp-to-publish).
@@ -321,7 +339,7 @@ class MessageBuilder:
         t = stats.timings_s
 
         def timing(key: str) -> float:
-            return float(t.get(key, t.get(f"{key}_s", math.nan)))
+            return float(t.get(key, math.nan))
 
         total = timing("total") if total_time_s is None else float(total_time_s)
         return self._msg(
@@ -342,6 +360,8 @@ class MessageBuilder:
             total_time_s=total,
             frames_dropped=int(frames_dropped),
             windows_rejected=int(windows_rejected),
+            tracking_state=str(stats.tracking_state),
+            segment_id=int(stats.segment_id),
         )
 
     def diagnostics(self, stamp_ns: int, statuses: Sequence[Diagnostic]) -> Any:

@@ -18,7 +18,7 @@ from rosbags.typesys import get_typestore as _rosbags_typestore
 
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 CUSTOM_PACKAGE = "vggt_ros_msgs"
-CUSTOM_MESSAGES = ("Keyframe", "WindowStats")
+CUSTOM_MESSAGES = ("Keyframe", "WindowStats", "LoopClosure")
 
 
 def custom_msg_text(name: str) -> str:
@@ -28,7 +28,7 @@ def custom_msg_text(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_typestore() -> Any:
-    """Humble typestore with vggt_ros_msgs/msg/{Keyframe, WindowStats} registered (cached)."""
+    """Humble typestore with vggt_ros_msgs/msg/{Keyframe, WindowStats, LoopClosure} registered (cached)."""
     store = _rosbags_typestore(Stores.ROS2_HUMBLE)
     types: dict[str, Any] = {}
     for name in CUSTOM_MESSAGES:
