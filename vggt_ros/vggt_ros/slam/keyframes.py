@@ -206,10 +206,18 @@ class KeyframeManager:
         out = [k for k in reversed(self.keyframes) if k.active]
         return out[:n]
 
-    def anchors(self, n: int, segment_id: int) -> list[Keyframe]:
-        """Up to n newest active keyframes of the segment, newest first (window anchors, gauge first)."""
-        out = [k for k in reversed(self.keyframes) if k.active and k.segment_id == segment_id]
-        return out[:n]
+    def anchors(self, n: int, segment_id: int, T_world_cam: np.ndarray | None = None) -> list[Keyframe]:
+        """The window's anchors (gauge first): the segment's newest active keyframe, then up to n-1 more
+        active keyframes of the segment ranked by how much of them the last posed camera
+        `T_world_cam` (4,4) still sees (covisible_geometric), newest first on ties; without a pose,
+        simply the newest. Anchors the new frames overlap stitch; stale ones only add outliers."""
+        cands = [k for k in reversed(self.keyframes) if k.active and k.segment_id == segment_id]
+        if T_world_cam is None or len(cands) <= n:
+            return cands[:n]
+        gauge, rest = cands[0], cands[1:]
+        score = [round(self.covisible_geometric(k, T_world_cam, k.K, k.size, max_points=200), 1) for k in rest]
+        order = sorted(range(len(rest)), key=lambda i: -score[i])  # stable: newest first among equals
+        return [gauge] + [rest[i] for i in order[: n - 1]]
 
     def last_in_segment(self, segment_id: int) -> Keyframe | None:
         for k in reversed(self.keyframes):

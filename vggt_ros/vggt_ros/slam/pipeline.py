@@ -257,7 +257,8 @@ class Pipeline:
         if not pending:
             return []
         t_start = time.perf_counter()
-        anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id)
+        last_pose = self._last_posed[0] if self._last_posed is not None else None
+        anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
         w = _Window(window_id, pending, anchors)
         if self._skip:
             reason = self._skip.pop(0)

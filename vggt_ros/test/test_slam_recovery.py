@@ -1,0 +1,155 @@
+"""Tracking never gets stuck, loops close, segments merge: the recovery and loop-closure behaviour of the
+pipeline with its shipped defaults (PipelineConfig() == the node's defaults, test_runtime_defaults.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from vggt_ros.eval.metrics import evaluate_trajectory
+from vggt_ros.geometry.frames import T_BODY_OPTICAL
+from vggt_ros.io.map_store import load_map, save_map
+from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
+from vggt_ros.sim.scene import Scene
+from vggt_ros.sim.sequence import SyntheticSequence, intrinsics
+from vggt_ros.sim.trajectories import TRAJECTORIES
+from vggt_ros.slam.config import PipelineConfig
+from vggt_ros.slam.pipeline import Pipeline
+from vggt_ros.slam.updates import FramePose, LoopClosure, TrajectoryCorrected, WindowStats
+
+W, H = 120, 90
+
+
+def _of(ups, cls):
+    return [u for u in ups if isinstance(u, cls)]
+
+
+def _run(p: Pipeline, seq) -> list:
+    out = []
+    for i in range(len(seq)):
+        out += p.push(seq[i])
+    return out + p.flush()
+
+
+def _noise(factor: float) -> SimNoise:
+    base = SimNoise()
+    keys = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_frac", "track_px")
+    return dataclasses.replace(base, **{k: getattr(base, k) * factor for k in keys})
+
+
+def _ate(seq, p: Pipeline) -> float:
+    s, T = p.trajectory()
+    idx = [seq.index_of(x) for x in s]
+    return evaluate_trajectory(seq.stamps_ns[idx], seq.poses[idx], s, T).ate_percent
+
+
+class AnchorBreakingPredictor:
+    """Wraps a predictor: windows whose newest frame is in `broken` get garbage geometry whenever the
+    window holds anchors, as when the camera left the anchors' view; the same frames predicted alone are clean. A window that cannot be stitched must then
+    start a new segment instead of dropping its frames."""
+
+    name = "anchor_breaking"
+
+    def __init__(self, inner, broken: set[int]) -> None:
+        self.inner, self.broken = inner, broken
+
+    def predict(self, frames, query_points, depth_for):
+        pred = self.inner.predict(frames, query_points, depth_for)
+        with_anchors = len(frames) > PipelineConfig().num_new  # anchors + new frames
+        if frames[-1].stamp_ns in self.broken and with_anchors:
+            rng = np.random.default_rng(len(frames))
+            for i in pred.depth:
+                pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
+            pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+        return pred
+
+
+@pytest.fixture(scope="module")
+def two_laps():
+    loop = TRAJECTORIES["loop"](300)
+    return SyntheticSequence(Scene(seed=0), np.concatenate([loop, loop]), intrinsics(W, H), (W, H))
+
+
+def test_an_unstitchable_window_starts_a_new_segment_and_loses_no_frame(two_laps):
+    seq = two_laps
+    frames = 160
+    # windows: 16 new frames, then 12 each; break the window ending at frame 87 (window 6)
+    broken = {int(seq.stamps_ns[87])}
+    p = Pipeline(AnchorBreakingPredictor(SimulatedPredictor(seq.ground_truth, SimNoise()), broken))
+    ups = []
+    for i in range(frames):
+        ups += p.push(seq[i])
+    ups += p.flush()
+    stats = _of(ups, WindowStats)
+    states = [(w.window_id, w.tracking_state, w.segment_id) for w in stats]
+    assert states[0] == (0, "initializing", 0)
+    assert (6, "new_segment", 1) in states, states
+    assert all(w.accepted for w in stats)
+    after = [s for s in states if s[0] > 6]
+    assert after and all(st == "tracking" and seg == 1 for _, st, seg in after)
+    assert len(_of(ups, FramePose)) == frames and sum(p.counters.frames_dropped.values()) == 0
+    # the new segment continues from the last posed camera: no jump in the path
+    _, T = p.trajectory()
+    steps = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1)
+    assert steps[86] < 5 * np.median(steps)
+
+
+def test_garbage_that_cannot_start_a_segment_is_rejected_and_tracking_resumes(two_laps):
+    seq = two_laps
+
+    class Garbage(AnchorBreakingPredictor):
+        def predict(self, frames, query_points, depth_for):  # garbage with or without anchors
+            pred = self.inner.predict(frames, query_points, depth_for)
+            if frames[-1].stamp_ns in self.broken:
+                rng = np.random.default_rng(7)
+                for i in pred.depth:
+                    pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
+                pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+            return pred
+
+    p = Pipeline(Garbage(SimulatedPredictor(seq.ground_truth, SimNoise()), {int(seq.stamps_ns[87])}))
+    ups = []
+    for i in range(124):
+        ups += p.push(seq[i])
+    stats = _of(ups, WindowStats)
+    bad = [w for w in stats if w.window_id == 6][0]
+    assert not bad.accepted and bad.tracking_state == "lost" and "no new segment" in bad.reason
+    assert sum(p.counters.frames_dropped.values()) == 12  # only the garbage window's new frames
+    assert stats[-1].accepted and stats[-1].tracking_state == "tracking" and stats[-1].segment_id == 0
+    assert p.tracking.segments_started == 1
+
+
+def test_loop_closure_reduces_drift_and_moves_path_and_map(two_laps, tmp_path):
+    seq = two_laps
+    results = {}
+    for enabled in (False, True):
+        cfg = PipelineConfig()
+        cfg.loop.enabled = enabled
+        p = Pipeline(SimulatedPredictor(seq.ground_truth, _noise(2.0)), cfg)
+        ups = _run(p, seq)
+        results[enabled] = (p, ups, _ate(seq, p))
+    p, ups, ate_on = results[True]
+    _, ups_off, ate_off = results[False]
+    loops = _of(ups, LoopClosure)
+    assert not _of(ups_off, LoopClosure)
+    assert len(loops) >= 1 and all(lc.merged_segment == -1 for lc in loops)
+    assert ate_on < 0.8 * ate_off, (ate_on, ate_off)
+    # the correction reached the published path and the map's keyframes
+    corr = _of(ups, TrajectoryCorrected)
+    assert len(corr) == len(loops)
+    s, T = p.trajectory()
+    last = corr[-1]
+    n = len(last.stamps_ns)
+    np.testing.assert_array_equal(last.stamps_ns, s[:n])
+    np.testing.assert_allclose(last.T_map_cam, T[:n])
+    ids, _, kT = p.global_map.keyframe_arrays()
+    for i, kf_id in enumerate(ids):  # map keyframes moved with the corrected keyframes
+        np.testing.assert_allclose(kT[i], T_BODY_OPTICAL @ p.keyframes.keyframes[kf_id].T_world_cam, atol=1e-9)
+    # saved maps keep the optimised poses and load back identical
+    save_map(p.global_map, tmp_path / "m", trajectory=p.trajectory())
+    back = load_map(tmp_path / "m")
+    for kf_id, k in p.global_map.keyframes.items():
+        np.testing.assert_array_equal(back.keyframes[kf_id].T_map_cam, k.T_map_cam)
+        np.testing.assert_array_equal(back.keyframes[kf_id].points_cam, k.points_cam)
+    np.testing.assert_array_equal(back.snapshot().points, p.global_map.snapshot().points)
