@@ -27,7 +27,8 @@ def test_custom_types_serialize_roundtrip() -> None:
     fam = RosbagsFamily(ts)
     cls = ts.types["vggt_ros_msgs/msg/WindowStats"]
     names = [f[0] for f in ts.fielddefs["vggt_ros_msgs/msg/WindowStats"][1]]
-    assert names[:3] == ["header", "window_id", "num_frames"] and names[-2:] == ["tracking_state", "segment_id"]
+    assert names[:3] == ["header", "window_id", "num_frames"]
+    assert names[-2:] == ["tracking_state", "segment_id"]
     hdr = ts.types["std_msgs/msg/Header"](stamp=time_msg(fam, 5), frame_id="map")
     msg = cls(header=hdr, window_id=3, num_frames=8, num_new_frames=4,
               anchor_keyframe_ids=np.array([1, 2], np.uint32), accepted=True, reason="ok", scale=2.0,

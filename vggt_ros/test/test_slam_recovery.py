@@ -46,8 +46,8 @@ def _ate(seq, p: Pipeline) -> float:
 
 class AnchorBreakingPredictor:
     """Wraps a predictor: windows whose newest frame is in `broken` get garbage geometry whenever the
-    window holds anchors, as when the camera left the anchors' view; the same frames predicted alone are clean. A window that cannot be stitched must then
-    start a new segment instead of dropping its frames."""
+    window holds anchors, as when the camera left the anchors' view; the same frames predicted alone
+    are clean. A window that cannot be stitched must then start a new segment, not drop its frames."""
 
     name = "anchor_breaking"
 
@@ -105,7 +105,9 @@ def test_garbage_that_cannot_start_a_segment_is_rejected_and_tracking_resumes(tw
                 rng = np.random.default_rng(7)
                 for i in pred.depth:
                     pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
-                pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+                pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(
+                    np.float32
+                )
             return pred
 
     p = Pipeline(Garbage(SimulatedPredictor(seq.ground_truth, SimNoise()), {int(seq.stamps_ns[87])}))
@@ -145,7 +147,9 @@ def test_loop_closure_reduces_drift_and_moves_path_and_map(two_laps, tmp_path):
     np.testing.assert_allclose(last.T_map_cam, T[:n])
     ids, _, kT = p.global_map.keyframe_arrays()
     for i, kf_id in enumerate(ids):  # map keyframes moved with the corrected keyframes
-        np.testing.assert_allclose(kT[i], T_BODY_OPTICAL @ p.keyframes.keyframes[kf_id].T_world_cam, atol=1e-9)
+        np.testing.assert_allclose(
+            kT[i], T_BODY_OPTICAL @ p.keyframes.keyframes[kf_id].T_world_cam, atol=1e-9
+        )
     # saved maps keep the optimised poses and load back identical
     save_map(p.global_map, tmp_path / "m", trajectory=p.trajectory())
     back = load_map(tmp_path / "m")

@@ -215,7 +215,9 @@ class KeyframeManager:
         if T_world_cam is None or len(cands) <= n:
             return cands[:n]
         gauge, rest = cands[0], cands[1:]
-        score = [round(self.covisible_geometric(k, T_world_cam, k.K, k.size, max_points=200), 1) for k in rest]
+        score = [
+            round(self.covisible_geometric(k, T_world_cam, k.K, k.size, max_points=200), 1) for k in rest
+        ]
         order = sorted(range(len(rest)), key=lambda i: -score[i])  # stable: newest first among equals
         return [gauge] + [rest[i] for i in order[: n - 1]]
 

@@ -118,7 +118,9 @@ class _Window:
 class _Rejected(Exception):
     """A window that cannot be used; `stitch_level` marks rejections recovery may retry."""
 
-    def __init__(self, reason: str, stitch_level: bool = False, stats: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, reason: str, stitch_level: bool = False, stats: dict[str, float] | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.stitch_level = stitch_level
@@ -661,7 +663,10 @@ class Pipeline:
         last_kf = self.keyframes.last_in_segment(self.tracking.segment_id)
         C_last = corrections.get(last_kf.keyframe_id) if last_kf is not None else None
         if self._last_posed is not None and C_last is not None:
-            self._last_posed = (C_last.transform_pose(self._last_posed[0]), self._last_posed[1] * C_last.scale)
+            self._last_posed = (
+                C_last.transform_pose(self._last_posed[0]),
+                self._last_posed[1] * C_last.scale,
+            )
 
     def _trajectory_update(self, stamp: int) -> Update:
         stamps, T = self.trajectory()
