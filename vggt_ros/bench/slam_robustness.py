@@ -22,7 +22,7 @@ Per case a markdown table, medians over seeds with [min-max]:
 Loop closure on/off side by side when PipelineConfig has a loop-closure field (auto-detected).
 
   python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~15 min, 1 core)
-  python bench/slam_robustness.py --quick            # 1 seed, 1x, 300 frames per case (~2 min smoke)
+  python bench/slam_robustness.py --quick            # seed 0, 1x only (~2-3 min smoke)
   python bench/slam_robustness.py --cases figure8 --frames 60 --seeds 0 --noise 1
 """
 
@@ -289,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the point-map column")
     ap.add_argument("--loop-closure", choices=("auto", "on", "off", "both"), default="auto",
                     help="auto: both side by side when the core has the switch, else as shipped")
-    ap.add_argument("--quick", action="store_true", help="smoke: seed 0, 1x, 300 frames per case")
+    ap.add_argument("--quick", action="store_true", help="smoke: seed 0, 1x only (full cases)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.noise, args.frames = "0", "1", args.frames or 300
+        args.seeds, args.noise = "0", "1"
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.noise = [float(x) for x in args.noise.split(",") if x]
     names = [c for c in args.cases.split(",") if c]

@@ -2,12 +2,13 @@
 
 Each Case is pure data plus pure functions: `case.poses()` (n, 4, 4) T_world_cam, `case.scene()`,
 `make_case_sequence` renders it lazily, `make_case_predictor` builds the simulated predictor
-(the TEST DOUBLE of VGGT) that sees what the images show:
+(the TEST DOUBLE of VGGT, CaseSimulatedPredictor) that knows only what the images show:
 
-* frozen frames: the predictor gets SyntheticSequence.image_truth (the repeated view's truth);
+* frozen frames: it gets SyntheticSequence.image_truth (the repeated view's truth);
 * black frames: sim.predictor detects the blank image and returns low-confidence garbage;
-* twin rooms: RoomAliasingPredictor folds the rooms per window (see its doc), as a network that
-  sees two identical images must place them at the same spot.
+* views that share nothing with the window's first frame (a kidnap): arbitrary relative pose;
+* twin rooms: fold_twin_rooms per window, as a network that sees two identical images must
+  place them at the same spot.
 
 Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   figure8         720 frames, figure-eight with height changes, 0.35 m from two pillars.
@@ -15,8 +16,9 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   twin_tour       room A (a circle), corridor, room B (the SAME circle, translated), corridor,
                   back into A (a third of the circle again): A-B is aliasing, only A-A is a loop.
   standing_start  150 frames standing still, then 600 frames of the figure-eight.
-  kidnapped       loop3 frames 0-699, then a jump to frame 900 (a place mapped at frame ~300),
-                  continuing to 1099 (900 frames).
+  kidnapped       figure8 frames 0-599 (facing south-west at the end), then a jump to frame 180
+                  (the right lobe end facing the +x pillar, mapped; no shared view), continuing to
+                  frame 419 (840 frames).
   covered_black   loop3 frames 0-839 with frames 660-719 black (2 s, mid lap 2: mapped places).
   covered_frozen  the same with frames 660-719 repeating frame 659.
   garbage         the default room's loop, 360 frames; windows containing frames 64, 124, ...
@@ -31,6 +33,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from vggt_ros.geometry.depth import in_image, pixel_grid, project_points, sample_nearest, unproject_pixels
+from vggt_ros.geometry.se3 import invert_T, so3_exp
 from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.scene import Scene
 from vggt_ros.sim.sequence import Cover, GroundTruth, SyntheticSequence, intrinsics
@@ -91,6 +95,11 @@ def _standing_start() -> np.ndarray:
     return np.concatenate([np.repeat(f[:1], 150, axis=0), f])
 
 
+def _kidnapped() -> np.ndarray:
+    f = figure_eight(720)
+    return np.concatenate([f[:600], f[180:420]])
+
+
 @dataclass(frozen=True)
 class Case:
     """A robustness case: scene(), poses() (N,4,4) T_world_cam, covers, aliasing (twin rooms),
@@ -116,8 +125,8 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="room A, corridor, identical room B (same motion), back to A"),
     Case("standing_start", pillar_hall, _standing_start,
          description="150 standing frames, then a figure-eight"),
-    Case("kidnapped", pillar_hall, lambda: np.concatenate([_loop3()[:700], _loop3()[900:1100]]),
-         description="jump at frame 700 to a place mapped at frame ~300"),
+    Case("kidnapped", pillar_hall, _kidnapped,
+         description="jump at frame 600 to a place mapped at frame 180, no shared view"),
     Case("covered_black", pillar_hall, lambda: np.array(_loop3()[:840]), covers=(Cover(660, 60, "black"),),
          description="60 black frames (2 s) at frame 660"),
     Case("covered_frozen", pillar_hall, lambda: np.array(_loop3()[:840]), covers=(Cover(660, 60, "frozen"),),
@@ -139,48 +148,113 @@ def make_case_sequence(case: Case, width: int = 160, height: int = 120, max_fram
                              cache_size=cache_size if cache_size is not None else n + 8, covers=covers)
 
 
-class RoomAliasingPredictor:
-    """Simulated predictor for the twin rooms that is fooled like a network would be (TEST DOUBLE).
+def view_overlap(a: GroundTruth, b: GroundTruth, stride: int = 8, tol: float = 0.05) -> float:
+    """Fraction of a's pixels (every stride-th) whose surface point b sees (in image, in front, not
+    occluded within tol relative depth), from ground truth."""
+    uv = pixel_grid(a.depth.shape)[::stride, ::stride].reshape(-1, 2)
+    d = a.depth[::stride, ::stride].reshape(-1).astype(np.float64)
+    ok = np.isfinite(d) & (d > 0)
+    if not ok.any():
+        return 0.0
+    pts = unproject_pixels(uv[ok], d[ok], a.K, a.T_world_cam)
+    proj, z = project_points(b.K, invert_T(b.T_world_cam), pts)
+    inside = in_image(proj, b.depth.shape) & (z > 1e-6)
+    db = sample_nearest(b.depth, np.where(inside[:, None], proj, 0.0))
+    with np.errstate(invalid="ignore"):
+        seen = inside & (z <= db * (1.0 + tol))
+    return float(seen.mean())
 
-    Room B renders exactly as room A shifted by TWIN_SHIFT, so from images alone a window holding
-    frames in both rooms is a window in one room. Per window: when frames lie in both rooms (by
-    camera position, sim.worlds.twin_room_of; corridor frames count for neither), the frames in the
-    other room are moved into the room of the window's first in-room frame (pose shifted by
-    +-TWIN_SHIFT, depth unchanged: it is the same image). Windows within one room, or one room and
-    the corridor, are simulated from the true poses. Then SimulatedPredictor does the rest.
+
+def view_groups(gts: Sequence[GroundTruth], min_overlap: float = 0.1) -> np.ndarray:
+    """(S,) group label per frame: connected components of 'shares a view' (overlap either way >=
+    min_overlap); frame 0's group is 0."""
+    S = len(gts)
+    label = np.full(S, -1, np.intp)
+    nxt = 0
+    for s0 in range(S):
+        if label[s0] >= 0:
+            continue
+        label[s0], stack = nxt, [s0]
+        while stack:
+            i = stack.pop()
+            for j in np.flatnonzero(label < 0).tolist():
+                if max(view_overlap(gts[i], gts[j]), view_overlap(gts[j], gts[i])) >= min_overlap:
+                    label[j] = nxt
+                    stack.append(j)
+        nxt += 1
+    return label
+
+
+def fold_twin_rooms(gts: list[GroundTruth]) -> list[GroundTruth]:
+    """The twin rooms as the images tell them: when a window holds frames in both rooms (by camera
+    position, worlds.twin_room_of; corridor frames count for neither), the frames in the other room
+    move into the room of the window's first in-room frame (pose shifted by TWIN_SHIFT, depth kept:
+    it is the same image)."""
+    rooms = twin_room_of(np.stack([g.T_world_cam[:3, 3] for g in gts]))
+    in_room = rooms[rooms >= 0]
+    if len(set(in_room.tolist())) < 2:
+        return gts
+    ref = int(in_room[0])
+    out = []
+    for g, r in zip(gts, rooms):
+        if r >= 0 and r != ref:
+            T = g.T_world_cam.copy()
+            T[0, 3] += TWIN_SHIFT if ref == 1 else -TWIN_SHIFT
+            g = GroundTruth(g.stamp_ns, T, g.K, g.depth)
+        out.append(g)
+    return out
+
+
+class CaseSimulatedPredictor:
+    """The simulated predictor of the robustness cases (TEST DOUBLE of VGGT): SimulatedPredictor on
+    the truth of what the images show, plus two things a network cannot know from images:
+
+    * disjoint views: frames that share no view with frame 0's group (view_groups, from ground
+      truth; e.g. after a kidnap, anchors before and new frames after the jump) get their poses
+      in the window moved by one random rigid motion per group (rotation ~30 deg RMS, centre ~1
+      window unit RMS), seeded by the window's stamps: consistent within the group, arbitrary
+      between groups. Tracks from frame 0 into them are already invisible (ground truth).
+    * aliasing (fold set, e.g. fold_twin_rooms): ground truth rewritten per window before all else.
     """
 
     name = "simulated"
 
-    def __init__(self, truth: Callable[[int], GroundTruth], noise: SimNoise | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, truth: Callable[[int], GroundTruth], noise: SimNoise | None = None, seed: int = 0,
+                 fold: Callable[[list[GroundTruth]], list[GroundTruth]] | None = None) -> None:
         self.truth = truth
         self.noise = noise if noise is not None else SimNoise()
         self.seed = int(seed)
-        self.folded_windows = 0  #: windows in which rooms were folded (aliasing happened)
+        self.fold = fold
+        self.folded_windows = 0   #: windows whose ground truth the fold rewrote (aliasing happened)
+        self.split_windows = 0    #: windows with frames disjoint from frame 0's view group
 
     def predict(self, frames: Sequence[Frame], query_points: np.ndarray,
                 depth_for: Sequence[int]) -> WindowPrediction:
-        gts = {int(f.stamp_ns): self.truth(int(f.stamp_ns)) for f in frames}
         stamps = [int(f.stamp_ns) for f in frames]
-        rooms = twin_room_of(np.stack([gts[s].T_world_cam[:3, 3] for s in stamps]))
-        in_room = rooms[rooms >= 0]
-        if len(set(in_room.tolist())) == 2:
-            ref = int(in_room[0])
-            self.folded_windows += 1
-            for s, r in zip(stamps, rooms):
-                if r >= 0 and r != ref:
-                    g = gts[s]
-                    T = g.T_world_cam.copy()
-                    T[0, 3] += TWIN_SHIFT if ref == 1 else -TWIN_SHIFT
-                    gts[s] = GroundTruth(g.stamp_ns, T, g.K, g.depth)
-        inner = SimulatedPredictor(gts.__getitem__, self.noise, self.seed)
-        return inner.predict(frames, query_points, depth_for)
+        gts = [self.truth(s) for s in stamps]
+        if self.fold is not None:
+            folded = self.fold(gts)
+            self.folded_windows += int(any(a is not b for a, b in zip(gts, folded)))
+            gts = folded
+        lookup = dict(zip(stamps, gts))
+        pred = SimulatedPredictor(lookup.__getitem__, self.noise, self.seed).predict(
+            frames, query_points, depth_for)
+        groups = view_groups(gts)
+        if groups.max() > 0:
+            self.split_windows += 1
+            rng = np.random.default_rng([self.seed, 99, *[s % (1 << 63) for s in stamps]])
+            T_win_cam = invert_T(pred.T_cam_win)
+            for g in range(1, int(groups.max()) + 1):
+                G = np.eye(4)
+                G[:3, :3] = so3_exp(rng.normal(0.0, np.deg2rad(30.0) / np.sqrt(3.0), 3))
+                G[:3, 3] = rng.normal(0.0, 1.0 / np.sqrt(3.0), 3)
+                T_win_cam[groups == g] = G @ T_win_cam[groups == g]
+            pred.T_cam_win = invert_T(T_win_cam)
+            pred.T_cam_win[0] = np.eye(4)
+        return pred
 
 
 def make_case_predictor(case: Case, seq: SyntheticSequence, noise: SimNoise | None = None,
-                        seed: int = 0) -> SimulatedPredictor | RoomAliasingPredictor:
+                        seed: int = 0) -> CaseSimulatedPredictor:
     """The simulated predictor for a case's sequence (sees the views the images show)."""
-    if case.aliasing:
-        return RoomAliasingPredictor(seq.image_truth, noise, seed)
-    return SimulatedPredictor(seq.image_truth, noise, seed)
+    return CaseSimulatedPredictor(seq.image_truth, noise, seed, fold_twin_rooms if case.aliasing else None)
