@@ -18,6 +18,9 @@ Per case a markdown table, medians over seeds with [min-max]:
   loops      loop-closure events (updates whose type name contains 'Loop'), false ones (> 1 m apart in
              ground truth) when the event carries two stamps
   garbage    garbage windows rejected / injected (case 'garbage')
+  reloc      after a kidnap or a covered gap (Case.reloc_from): frames until the first frame posed in
+             the pre-event segment within RELOC_TOL_M of the truth under the Sim(3) fitted on the
+             pre-event frames ('never k/n': runs where none is)
   pm posed % / pm ATE   the point-map baseline (stitcher 'point_map', same frames, same noise)
 Loop closure on/off side by side when PipelineConfig has a loop-closure field (auto-detected).
 
@@ -44,6 +47,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from vggt_ros.eval.metrics import TrajectoryMismatchError, evaluate_trajectory  # noqa: E402
+from vggt_ros.geometry.alignment import DegenerateInputError, umeyama_sim3  # noqa: E402
 from vggt_ros.runtime.factory import pipeline_config  # noqa: E402
 from vggt_ros.runtime.params import Params  # noqa: E402
 from vggt_ros.sim.cases import CASES, Case, make_case_predictor, make_case_sequence  # noqa: E402
@@ -58,6 +62,8 @@ NOISE_KEYS = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_f
               "track_px", "track_outlier_frac", "scale_jitter")
 #: fewest posed frames in a segment for a scale drift figure (fewer: n/a)
 MIN_DRIFT_POSES = 50
+#: position error (metres) under the pre-event alignment for a frame to count as relocalised
+RELOC_TOL_M = 0.25
 #: names a loop-closure switch may have in PipelineConfig (bool, or a sub-config with `enabled`)
 LOOP_FIELDS = ("loop_closure", "loop", "loops", "enable_loop_closure")
 
@@ -139,6 +145,26 @@ def _loop_events(updates: list[Any], seq: SyntheticSequence) -> tuple[int, int |
     return len(events), (false if known else None)
 
 
+def reloc_delay(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]], event: int) -> float:
+    """Frames from `event` to the first frame posed in the pre-event segment within RELOC_TOL_M of the truth
+    (Sim(3) fitted on the pre-event posed frames); inf: never; nan: too few pre-event poses to fit."""
+    idx = {s: seq.index_of(s) for s in poses}
+    pre = [s for s in poses if idx[s] < event]
+    if len(pre) < 5:
+        return float("nan")
+    seg = Counter(poses[s][1] for s in pre).most_common(1)[0][0]
+    pre = [s for s in pre if poses[s][1] == seg]
+    try:
+        sim = umeyama_sim3(np.stack([poses[s][0][:3, 3] for s in pre]),
+                           np.stack([seq.poses[idx[s]][:3, 3] for s in pre]))
+    except DegenerateInputError:
+        return float("nan")
+    for s in sorted((s for s in poses if idx[s] >= event and poses[s][1] == seg), key=idx.__getitem__):
+        if np.linalg.norm(sim.apply(poses[s][0][:3, 3]) - seq.poses[idx[s]][:3, 3]) < RELOC_TOL_M:
+            return float(idx[s] - event)
+    return float("inf")
+
+
 def score(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]]) -> dict[str, float]:
     """Per-segment Sim(3) ATE pooled over segments, % of their path, drift of the longest segment."""
     by_seg: dict[int, list[int]] = {}
@@ -200,6 +226,8 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
         "poses": poses,
     }
     out.update(score(seq, poses))
+    if case.reloc_from is not None and case.reloc_from < n:
+        out["reloc"] = reloc_delay(seq, poses, case.reloc_from)
     if garbage is not None:
         acc = {w.stamp_ns: w.accepted for w in stats}
         out["garbage"] = (sum(1 for s in garbage.injected if not acc.get(s, False)), len(garbage.injected))
@@ -245,6 +273,11 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
                  f"{'n/a' if None in fl else _med([float(x) for x in fl], '{:.0f}')})")
     garbage = [f"{r['garbage'][0]}/{r['garbage'][1]}" for r in runs if "garbage" in r]
     cells.append(" ".join(garbage) or "-")
+    reloc = [r["reloc"] for r in runs if "reloc" in r]
+    never = sum(1 for x in reloc if x == float("inf"))
+    parts = [_med(reloc, "{:.0f}")] if len(reloc) > never else []
+    parts += [f"never {never}/{len(reloc)}"] if never else []
+    cells.append(", ".join(parts) or "-")
     if pm is not None:
         cells += [_med([r["posed_pct"] for r in pm]), _med([r["ate"] for r in pm], "{:.3f}"),
                   _med([_common_ate(seq, o, b) for o, b in zip(runs, pm)], "{:.3f}")]
@@ -253,7 +286,7 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
 
 def header(baseline: bool) -> str:
     cols = ["noise / config", "posed %", "segments", "ATE m", "ATE %", "drift %", "rejected (reason: median)",
-            "kf", "stuck", "loops", "garbage rej/inj"]
+            "kf", "stuck", "loops", "garbage rej/inj", "reloc (frames)"]
     if baseline:
         cols += ["pm posed %", "pm ATE m", "ours ATE on common frames"]
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)

@@ -50,7 +50,7 @@ def test_tiny_run_prints_the_table(bench: ModuleType, capsys: pytest.CaptureFixt
     (row,) = _rows(out, "figure8")
     assert row[0] == "0x" and row[1].startswith("100.0")  # no noise: every frame posed, both seeds
     assert float(row[3].split()[0]) < 0.01 and row[8] == "0/2"  # ATE m, stuck
-    assert row[11].startswith("100.0")  # the point-map baseline too
+    assert row[12].startswith("100.0")  # the point-map baseline too
 
 
 def test_garbage_windows_are_injected_and_counted(bench: ModuleType,

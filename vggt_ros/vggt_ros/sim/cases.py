@@ -104,7 +104,8 @@ def _kidnapped() -> np.ndarray:
 class Case:
     """A robustness case: scene(), poses() (N,4,4) T_world_cam, covers, aliasing (twin rooms),
     garbage_frames (the bench corrupts the first window holding each), close_range (min distance
-    to an object the path is built to reach, metres; None when not a close-range case)."""
+    to an object the path is built to reach, metres; None when not a close-range case),
+    reloc_from (first frame after a kidnap or a covered gap that sees a mapped place, or None)."""
 
     name: str
     scene: Callable[[], Scene]
@@ -113,6 +114,7 @@ class Case:
     aliasing: bool = False
     garbage_frames: tuple[int, ...] = ()
     close_range: float | None = None
+    reloc_from: int | None = None
     description: str = ""
 
 
@@ -125,11 +127,13 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="room A, corridor, identical room B (same motion), back to A"),
     Case("standing_start", pillar_hall, _standing_start,
          description="150 standing frames, then a figure-eight"),
-    Case("kidnapped", pillar_hall, _kidnapped,
+    Case("kidnapped", pillar_hall, _kidnapped, reloc_from=600,
          description="jump at frame 600 to a place mapped at frame 180, no shared view"),
     Case("covered_black", pillar_hall, lambda: np.array(_loop3()[:840]), covers=(Cover(660, 60, "black"),),
+         reloc_from=720,
          description="60 black frames (2 s) at frame 660"),
     Case("covered_frozen", pillar_hall, lambda: np.array(_loop3()[:840]), covers=(Cover(660, 60, "frozen"),),
+         reloc_from=720,
          description="60 frozen frames (2 s) at frame 660"),
     Case("garbage", Scene, lambda: TRAJECTORIES["loop"](360), garbage_frames=(64, 124, 184, 244, 304),
          description="default room loop, 5 windows of confident garbage"),
