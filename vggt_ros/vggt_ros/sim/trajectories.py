@@ -1,7 +1,9 @@
-"""Camera trajectories in the default Scene: (n, 4, 4) T_world_cam of an OpenCV optical camera.
+"""Camera trajectories: (n, 4, 4) T_world_cam of an OpenCV optical camera, pure functions.
 
-World frame z up (Scene). All trajectories stay at least 0.3 m from walls and boxes of the
-default room (checked by the tests with Scene.is_free). Vectorised: 5000 poses in ~1 ms.
+World frame z up (Scene). TRAJECTORIES (loop, forward, rotation, still) stay at least 0.3 m from
+walls and boxes of the default room (checked by the tests with Scene.is_free). figure_eight and
+laps_loop are made for sim.worlds.pillar_hall (close passes at 0.35-0.55 m from pillars);
+waypoint_path builds paths such as the twin-room tour of sim.cases. Vectorised: 5000 poses in ~1 ms.
 """
 
 from __future__ import annotations
