@@ -27,6 +27,7 @@ Loop closure on/off side by side when PipelineConfig has a loop-closure field (a
   python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~15 min, 1 core)
   python bench/slam_robustness.py --quick            # seed 0, 1x only (~2-3 min smoke)
   python bench/slam_robustness.py --cases figure8 --frames 60 --seeds 0 --noise 1
+  python bench/slam_robustness.py --param max_window_residual_rel=0.2   # a node parameter changed
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 from vggt_ros.eval.metrics import TrajectoryMismatchError, evaluate_trajectory  # noqa: E402
 from vggt_ros.geometry.alignment import DegenerateInputError, umeyama_sim3  # noqa: E402
 from vggt_ros.runtime.factory import pipeline_config  # noqa: E402
-from vggt_ros.runtime.params import Params  # noqa: E402
+from vggt_ros.runtime.params import ParamError, Params  # noqa: E402
 from vggt_ros.sim.cases import CASES, Case, make_case_predictor, make_case_sequence  # noqa: E402
 from vggt_ros.sim.predictor import SimNoise  # noqa: E402
 from vggt_ros.sim.sequence import SyntheticSequence  # noqa: E402
@@ -79,10 +81,12 @@ def loop_field(cfg: PipelineConfig) -> str | None:
     return next((n for n in LOOP_FIELDS if n in names), None)
 
 
-def node_config(stitcher: str = "tracks", loop_closure: bool | None = None) -> PipelineConfig:
-    """The node's shipped configuration (runtime.params defaults via runtime.factory), stitcher set through
-    the parameter table; loop_closure (None: as shipped) switched on the detected field."""
-    cfg = pipeline_config(Params().replace(stitcher=stitcher))
+def node_config(stitcher: str = "tracks", loop_closure: bool | None = None,
+                overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """The node's shipped configuration (runtime.params defaults via runtime.factory), stitcher and any
+    overrides set through the parameter table (validated as the node does); loop_closure (None: as
+    shipped) switched on the detected field."""
+    cfg = pipeline_config(Params().replace(**(overrides or {}), stitcher=stitcher))
     name = loop_field(cfg)
     if loop_closure is None or name is None:
         return cfg
@@ -301,9 +305,10 @@ def bench_case(case: Case, args: argparse.Namespace, base: SimNoise, lc_modes: l
         noise = scaled_noise(base, nf)
         pm = None
         if args.baseline:
-            pm = [run_once(case, seq, node_config("point_map"), noise, s) for s in args.seeds]
+            pm_cfg = node_config("point_map", None, args.param)
+            pm = [run_once(case, seq, pm_cfg, noise, s) for s in args.seeds]
         for lc in lc_modes:
-            runs = [run_once(case, seq, node_config("tracks", lc), noise, s) for s in args.seeds]
+            runs = [run_once(case, seq, node_config("tracks", lc, args.param), noise, s) for s in args.seeds]
             label = f"{nf:g}x" + ("" if lc is None else f" loop closure {'on' if lc else 'off'}")
             print(row(label, runs, pm, seq))
             sys.stdout.flush()
@@ -322,10 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the point-map column")
     ap.add_argument("--loop-closure", choices=("auto", "on", "off", "both"), default="auto",
                     help="auto: both side by side when the core has the switch, else as shipped")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="node parameter override (runtime/params.py name, YAML value), repeatable")
     ap.add_argument("--quick", action="store_true", help="smoke: seed 0, 1x only (full cases)")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.noise = "0", "1"
+    try:
+        args.param = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+        Params(args.param)
+    except (ValueError, ParamError) as exc:
+        ap.error(f"--param: {exc}")
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.noise = [float(x) for x in args.noise.split(",") if x]
     names = [c for c in args.cases.split(",") if c]
@@ -333,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
     logging.basicConfig(level=logging.CRITICAL)
-    cfg = node_config()
+    cfg = node_config(overrides=args.param)
     lf = loop_field(cfg)
     want = {"auto": "both" if lf else "shipped", "on": "on", "off": "off", "both": "both"}[args.loop_closure]
     if lf is None and want != "shipped":
@@ -343,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "both": [False, True]}
     lc_modes = modes[want]
     base = SimNoise.harsh() if args.noise_model == "harsh" else SimNoise()
-    print("# slam_robustness: shipped node defaults (runtime.factory.pipeline_config(Params()))")
+    print("# slam_robustness: shipped node defaults (runtime.factory.pipeline_config(Params()))"
+          + (f", overridden: {args.param}" if args.param else ""))
     print(f"# stitch: {cfg.stitch}\n# keyframes: {cfg.keyframes}\n# window {cfg.window_size} "
           f"({cfg.num_anchors} anchors); loop-closure field: {lf or 'none'}")
     print(f"# 1x noise = SimNoise.{args.noise_model}(): {base}")

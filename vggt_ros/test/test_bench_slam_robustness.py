@@ -31,6 +31,8 @@ def test_runs_the_node_configuration_not_pipeline_config_defaults(bench: ModuleT
     assert cfg.stitch.max_rel_rms == Params()["max_window_residual_rel"]
     pm = bench.node_config("point_map")
     assert pm.stitcher == "point_map" and pm.stitch == cfg.stitch and pm.keyframes == cfg.keyframes
+    over = bench.node_config(overrides={"max_window_residual_rel": 0.2, "window_new_frames": 8})
+    assert over.stitch.max_rel_rms == 0.2 and over.window_size == 12 and over.map == cfg.map
     n2 = bench.scaled_noise(SimNoise.harsh(), 2.0)
     assert n2.rot_deg == 2.4 and n2.scale_jitter == 0.4 and n2.conf_max == SimNoise.harsh().conf_max
 
