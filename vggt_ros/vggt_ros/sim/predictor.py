@@ -30,6 +30,19 @@ Noise model (SimNoise; every number a dataclass field, defaults no kinder than V
     U(0.7, 1), not visible -> U(0, 0.3);
   * conf (track): inliers U(0.5, 1) * (1 if visible else 0.3), outliers U(0.05, 0.7).
 
+Window scale: additionally multiplied by exp(N(0, scale_jitter^2)) per window (default 0: none),
+an arbitrary per-window scale on top of the normalisation.
+
+Covered camera (blank images): a frame whose image is near-constant (grey-level std over the
+image < blank_std, e.g. a black frame of a covered lens) carries no information, so nothing of
+its ground truth is used, as VGGT could not either: its pose in the window is a random rigid
+motion (rotation ~ 30 deg RMS, centre ~ 0.5 mean depth RMS), its depth a smooth random field
+around 1 window unit with depth_conf in [1, 1.3) (below any useful threshold), and its tracks
+uniform random pixels with vis < 0.15 and conf < 0.2. When frame 0 (the gauge) is blank, every
+other frame's pose is expressed in a random gauge and every track is such garbage. Blank frames
+are left out of the scale normalisation. (A frozen image that repeats an earlier view is not
+blank: give the predictor SyntheticSequence.image_truth, the truth of the view it shows.)
+
 Randomness: one numpy SeedSequence from (seed, every stamp of the window), so a prediction is
 reproducible, yet the same frame in another window (a different set of stamps) gets
 independent noise, like a re-run of the network.
@@ -66,12 +79,54 @@ class SimNoise:
     conf_max: float = 20.0          #: depth_conf - 1 at zero depth on smooth surfaces
     conf_far: float = 2.0           #: depth_conf decay length, in units of frame 0's mean depth
     edge_conf_factor: float = 0.05  #: depth_conf factor at depth discontinuities
+    scale_jitter: float = 0.0       #: std of log of a random per-window scale factor
+    blank_std: float = 4.0          #: grey-level std below which an image is blank (garbage output)
 
     @staticmethod
     def zero() -> SimNoise:
         """No noise at all: outputs are the ground truth in window units."""
         return SimNoise(rot_deg=0.0, trans_frac=0.0, focal_frac=0.0, depth_frac=0.0, depth_bias_frac=0.0,
                         depth_outlier_frac=0.0, track_px=0.0, track_outlier_frac=0.0)
+
+    @staticmethod
+    def harsh() -> SimNoise:
+        """VGGT-like errors seen on real sequences, harsher than the defaults (issue 9's world):
+        rotation 1.2 deg RMS, centre 2.6 % of depth RMS, stronger smooth depth bias and outliers,
+        1 px tracks with 8 % outliers, an arbitrary per-window scale (20 % log std)."""
+        return SimNoise(rot_deg=1.2, trans_frac=0.026, focal_frac=0.03, depth_frac=0.03, depth_bias_frac=0.06,
+                        depth_outlier_frac=0.03, track_px=1.0, track_outlier_frac=0.08, scale_jitter=0.2)
+
+
+def is_blank(rgb: np.ndarray, max_std: float) -> bool:
+    """True when an (H, W, 3) uint8 image is near-constant: grey-level std (every 2nd pixel) < max_std."""
+    return float(np.asarray(rgb[::2, ::2], dtype=np.float32).mean(axis=2).std()) < max_std
+
+
+def _blank_garbage(rng: np.random.Generator, blank: list[bool], T_win_cam: np.ndarray,
+                   depth: dict[int, np.ndarray], depth_conf: dict[int, np.ndarray],
+                   tracks: np.ndarray, vis: np.ndarray, conf: np.ndarray, hw: tuple[int, int]) -> None:
+    """Overwrite, in place, what the window says about blank frames with garbage (module doc)."""
+    S, N = tracks.shape[:2]
+
+    def random_T() -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = so3_exp(rng.normal(0.0, np.deg2rad(30.0) / np.sqrt(3.0), 3))
+        T[:3, 3] = rng.normal(0.0, 0.5 / np.sqrt(3.0), 3)
+        return T
+
+    if blank[0]:
+        G = random_T()  # the gauge camera is unknown: every pose in a random frame
+        T_win_cam[1:] = G @ T_win_cam[1:]
+    for s in range(S):
+        if blank[s] and s > 0:
+            T_win_cam[s] = random_T()
+        if blank[s] and s in depth:
+            depth[s] = (1.0 + _smooth_field(rng, hw, 0.5)).astype(np.float32)
+            depth_conf[s] = (1.0 + rng.uniform(0.0, 0.3, hw)).astype(np.float32)
+        if s > 0 and (blank[s] or blank[0]) and N:
+            tracks[s] = rng.uniform(0.0, 1.0, (N, 2)) * [hw[1] - 1, hw[0] - 1]
+            vis[s] = rng.uniform(0.0, 0.15, N)
+            conf[s] = rng.uniform(0.0, 0.2, N)
 
 
 def window_scale(gts: Sequence[GroundTruth]) -> float:
@@ -149,11 +204,14 @@ class SimulatedPredictor:
             raise IndexError(f"depth_for {depth_for} outside window of {S}")
         nz = self.noise
         ss = np.random.SeedSequence([self.seed, *[int(f.stamp_ns) % (1 << 63) for f in frames]])
-        r_pose, r_focal, r_track, *r_depth = [np.random.default_rng(c) for c in ss.spawn(3 + S)]
+        r_pose, r_focal, r_track, *r_depth, r_extra = [np.random.default_rng(c) for c in ss.spawn(4 + S)]
+        blank = [is_blank(f.rgb, nz.blank_std) for f in frames]
 
-        scale = window_scale(gts)
+        scale = window_scale([g for g, b in zip(gts, blank) if not b] or gts)
+        if nz.scale_jitter > 0:
+            scale *= float(np.exp(r_extra.normal(0.0, nz.scale_jitter)))
         d0 = gts[0].depth.astype(np.float64)
-        mean_depth0 = float(np.nanmean(np.where(d0 > 0, d0, np.nan))) * scale
+        mean_depth0 = 1.0 if blank[0] else float(np.nanmean(np.where(d0 > 0, d0, np.nan))) * scale
 
         # --- poses: GT relative to frame 0, in window units, then noise for s >= 1 ---
         T_c0_w = invert_T(gts[0].T_world_cam)
@@ -223,6 +281,10 @@ class SimulatedPredictor:
                 conf[s] = np.where(outl, r_track.uniform(0.05, 0.7, N),
                                    r_track.uniform(0.5, 1.0, N) * np.where(visible, 1.0, 0.3))
         tracks[0] = q  # exactly the queries
+        if any(blank):
+            _blank_garbage(r_extra, blank, T_win_cam, depth, depth_conf, tracks, vis, conf, hw)
+            T_cam_win = invert_T(T_win_cam)
+            T_cam_win[0] = np.eye(4)
         return WindowPrediction(
             T_cam_win=T_cam_win, K=K, depth=depth, depth_conf=depth_conf,
             tracks=tracks.astype(np.float32), vis=vis.astype(np.float32), conf=conf.astype(np.float32),

@@ -28,11 +28,16 @@ TEX_SIZE = 512
 
 @dataclass(frozen=True)
 class Box:
-    """Axis-aligned box [lo, hi] in world metres with a texture index (into Scene.textures)."""
+    """Axis-aligned box [lo, hi] in world metres with a texture index (into Scene.textures).
+
+    tint: RGB gain of its faces; None draws one from the scene's seed (U(0.8, 1.15) per channel).
+    Give an explicit tint to make two boxes look identical (e.g. the twin rooms of sim.worlds).
+    """
 
     lo: tuple[float, float, float]
     hi: tuple[float, float, float]
     texture: int
+    tint: tuple[float, float, float] | None = None
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -145,7 +150,9 @@ class Scene:
         light /= np.linalg.norm(light)
         gain = np.ones((n_surf, 3), np.float32)
         for k in range(1 + len(self.boxes)):
-            tint = np.ones(3) if k == 0 else rng.uniform(0.8, 1.15, 3)
+            tint = np.ones(3) if k == 0 else rng.uniform(0.8, 1.15, 3)  # always drawn: same stream
+            if k > 0 and self.boxes[k - 1].tint is not None:
+                tint = np.asarray(self.boxes[k - 1].tint, dtype=np.float64)
             for axis in range(3):
                 for side in range(2):
                     s = k * 6 + axis * 2 + side
@@ -167,6 +174,14 @@ class Scene:
             inside = np.all((p > lo - margin) & (p < hi + margin), axis=1)
             ok &= ~inside
         return ok
+
+    def box_distance(self, pts: np.ndarray) -> np.ndarray:
+        """(N,) Euclidean distance (metres) from points (N,3) to the nearest box (0 inside; inf: no box)."""
+        p = np.atleast_2d(np.asarray(pts, dtype=np.float64))
+        if not len(self._lo):
+            return np.full(len(p), np.inf)
+        gap = np.maximum(np.maximum(self._lo[None] - p[:, None], p[:, None] - self._hi[None]), 0.0)
+        return np.linalg.norm(gap, axis=2).min(axis=1)
 
     def _faces(self, o: np.ndarray) -> list[tuple[int, int, int, float]]:
         """Box faces that can face a camera at o: (surface id, axis, side, plane coordinate)."""

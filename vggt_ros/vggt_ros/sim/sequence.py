@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -34,6 +35,28 @@ class GroundTruth:
     depth: np.ndarray
 
 
+@dataclass(frozen=True)
+class Cover:
+    """The camera covered for frames [start, start + length) (ground truth keeps moving).
+
+    mode "black": the image is black (sensor noise 0..3 grey levels, seeded by the frame index);
+    "frozen": the image repeats frame start - 1 (a stalled driver re-sending its last image).
+    """
+
+    start: int
+    length: int
+    mode: Literal["black", "frozen"] = "black"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("black", "frozen"):
+            raise ValueError(f"unknown cover mode {self.mode!r}")
+        if self.start < 1 or self.length < 1:
+            raise ValueError(f"need start >= 1 and length >= 1, got {self.start}, {self.length}")
+
+    def covers(self, i: int) -> bool:
+        return self.start <= i < self.start + self.length
+
+
 def intrinsics(width: int = 320, height: int = 240, hfov_deg: float = 65.0) -> np.ndarray:
     """(3,3) pinhole K with square pixels, horizontal FoV hfov_deg, principal point (W/2, H/2)
     (VGGT's convention, SPEC.md §4)."""
@@ -48,12 +71,20 @@ class SyntheticSequence:
     unlike render's hw = (H, W); the property hw gives (H, W)).
 
     stamps: t0_ns + round(i * 1e9 / rate_hz). Indexing gives Frame (rgb, K, frame_id);
-    ground_truth(stamp_ns) gives GroundTruth; unknown stamps raise KeyError.
+    ground_truth(stamp_ns) gives GroundTruth (where the camera really is: score against this);
+    unknown stamps raise KeyError.
+
+    covers: frames whose image is replaced (Cover: black or frozen). image_truth(stamp_ns) is the
+    ground truth of the view the image shows, the lookup to give a simulated predictor: on a
+    frozen frame it is the repeated frame's pose and depth (the image cannot tell more), on every
+    other frame the same as ground_truth. Black frames are the predictor's to detect from the
+    image (sim.predictor does: a near-constant image gives low-confidence garbage).
     """
 
     def __init__(self, scene: Scene, poses: np.ndarray, K: np.ndarray, size: tuple[int, int] = (320, 240),
                  *, t0_ns: int = DEFAULT_T0_NS, rate_hz: float = 30.0,
-                 frame_id: str = "camera_optical_frame", cache_size: int = 32) -> None:
+                 frame_id: str = "camera_optical_frame", cache_size: int = 32,
+                 covers: tuple[Cover, ...] = ()) -> None:
         self.scene = scene
         self.poses = np.asarray(poses, dtype=np.float64)
         if self.poses.ndim != 3 or self.poses.shape[1:] != (4, 4):
@@ -70,6 +101,10 @@ class SyntheticSequence:
         self._index = {int(s): i for i, s in enumerate(self.stamps_ns)}
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = int(cache_size)
+        self.covers = tuple(covers)
+        for c in self.covers:
+            if c.start + c.length > n:
+                raise ValueError(f"cover {c} runs past the last frame ({n})")
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -96,8 +131,26 @@ class SyntheticSequence:
         if not -n <= i < n:
             raise IndexError(i)
         i %= n
-        rgb, _ = self._render(i)
+        rgb = self.image(i)
         return Frame(stamp_ns=int(self.stamps_ns[i]), rgb=rgb, K=self.K.copy(), frame_id=self.frame_id)
+
+    def cover_at(self, i: int) -> Cover | None:
+        """The Cover hiding frame i, or None."""
+        return next((c for c in self.covers if c.covers(i)), None)
+
+    def shown_index(self, i: int) -> int:
+        """Index of the frame whose rendered view frame i's image shows (i unless frozen)."""
+        c = self.cover_at(i)
+        return c.start - 1 if c is not None and c.mode == "frozen" else i
+
+    def image(self, i: int) -> np.ndarray:
+        """(H, W, 3) uint8 image of frame i, covers applied (read-only)."""
+        c = self.cover_at(i)
+        if c is not None and c.mode == "black":
+            img = np.random.default_rng([i, 7]).integers(0, 4, (self.height, self.width, 3), dtype=np.uint8)
+            img.setflags(write=False)
+            return img
+        return self._render(self.shown_index(i))[0]
 
     def __iter__(self) -> Iterator[Frame]:
         for i in range(len(self)):
@@ -116,6 +169,15 @@ class SyntheticSequence:
     def ground_truth(self, stamp_ns: int) -> GroundTruth:
         """Ground truth of the frame stamped stamp_ns (KeyError if there is none)."""
         return self.ground_truth_at(self.index_of(stamp_ns))
+
+    def image_truth(self, stamp_ns: int) -> GroundTruth:
+        """Ground truth of the view frame stamp_ns's image shows (see the class doc), with its own stamp."""
+        i = self.index_of(stamp_ns)
+        j = self.shown_index(i)
+        if j == i:
+            return self.ground_truth_at(i)
+        _, depth = self._render(j)
+        return GroundTruth(int(self.stamps_ns[i]), self.poses[j].copy(), self.K.copy(), depth)
 
 
 def make_sequence(kind: str, n_frames: int, *, width: int = 320, height: int = 240, hfov_deg: float = 65.0,

@@ -1,0 +1,373 @@
+"""Robustness benchmark of the SLAM core on worlds built to break it (issue 9), shipped node defaults.
+
+Every case of vggt_ros.sim.cases (close-range pillars, a 3-lap loop, twin rooms for false loops,
+a standing start, a kidnap, a covered camera (black / frozen), confident garbage windows) runs
+x seeds x noise factors through vggt_ros.slam.pipeline.Pipeline configured EXACTLY as the node
+ships it: runtime.factory.pipeline_config(runtime.params.Params()) (not PipelineConfig()).
+The predictor is the simulated one (TEST DOUBLE of VGGT; sim.predictor, with SimNoise.harsh() as
+1x by default); noise factor k multiplies every error magnitude.
+
+Per case a markdown table, medians over seeds with [min-max]:
+  posed %    frames emitted as FramePose / frames in the sequence
+  segments   distinct WindowStats.segment_id (FramePose.segment_id) when the core has it, else 1
+  ATE        Sim(3)-aligned (eval.metrics.evaluate_trajectory, evo) on the posed frames, each segment
+             aligned on its own and pooled (frame-weighted RMS); m and % of the segments' path length
+  drift %    end-to-end scale drift of the longest segment (n/a under 50 posed frames)
+  rejected   windows rejected, by reason (median per reason)
+  kf         keyframes;  stuck  runs with no pose in the last 20 % of the frames
+  loops      loop-closure events (updates whose type name contains 'Loop'), false ones (> 1 m apart in
+             ground truth) when the event carries two stamps
+  garbage    garbage windows rejected / injected (case 'garbage')
+  reloc      after a kidnap or a covered gap (Case.reloc_from): frames until the first frame posed in
+             the pre-event segment within RELOC_TOL_M of the truth under the Sim(3) fitted on the
+             pre-event frames ('never k/n': runs where none is)
+  pm posed % / pm ATE   the point-map baseline (stitcher 'point_map', same frames, same noise)
+Loop closure on/off side by side when PipelineConfig has a loop-closure field (auto-detected).
+
+  python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~15 min, 1 core)
+  python bench/slam_robustness.py --quick            # seed 0, 1x only (~2-3 min smoke)
+  python bench/slam_robustness.py --cases figure8 --frames 60 --seeds 0 --noise 1
+  python bench/slam_robustness.py --param max_window_residual_rel=0.2   # a node parameter changed
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from vggt_ros.eval.metrics import TrajectoryMismatchError, evaluate_trajectory  # noqa: E402
+from vggt_ros.geometry.alignment import DegenerateInputError, umeyama_sim3  # noqa: E402
+from vggt_ros.runtime.factory import pipeline_config  # noqa: E402
+from vggt_ros.runtime.params import ParamError, Params  # noqa: E402
+from vggt_ros.sim.cases import CASES, Case, make_case_predictor, make_case_sequence  # noqa: E402
+from vggt_ros.sim.predictor import SimNoise  # noqa: E402
+from vggt_ros.sim.sequence import SyntheticSequence  # noqa: E402
+from vggt_ros.slam.config import PipelineConfig  # noqa: E402
+from vggt_ros.slam.pipeline import Pipeline  # noqa: E402
+from vggt_ros.slam.updates import FramePose, WindowStats  # noqa: E402
+from vggt_ros.types import Frame, WindowPrediction  # noqa: E402
+
+NOISE_KEYS = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_frac", "depth_outlier_frac",
+              "track_px", "track_outlier_frac", "scale_jitter")
+#: fewest posed frames in a segment for a scale drift figure (fewer: n/a)
+MIN_DRIFT_POSES = 50
+#: position error (metres) under the pre-event alignment for a frame to count as relocalised
+RELOC_TOL_M = 0.25
+#: names a loop-closure switch may have in PipelineConfig (bool, or a sub-config with `enabled`)
+LOOP_FIELDS = ("loop_closure", "loop", "loops", "enable_loop_closure")
+
+
+def scaled_noise(base: SimNoise, factor: float) -> SimNoise:
+    """base with every error magnitude multiplied by factor (confidence model unchanged)."""
+    return dataclasses.replace(base, **{k: getattr(base, k) * factor for k in NOISE_KEYS})
+
+
+def loop_field(cfg: PipelineConfig) -> str | None:
+    """Name of PipelineConfig's loop-closure field, or None when the core has none."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    return next((n for n in LOOP_FIELDS if n in names), None)
+
+
+def node_config(stitcher: str = "tracks", loop_closure: bool | None = None,
+                overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """The node's shipped configuration (runtime.params defaults via runtime.factory), stitcher and any
+    overrides set through the parameter table (validated as the node does); loop_closure (None: as
+    shipped) switched on the detected field."""
+    cfg = pipeline_config(Params().replace(**(overrides or {}), stitcher=stitcher))
+    name = loop_field(cfg)
+    if loop_closure is None or name is None:
+        return cfg
+    cur = getattr(cfg, name)
+    if isinstance(cur, bool):
+        return dataclasses.replace(cfg, **{name: loop_closure})
+    if dataclasses.is_dataclass(cur) and hasattr(cur, "enabled"):
+        return dataclasses.replace(cfg, **{name: dataclasses.replace(cur, enabled=loop_closure)})  # type: ignore
+    raise SystemExit(f"cannot switch PipelineConfig.{name} ({type(cur).__name__}) on/off")
+
+
+class GarbageInjector:
+    """Wraps a predictor: the first window holding each of the given frame stamps gets confident
+    garbage (random depth and tracks, confidences untouched), like tests/test_slam_pipeline's."""
+
+    def __init__(self, inner: Any, stamps: Sequence[int]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.todo = set(int(s) for s in stamps)
+        self.injected: list[int] = []  #: stamp of the last frame of each corrupted window
+
+    def predict(self, frames: Sequence[Frame], query_points: np.ndarray, depth_for: Sequence[int]
+                ) -> WindowPrediction:
+        pred = self.inner.predict(frames, query_points, depth_for)
+        hit = self.todo & {int(f.stamp_ns) for f in frames[1:]}
+        if hit:
+            self.todo -= hit
+            self.injected.append(int(frames[-1].stamp_ns))
+            rng = np.random.default_rng(len(self.injected))
+            H, W = frames[0].size
+            for i in pred.depth:
+                pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
+            pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+        return pred
+
+
+def _segment_of(u: Any, window_segment: dict[int, int]) -> int:
+    seg = getattr(u, "segment_id", None)
+    if seg is None:
+        seg = window_segment.get(int(getattr(u, "window_id", -1)), 0)
+    return int(seg)
+
+
+def _loop_events(updates: list[Any], seq: SyntheticSequence) -> tuple[int, int | None]:
+    """(loop events, false ones or None when the events carry no pair of stamps)."""
+    events = [u for u in updates if "loop" in type(u).__name__.lower()]
+    false, known = 0, True
+    for e in events:
+        stamps = [v for k, v in vars(e).items()
+                  if k.endswith("stamp_ns") and isinstance(v, (int, np.integer))]
+        if len(stamps) < 2:
+            known = False
+            continue
+        try:
+            a, b = (seq.poses[seq.index_of(int(s))][:3, 3] for s in stamps[:2])
+        except KeyError:
+            known = False
+            continue
+        false += int(np.linalg.norm(a - b) > 1.0)
+    return len(events), (false if known else None)
+
+
+def reloc_delay(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]], event: int) -> float:
+    """Frames from `event` to the first frame posed in the pre-event segment within RELOC_TOL_M of the truth
+    (Sim(3) fitted on the pre-event posed frames); inf: never; nan: too few pre-event poses to fit."""
+    idx = {s: seq.index_of(s) for s in poses}
+    pre = [s for s in poses if idx[s] < event]
+    if len(pre) < 5:
+        return float("nan")
+    seg = Counter(poses[s][1] for s in pre).most_common(1)[0][0]
+    pre = [s for s in pre if poses[s][1] == seg]
+    try:
+        sim = umeyama_sim3(np.stack([poses[s][0][:3, 3] for s in pre]),
+                           np.stack([seq.poses[idx[s]][:3, 3] for s in pre]))
+    except DegenerateInputError:
+        return float("nan")
+    for s in sorted((s for s in poses if idx[s] >= event and poses[s][1] == seg), key=idx.__getitem__):
+        if np.linalg.norm(sim.apply(poses[s][0][:3, 3]) - seq.poses[idx[s]][:3, 3]) < RELOC_TOL_M:
+            return float(idx[s] - event)
+    return float("inf")
+
+
+def score(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]]) -> dict[str, float]:
+    """Per-segment Sim(3) ATE pooled over segments, % of their path, drift of the longest segment."""
+    by_seg: dict[int, list[int]] = {}
+    for s, (_, seg) in poses.items():
+        by_seg.setdefault(seg, []).append(s)
+    sq, n, path, drift, longest = 0.0, 0, 0.0, float("nan"), 0
+    for stamps in by_seg.values():
+        st = np.array(sorted(stamps), np.int64)
+        try:
+            m = evaluate_trajectory(seq.stamps_ns, seq.poses, st, np.stack([poses[int(s)][0] for s in st]))
+        except TrajectoryMismatchError:
+            continue  # < 3 poses or a degenerate (standing) segment: not scored
+        sq += m.ate_rmse ** 2 * m.num_matched
+        n += m.num_matched
+        path += m.path_length
+        if m.num_matched > longest:
+            longest = m.num_matched
+            drift = m.scale_drift if m.num_matched >= MIN_DRIFT_POSES else float("nan")
+    if n == 0:
+        return {"ate": float("nan"), "ate_pct": float("nan"), "drift_pct": float("nan")}
+    ate = float(np.sqrt(sq / n))
+    return {"ate": ate, "ate_pct": 100 * ate / path if path > 0 else float("nan"), "drift_pct": 100 * drift}
+
+
+def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: SimNoise, seed: int
+             ) -> dict[str, Any]:
+    """One pipeline run over seq; returns the row's figures."""
+    n = len(seq)
+    pred: Any = make_case_predictor(case, seq, noise, seed)
+    garbage = None
+    if case.garbage_frames:
+        garbage = pred = GarbageInjector(pred, [int(seq.stamps_ns[i]) for i in case.garbage_frames if i < n])
+    p = Pipeline(pred, cfg)
+    updates: list[Any] = []
+    t0 = time.process_time()
+    for i in range(n):
+        updates += [u for u in p.push(seq[i]) if not _heavy(u)]
+    updates += [u for u in p.flush() if not _heavy(u)]
+    cpu = time.process_time() - t0
+    stats = [u for u in updates if isinstance(u, WindowStats)]
+    window_segment = {w.window_id: int(getattr(w, "segment_id", 0)) for w in stats}
+    poses: dict[int, tuple[np.ndarray, int]] = {}
+    for u in updates:
+        if isinstance(u, FramePose):
+            poses[int(u.stamp_ns)] = (u.T_map_cam, _segment_of(u, window_segment))
+    first_late = int(np.ceil(0.8 * n))
+    posed_idx = [seq.index_of(s) for s in poses]
+    loops, false_loops = _loop_events(updates, seq)
+    out: dict[str, Any] = {
+        "posed_pct": 100.0 * len(poses) / n,
+        "segments": len({seg for _, seg in poses.values()}) if poses else 0,
+        "rejected": Counter(p.counters.windows_rejected),
+        "kf": p.counters.keyframes,
+        "stuck": not any(i >= first_late for i in posed_idx),
+        "loops": loops,
+        "false_loops": false_loops,
+        "cpu_s": cpu,
+        "stamps": set(poses),
+        "poses": poses,
+    }
+    out.update(score(seq, poses))
+    if case.reloc_from is not None and case.reloc_from < n:
+        out["reloc"] = reloc_delay(seq, poses, case.reloc_from)
+    if garbage is not None:
+        acc = {w.stamp_ns: w.accepted for w in stats}
+        out["garbage"] = (sum(1 for s in garbage.injected if not acc.get(s, False)), len(garbage.injected))
+    return out
+
+
+def _heavy(u: Any) -> bool:
+    """Updates the bench does not need to keep (clouds, depth, maps): memory over long runs."""
+    return type(u).__name__ in ("DepthFrame", "WindowCloud", "MapChanged")
+
+
+def _med(xs: list[float], fmt: str = "{:.1f}") -> str:
+    v = [x for x in xs if x is not None and np.isfinite(x)]
+    if not v:
+        return "n/a"
+    if len(v) == 1:
+        return fmt.format(v[0])
+    return f"{fmt.format(statistics.median(v))} [{fmt.format(min(v))}-{fmt.format(max(v))}]"
+
+
+def _reasons(runs: list[dict[str, Any]]) -> str:
+    keys = sorted(set().union(*(r["rejected"].keys() for r in runs)))
+    if not keys:
+        return "0"
+    return "; ".join(f"{k} {statistics.median([r['rejected'].get(k, 0) for r in runs]):g}" for k in keys)
+
+
+def _common_ate(seq: SyntheticSequence, ours: dict[str, Any], pm: dict[str, Any]) -> float:
+    common = ours["stamps"] & pm["stamps"]
+    if len(common) < 3:
+        return float("nan")
+    return score(seq, {s: ours["poses"][s] for s in common})["ate"]
+
+
+def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
+        seq: SyntheticSequence) -> str:
+    cells = [label, _med([r["posed_pct"] for r in runs]), _med([r["segments"] for r in runs], "{:.0f}"),
+             _med([r["ate"] for r in runs], "{:.3f}"), _med([r["ate_pct"] for r in runs], "{:.2f}"),
+             _med([r["drift_pct"] for r in runs]), _reasons(runs), _med([r["kf"] for r in runs], "{:.0f}"),
+             f"{sum(r['stuck'] for r in runs)}/{len(runs)}"]
+    fl = [r["false_loops"] for r in runs]
+    cells.append(f"{_med([r['loops'] for r in runs], '{:.0f}')} (false "
+                 f"{'n/a' if None in fl else _med([float(x) for x in fl], '{:.0f}')})")
+    garbage = [f"{r['garbage'][0]}/{r['garbage'][1]}" for r in runs if "garbage" in r]
+    cells.append(" ".join(garbage) or "-")
+    reloc = [r["reloc"] for r in runs if "reloc" in r]
+    never = sum(1 for x in reloc if x == float("inf"))
+    parts = [_med(reloc, "{:.0f}")] if len(reloc) > never else []
+    parts += [f"never {never}/{len(reloc)}"] if never else []
+    cells.append(", ".join(parts) or "-")
+    if pm is not None:
+        cells += [_med([r["posed_pct"] for r in pm]), _med([r["ate"] for r in pm], "{:.3f}"),
+                  _med([_common_ate(seq, o, b) for o, b in zip(runs, pm)], "{:.3f}")]
+    return "| " + " | ".join(cells) + " |"
+
+
+def header(baseline: bool) -> str:
+    cols = ["noise / config", "posed %", "segments", "ATE m", "ATE %", "drift %", "rejected (reason: median)",
+            "kf", "stuck", "loops", "garbage rej/inj", "reloc (frames)"]
+    if baseline:
+        cols += ["pm posed %", "pm ATE m", "ours ATE on common frames"]
+    return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+
+
+def bench_case(case: Case, args: argparse.Namespace, base: SimNoise, lc_modes: list[bool | None]) -> None:
+    seq = make_case_sequence(case, args.width, args.width * 3 // 4, args.frames)
+    t0 = time.time()
+    print(f"\n### {case.name}: {case.description} ({len(seq)} frames)\n")
+    print(header(args.baseline))
+    for nf in args.noise:
+        noise = scaled_noise(base, nf)
+        pm = None
+        if args.baseline:
+            pm_cfg = node_config("point_map", None, args.param)
+            pm = [run_once(case, seq, pm_cfg, noise, s) for s in args.seeds]
+        for lc in lc_modes:
+            runs = [run_once(case, seq, node_config("tracks", lc, args.param), noise, s) for s in args.seeds]
+            label = f"{nf:g}x" + ("" if lc is None else f" loop closure {'on' if lc else 'off'}")
+            print(row(label, runs, pm, seq))
+            sys.stdout.flush()
+    print(f"\n({time.time() - t0:.0f} s wall)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--noise", default="1,2", help="noise factors")
+    ap.add_argument("--noise-model", choices=("harsh", "default"), default="harsh",
+                    help="1x noise: SimNoise.harsh() (issue 9's VGGT-like errors) or SimNoise()")
+    ap.add_argument("--width", type=int, default=160, help="image width (height = 3/4 width)")
+    ap.add_argument("--frames", type=int, default=None, help="truncate every case to its first N frames")
+    ap.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the point-map column")
+    ap.add_argument("--loop-closure", choices=("auto", "on", "off", "both"), default="auto",
+                    help="auto: both side by side when the core has the switch, else as shipped")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="node parameter override (runtime/params.py name, YAML value), repeatable")
+    ap.add_argument("--quick", action="store_true", help="smoke: seed 0, 1x only (full cases)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.noise = "0", "1"
+    try:
+        args.param = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
+        Params(args.param)
+    except (ValueError, ParamError) as exc:
+        ap.error(f"--param: {exc}")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    args.noise = [float(x) for x in args.noise.split(",") if x]
+    names = [c for c in args.cases.split(",") if c]
+    unknown = [c for c in names if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {unknown}; choose from {sorted(CASES)}")
+    logging.basicConfig(level=logging.CRITICAL)
+    cfg = node_config(overrides=args.param)
+    lf = loop_field(cfg)
+    want = {"auto": "both" if lf else "shipped", "on": "on", "off": "off", "both": "both"}[args.loop_closure]
+    if lf is None and want != "shipped":
+        print(f"# loop closure switch ({args.loop_closure}) requested, PipelineConfig has none: as shipped")
+        want = "shipped"
+    modes: dict[str, list[bool | None]] = {"shipped": [None], "on": [True], "off": [False],
+                                           "both": [False, True]}
+    lc_modes = modes[want]
+    base = SimNoise.harsh() if args.noise_model == "harsh" else SimNoise()
+    print("# slam_robustness: shipped node defaults (runtime.factory.pipeline_config(Params()))"
+          + (f", overridden: {args.param}" if args.param else ""))
+    print(f"# stitch: {cfg.stitch}\n# keyframes: {cfg.keyframes}\n# window {cfg.window_size} "
+          f"({cfg.num_anchors} anchors); loop-closure field: {lf or 'none'}")
+    print(f"# 1x noise = SimNoise.{args.noise_model}(): {base}")
+    print(f"# {args.width}x{args.width * 3 // 4}, seeds {args.seeds}, noise x{args.noise}; "
+          "cells: median [min-max] over seeds")
+    t0 = time.time()
+    for name in names:
+        bench_case(CASES[name], args, base, lc_modes)
+    print(f"\n# total {time.time() - t0:.0f} s wall")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""bench/slam_robustness.py: shipped node configuration, table output on tiny cases, garbage counting."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from vggt_ros.runtime.factory import pipeline_config
+from vggt_ros.runtime.params import Params
+from vggt_ros.sim.predictor import SimNoise
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "bench" / "slam_robustness.py"
+    spec = importlib.util.spec_from_file_location("slam_robustness", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["slam_robustness"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_runs_the_node_configuration_not_pipeline_config_defaults(bench: ModuleType) -> None:
+    cfg = bench.node_config()
+    assert cfg == pipeline_config(Params())
+    assert cfg.stitch.max_rel_rms == Params()["max_window_residual_rel"]
+    pm = bench.node_config("point_map")
+    assert pm.stitcher == "point_map" and pm.stitch == cfg.stitch and pm.keyframes == cfg.keyframes
+    over = bench.node_config(overrides={"max_window_residual_rel": 0.2, "window_new_frames": 8})
+    assert over.stitch.max_rel_rms == 0.2 and over.window_size == 12 and over.map == cfg.map
+    n2 = bench.scaled_noise(SimNoise.harsh(), 2.0)
+    assert n2.rot_deg == 2.4 and n2.scale_jitter == 0.4 and n2.conf_max == SimNoise.harsh().conf_max
+
+
+def _rows(text: str, case: str) -> list[list[str]]:
+    block = text.split(f"### {case}")[1].split("###")[0]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in block.splitlines()
+            if re.match(r"\| \d+x", ln)]
+
+
+def test_tiny_run_prints_the_table(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--cases", "figure8", "--frames", "60", "--seeds", "0,1", "--noise", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline_config(Params())" in out and "max_rel_rms=0.05" in out
+    header = next(ln for ln in out.splitlines() if ln.startswith("| noise"))
+    assert "posed %" in header and "pm ATE m" in header and "stuck" in header
+    (row,) = _rows(out, "figure8")
+    assert row[0] == "0x" and row[1].startswith("100.0")  # no noise: every frame posed, both seeds
+    assert float(row[3].split()[0]) < 0.01 and row[8] == "0/2"  # ATE m, stuck
+    assert row[12].startswith("100.0")  # the point-map baseline too
+
+
+def test_garbage_windows_are_injected_and_counted(bench: ModuleType,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--cases", "garbage", "--frames", "140", "--seeds", "0", "--noise", "0",
+                       "--no-baseline"]) == 0
+    (row,) = _rows(capsys.readouterr().out, "garbage")
+    assert row[10] == "2/2"  # garbage at frames 64 and 124: both windows rejected
+    assert "residual_too_high" in row[6] or "tracks_disagree" in row[6] or "too_few" in row[6]
