@@ -162,6 +162,7 @@ class _Edge:
     robust: str
     factor: Any  # the factor solved (robust kernel if any)
     plain: Any  # the same factor with a Gaussian noise model: 2 * error = chi2
+    kernel: Any  # the gtsam mEstimator, or None
 
 
 @dataclass(frozen=True)
@@ -347,15 +348,18 @@ class PoseGraph:
             raise ValueError(f"robust must be one of {_ROBUST_KINDS}, got {robust!r}")
         gauss = gtsam.noiseModel.Diagonal.Sigmas(sigmas.vector())
         noise: Any = gauss
+        kernel: Any = None
         k = self.config.loop_robust_k
         if robust == "huber":
-            noise = gtsam.noiseModel.Robust.Create(gtsam.noiseModel.mEstimator.Huber.Create(k), gauss)
+            kernel = gtsam.noiseModel.mEstimator.Huber.Create(k)
         elif robust == "cauchy":
-            noise = gtsam.noiseModel.Robust.Create(gtsam.noiseModel.mEstimator.Cauchy.Create(k), gauss)
+            kernel = gtsam.noiseModel.mEstimator.Cauchy.Create(k)
+        if kernel is not None:
+            noise = gtsam.noiseModel.Robust.Create(kernel, gauss)
         meas = sim3_to_gtsam(S_i_j)
         edge = _Edge(kind, i, j, S_i_j, sigmas, robust,
                      factor=gtsam.BetweenFactorSimilarity3(_key(i), _key(j), meas, noise),
-                     plain=gtsam.BetweenFactorSimilarity3(_key(i), _key(j), meas, gauss))
+                     plain=gtsam.BetweenFactorSimilarity3(_key(i), _key(j), meas, gauss), kernel=kernel)
         eid = self._next_edge
         self._next_edge += 1
         self._edges[eid] = edge
@@ -471,9 +475,7 @@ class PoseGraph:
     def _residual(self, e: _Edge, initial: Any, final: Any) -> EdgeResidual:
         chi2_0 = 2.0 * float(e.plain.error(initial))
         chi2_1 = 2.0 * float(e.plain.error(final))
-        weight = 1.0
-        if e.robust != "none":
-            weight = float(e.factor.noiseModel().robust().weight(np.sqrt(chi2_1)))
+        weight = 1.0 if e.kernel is None else float(e.kernel.weight(np.sqrt(chi2_1)))
         return EdgeResidual(e.kind, e.i, e.j, chi2_0, chi2_1, weight)
 
     def apply(self, result: PoseGraphResult) -> None:
