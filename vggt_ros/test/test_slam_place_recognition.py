@@ -143,6 +143,25 @@ def test_cap_drops_the_most_redundant_and_keeps_distinct_places():
         assert db.query(p, k=1)[0].kf_id == i or i == 0
 
 
+def test_redundancy_scores_stay_exact_through_drops_and_removals():
+    rng = np.random.default_rng(5)
+    db = PlaceDatabase(PlaceConfig(max_entries=30, initial_capacity=4))
+    vecs = {}
+    for i in range(120):
+        v = rng.normal(size=16)
+        if i % 3 == 0 and vecs:  # some near-repeats of earlier entries
+            v = vecs[int(rng.choice(list(vecs)))] + rng.normal(0.0, 0.2, 16)
+        db.add(i, v, np.eye(4))
+        vecs[i] = v
+        if i % 17 == 16:
+            db.remove(db.ids[int(rng.integers(len(db)))])
+    ids = db.ids
+    unit = np.stack([vecs[i] / np.linalg.norm(vecs[i]) for i in ids])
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    np.testing.assert_allclose([db.redundancy(i) for i in ids], sims.max(axis=1), atol=1e-5)
+
+
 def test_edit_operations_and_bad_input():
     desc = unit_vectors(5, 8)
     db = PlaceDatabase()

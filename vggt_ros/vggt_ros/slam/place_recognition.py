@@ -88,10 +88,11 @@ class PlaceDatabase:
         self._seq = np.zeros(capacity, np.int64)
         self._segment = np.zeros(capacity, np.int64)
         self._pose = np.zeros((capacity, 4, 4), np.float64)
-        self._nn = np.full(capacity, -np.inf, np.float32)  # best similarity to another entry
+        self._nn = np.full(capacity, -np.inf, np.float32)  # best similarity to another entry ...
+        self._nn_id = np.full(capacity, -1, np.int64)  # ... and that entry's kf_id (-1: none)
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return self._desc, self._ids, self._seq, self._segment, self._pose, self._nn
+        return self._desc, self._ids, self._seq, self._segment, self._pose, self._nn, self._nn_id
 
     def _grow(self) -> None:
         cap = min(2 * len(self._ids), self.config.max_entries)
@@ -140,8 +141,13 @@ class PlaceDatabase:
         r = self._n
         self._desc[r], self._ids[r], self._seq[r] = d, kf_id, self._next_seq
         self._segment[r], self._pose[r] = int(segment_id), T
-        self._nn[r] = sims.max() if self._n else -np.inf
-        np.maximum(self._nn[: self._n], sims, out=self._nn[: self._n])
+        if self._n:
+            best = int(np.argmax(sims))
+            self._nn[r], self._nn_id[r] = sims[best], self._ids[best]
+        else:
+            self._nn[r], self._nn_id[r] = -np.inf, -1
+        closer = np.flatnonzero(sims > self._nn[: self._n])
+        self._nn[closer], self._nn_id[closer] = sims[closer], kf_id
         self._row[kf_id] = r
         self._n += 1
         self._next_seq += 1
@@ -152,31 +158,30 @@ class PlaceDatabase:
             raise ValueError(f"descriptor has {d.size} dims, the database {self.dim}")
         return d
 
-    def _true_nn(self, r: int) -> float:
-        sims = self._desc[: self._n] @ self._desc[r]
-        sims[r] = -np.inf
-        return float(sims.max()) if self._n > 1 else -np.inf
-
     def _drop_most_redundant(self) -> None:
-        """Drop the entry most similar to another one (ties: the newer).
+        """Drop the entry most similar to another one (on a tie the newer: the older stays).
 
-        Stored nn scores are upper bounds (an entry's neighbour may have been dropped since), so
-        the pick is lazy: re-check the top entry's true score and retry if it fell (usually once).
+        Ties within 1e-6: a pair's two scores come from different products (rounding may differ).
         """
-        for _ in range(self._n):
-            nn = self._nn[: self._n]
-            best = float(nn.max())
-            tied = np.flatnonzero(nn == best)
-            victim = int(tied[np.argmax(self._seq[tied])])
-            true = self._true_nn(victim)
-            if true >= best - 1e-6:
-                break
-            self._nn[victim] = true
+        nn = self._nn[: self._n]
+        tied = np.flatnonzero(nn >= nn.max() - 1e-6)
+        victim = int(tied[np.argmax(self._seq[tied])])
         self.remove(int(self._ids[victim]))
         self.dropped += 1
 
+    def _refresh_nn(self, rows: np.ndarray) -> None:
+        """Recompute the nearest neighbour of `rows` (their neighbour was removed): one (k, N) product."""
+        if self._n < 2:
+            self._nn[rows], self._nn_id[rows] = -np.inf, -1
+            return
+        sims = self._desc[rows] @ self._desc[: self._n].T
+        sims[np.arange(rows.size), rows] = -np.inf
+        best = np.argmax(sims, axis=1)
+        self._nn[rows], self._nn_id[rows] = sims[np.arange(rows.size), best], self._ids[best]
+
     def remove(self, kf_id: int) -> None:
-        """Remove a keyframe (KeyError if absent). The last row moves into its slot (O(1))."""
+        """Remove a keyframe (KeyError if absent). The last row moves into its slot; entries whose
+        nearest neighbour it was get theirs recomputed (the redundancy scores stay exact)."""
         r = self._row.pop(int(kf_id))
         last = self._n - 1
         if r != last:
@@ -184,6 +189,13 @@ class PlaceDatabase:
                 arr[r] = arr[last]
             self._row[int(self._ids[r])] = r
         self._n -= 1
+        orphans = np.flatnonzero(self._nn_id[: self._n] == int(kf_id))
+        if orphans.size:
+            self._refresh_nn(orphans)
+
+    def redundancy(self, kf_id: int) -> float:
+        """Cosine similarity of kf_id to its most similar other entry (-inf if alone); KeyError if absent."""
+        return float(self._nn[self._row[int(kf_id)]])
 
     def set_pose(self, kf_id: int, T_world_cam: np.ndarray) -> None:
         """Update a keyframe's pose (after a pose-graph correction). KeyError if absent."""

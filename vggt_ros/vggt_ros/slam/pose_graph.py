@@ -59,10 +59,15 @@ def sim3_to_gtsam(S: Sim3) -> Any:
     return gtsam.Similarity3(gtsam.Rot3(S.R), np.asarray(S.t) / S.scale, S.scale)
 
 
-def sim3_from_gtsam(g: Any) -> Sim3:
-    """gtsam.Similarity3 (x -> s (R x + t_g)) -> our Sim3 (x -> s R x + s t_g)."""
+def sim3_parts_from_gtsam(g: Any) -> tuple[float, np.ndarray, np.ndarray]:
+    """gtsam.Similarity3 (x -> s (R x + t_g)) -> (s, R (3,3), t = s t_g (3,)) of our x -> s R x + t."""
     s = float(g.scale())
-    return Sim3(s, g.rotation().matrix(), s * np.asarray(g.translation(), dtype=np.float64))
+    return s, g.rotation().matrix(), s * np.asarray(g.translation(), dtype=np.float64)
+
+
+def sim3_from_gtsam(g: Any) -> Sim3:
+    """gtsam.Similarity3 -> our Sim3 (see sim3_parts_from_gtsam)."""
+    return Sim3(*sim3_parts_from_gtsam(g))
 
 
 def _key(kf_id: int) -> int:
@@ -461,8 +466,11 @@ class PoseGraph:
             if n in pinned or n not in free:
                 T[n], scale[n], corr[n] = make_T(old.R, old.t), old.scale, Sim3.identity()
                 continue
-            new = sim3_from_gtsam(solved.atSimilarity3(_key(n)))
-            T[n], scale[n], corr[n] = make_T(new.R, new.t), new.scale, new @ old.inverse()
+            s_new, R_new, t_new = sim3_parts_from_gtsam(solved.atSimilarity3(_key(n)))
+            T[n], scale[n] = make_T(R_new, t_new), s_new
+            # C = S_new S_old^-1: x -> (s_new/s_old) R_new R_old^T (x - t_old) + t_new
+            s_c, R_c = s_new / old.scale, R_new @ old.R.T
+            corr[n] = Sim3(s_c, R_c, t_new - s_c * (R_c @ old.t))
         residuals = {k: self._residual(e, values, solved) for k, e in edges.items()}
         flagged = tuple(k for k, r in residuals.items()
                         if r.kind == LOOP and r.chi2_final > self.config.loop_chi2_max)
