@@ -30,11 +30,12 @@ def square_truth(per_side: int = 10, side: float = 4.0) -> list[Sim3]:
     return out
 
 
-def drifted(truth: list[Sim3], scale_drift: float = 1.1) -> list[Sim3]:
-    """Odometry that drifts in rotation, translation and scale every step (scale_drift over the loop)."""
+def drifted(truth: list[Sim3], times: float = 1.0) -> list[Sim3]:
+    """Odometry that drifts in rotation, translation and scale every step: 1.1^times scale over the
+    loop, times x (0.26 deg rotation, 1.2 cm translation) per step."""
     steps = len(truth) - 1
-    bias = Sim3(scale_drift ** (1 / steps), so3_exp(np.array([0.002, -0.001, 0.004])),
-                np.array([0.01, 0.005, -0.003]))
+    bias = Sim3(1.1 ** (times / steps), so3_exp(times * np.array([0.002, -0.001, 0.004])),
+                times * np.array([0.01, 0.005, -0.003]))
     est = [truth[0]]
     for k in range(steps):
         est.append(est[-1] @ (truth[k].inverse() @ truth[k + 1]) @ bias)
@@ -152,6 +153,30 @@ def test_wrong_loop_is_down_weighted_flagged_and_rolled_back():
     assert g.edge_ids("loop") == [n - 1] and g.num_edges == n
     assert all(np.array_equal(g.node(k).matrix(), before[k]) for k in g.node_ids)
     assert g.revision == revision + 2  # add + remove
+
+
+def test_wrong_loop_is_rejected_with_the_default_kernel():
+    truth = square_truth()
+    g = chain_graph(drifted(truth))
+    before = {k: g.node(k).matrix() for k in g.node_ids}
+    out = g.try_loop(10, 30, Sim3.identity(), SIG)  # huber
+    (eid,) = out.result.flagged_loops
+    assert not out.accepted and out.chi2 > 1e3 and out.result.edges[eid].weight < 0.05
+    assert g.edge_ids("loop") == [] and all(np.array_equal(g.node(k).matrix(), before[k]) for k in before)
+
+
+def test_correct_loop_after_long_drift_closes_with_huber_but_not_cauchy():
+    """Twice the drift (20 % scale, 18 deg): the loop edge starts at chi2 ~ 1e4. Huber (convex)
+    still closes it; Cauchy (redescending) down-weights it from the start and leaves it open."""
+    truth = square_truth()
+    n = len(truth)
+    est = drifted(truth, times=2.0)
+    loop = (truth[0].inverse() @ truth[-1]) @ Sim3(1.0 / est[-1].scale)
+    huber = chain_graph(est).try_loop(0, n - 1, loop, SIG, robust="huber")
+    cauchy = chain_graph(est).try_loop(0, n - 1, loop, SIG, robust="cauchy")
+    assert huber.accepted and huber.chi2 < 10.0
+    assert position_errors(huber.result.T_world_cam, truth)[-1] < 0.01
+    assert not cauchy.accepted and cauchy.chi2 > 1e3
 
 
 def test_wrong_loop_without_kernel_distorts_the_solve():

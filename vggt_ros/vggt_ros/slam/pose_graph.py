@@ -84,6 +84,10 @@ class PoseGraphConfig:
     gauge_sigma: prior sigma (all 7 tangent components) of gauge and window-fixed nodes.
     loop_robust / loop_robust_k: default kernel of loop edges ('none', 'huber', 'cauchy') and its
         threshold in whitened units (sqrt of chi2). A good 7-dof edge has sqrt(chi2) ~ 2.6.
+        Huber by default: it bounds a wrong loop's pull yet stays convex, so a correct loop whose
+        initial error is large (long drift) still closes; Cauchy switches a wrong loop off almost
+        completely but also ignores a correct loop that starts far off (test_slam_pose_graph.py).
+        Either way try_loop's chi2 gate, not the kernel, decides whether a loop is kept.
     loop_chi2_max: a loop edge whose chi2 after the solve exceeds this is flagged (try_loop rejects
         it). 24.3 is chi2(7)'s 99.9 % quantile.
     max_iterations / relative_error_tol: Levenberg-Marquardt stopping rules.
@@ -94,7 +98,7 @@ class PoseGraphConfig:
     min_trans_sigma_rel: float = 0.005
     min_log_scale_sigma: float = 0.005
     gauge_sigma: float = 1e-6
-    loop_robust: str = "cauchy"
+    loop_robust: str = "huber"
     loop_robust_k: float = 5.0
     loop_chi2_max: float = 24.3
     max_iterations: int = 100
