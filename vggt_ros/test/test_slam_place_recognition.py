@@ -191,3 +191,26 @@ def test_edit_operations_and_bad_input():
         db.query(np.ones(3))
     with pytest.raises(ValueError):
         PlaceConfig(max_entries=0)
+
+
+def test_arrays_round_trip(tmp_path):
+    db = PlaceDatabase(PlaceConfig(max_entries=12, initial_capacity=4))
+    desc = unit_vectors(30, 8, seed=9)
+    for i, d in enumerate(desc):
+        db.add(i, d, np.eye(4), segment_id=i // 10)
+    db.remove(db.ids[3])
+    np.savez(tmp_path / "places.npz", **db.to_arrays())
+    with np.load(tmp_path / "places.npz") as z:
+        back = PlaceDatabase.from_arrays(dict(z), PlaceConfig(max_entries=12))
+    assert back.ids == db.ids and back.dropped == db.dropped and back.dim == 8
+    assert [back.redundancy(i) for i in db.ids] == [db.redundancy(i) for i in db.ids]
+    q = desc[25]
+    a, b = back.query(q, k=5, exclude_recent=3), db.query(q, k=5, exclude_recent=3)
+    assert [h.kf_id for h in a] == [h.kf_id for h in b]
+    np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+    assert len(back) == 11
+    back.add(100, desc[0], np.eye(4))
+    back.add(101, desc[1], np.eye(4))  # at the cap: drops one
+    assert len(back) == 12 and back.dropped == db.dropped + 1
+    with pytest.raises(ValueError):
+        PlaceDatabase.from_arrays(db.to_arrays(), PlaceConfig(max_entries=5))

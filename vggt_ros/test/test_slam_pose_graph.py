@@ -311,3 +311,29 @@ def test_stale_result_bad_input_and_sigmas():
     assert loose.trans == pytest.approx(2.0 * 3 * 0.1 / np.sqrt(20))
     assert tight.rot_rad == cfg.min_rot_sigma_rad and tight.log_scale == cfg.min_log_scale_sigma
     assert tight.trans == pytest.approx(2.0 * cfg.min_trans_sigma_rel)
+
+
+def test_arrays_round_trip_restores_an_identical_graph(tmp_path):
+    truth = square_truth()
+    n = len(truth)
+    g = chain_graph(drifted(truth))
+    assert g.try_loop(0, n - 1, (truth[0].inverse() @ truth[-1]) @ Sim3(1 / 1.1), SIG).accepted
+    g.remove_edge(3)  # a gap in the edge ids
+    g.add_sequential(3, 4, g.relative(3, 4), EdgeSigmas(0.01, 0.03, 0.01))
+    g.add_scale_prior(20, 0.95, 0.02)
+    np.savez(tmp_path / "graph.npz", **g.to_arrays())
+    with np.load(tmp_path / "graph.npz") as z:
+        h = PoseGraph.from_arrays(dict(z))
+    assert h.node_ids == g.node_ids and h.edge_ids() == g.edge_ids() and h.edge_ids("loop") == [n - 1]
+    for k in g.node_ids:
+        np.testing.assert_array_equal(h.node(k).matrix(), g.node(k).matrix())
+    for e in g.edge_ids():
+        kind, i, j, meas, sig = g.edge(e)
+        kind2, i2, j2, meas2, sig2 = h.edge(e)
+        assert (kind, i, j, sig) == (kind2, i2, j2, sig2)
+        np.testing.assert_array_equal(meas.matrix(), meas2.matrix())
+    ra, rb = g.optimize(), h.optimize()
+    for k in g.node_ids:
+        np.testing.assert_allclose(rb.T_world_cam[k], ra.T_world_cam[k], atol=1e-12)
+    assert rb.final_error == pytest.approx(ra.final_error, rel=1e-9)
+    assert h.add_loop(5, 6, Sim3.identity(), SIG) == g.add_loop(5, 6, Sim3.identity(), SIG)

@@ -207,6 +207,37 @@ class PlaceDatabase:
         self._segment[: self._n][mask] = int(new)
         return int(mask.sum())
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The database as plain arrays (for np.savez), rows oldest first."""
+        order = np.argsort(self._seq[: self._n], kind="stable")
+        names = ("desc", "ids", "seq", "segment", "pose", "nn", "nn_id")
+        out = {name: arr[: self._n][order].copy() for name, arr in zip(names, self._arrays())}
+        out["next_seq"] = np.array(self._next_seq, np.int64)
+        out["dropped"] = np.array(self.dropped, np.int64)
+        return out
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], config: PlaceConfig | None = None) -> PlaceDatabase:
+        """Rebuild a database saved by to_arrays (same entries, order and redundancy scores).
+        ValueError if it holds more entries than config.max_entries or the arrays disagree."""
+        db = PlaceDatabase(config)
+        n = len(arrays["ids"])
+        if n > db.config.max_entries:
+            raise ValueError(f"{n} entries exceed max_entries {db.config.max_entries}")
+        names = ("desc", "ids", "seq", "segment", "pose", "nn", "nn_id")
+        if any(len(arrays[k]) != n for k in names) or len(set(arrays["ids"].tolist())) != n:
+            raise ValueError("inconsistent place-database arrays")
+        if n:
+            db.dim = int(arrays["desc"].shape[1])
+            db._alloc(max(n, min(db.config.initial_capacity, db.config.max_entries)), db.dim)
+            for name, arr in zip(names, db._arrays()):
+                arr[:n] = arrays[name]
+            db._n = n
+            db._row = {int(k): r for r, k in enumerate(arrays["ids"])}
+        db._next_seq = int(arrays["next_seq"])
+        db.dropped = int(arrays["dropped"])
+        return db
+
     def query(self, descriptor: np.ndarray, k: int = 5, *, exclude_recent: int = 0,
               exclude_ids: Collection[int] = (), min_score: float = -1.0,
               segment_id: int | None = None) -> list[Candidate]:

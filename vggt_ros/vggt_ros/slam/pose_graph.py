@@ -285,7 +285,7 @@ class PoseGraph:
         self.config = config or PoseGraphConfig()
         self._nodes: dict[int, Sim3] = {}  # insertion order = age (gauge = oldest of a component)
         self._edges: dict[int, _Edge] = {}
-        self._scale_priors: dict[int, Any] = {}
+        self._scale_priors: dict[int, tuple[float, float, Any]] = {}  # kf_id -> (scale, sigma, factor)
         self._next_edge = 0
         self.revision = 0
 
@@ -397,7 +397,8 @@ class PoseGraph:
         self._require(kf_id)
         if not (np.isfinite(scale) and scale > 0 and np.isfinite(sigma_log) and sigma_log > 0):
             raise ValueError(f"need scale > 0 and sigma_log > 0, got {scale}, {sigma_log}")
-        self._scale_priors[int(kf_id)] = _scale_prior_factor(int(kf_id), scale, sigma_log)
+        self._scale_priors[int(kf_id)] = (float(scale), float(sigma_log),
+                                          _scale_prior_factor(int(kf_id), scale, sigma_log))
         self.revision += 1
 
     def remove_scale_prior(self, kf_id: int) -> None:
@@ -442,7 +443,7 @@ class PoseGraph:
             if n in pinned:
                 graph.add(gtsam.PriorFactorSimilarity3(_key(n), g, prior_noise))
             elif n in self._scale_priors:
-                graph.add(self._scale_priors[n])
+                graph.add(self._scale_priors[n][2])
         for e in edges.values():
             graph.add(e.factor)
         return graph, values, edges, pinned
@@ -519,3 +520,48 @@ class PoseGraph:
         if commit:
             self.apply(result)
         return LoopOutcome(True, eid, chi2, result)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The graph as plain arrays (for np.savez): nodes, edges (ids kept), scale priors."""
+        nodes = list(self._nodes.items())
+        edges = list(self._edges.items())
+        priors = list(self._scale_priors.items())
+        return {
+            "node_ids": np.array([k for k, _ in nodes], np.int64),
+            "node_scale": np.array([S.scale for _, S in nodes], np.float64),
+            "node_R": np.array([S.R for _, S in nodes], np.float64).reshape(-1, 3, 3),
+            "node_t": np.array([S.t for _, S in nodes], np.float64).reshape(-1, 3),
+            "edge_ids": np.array([k for k, _ in edges], np.int64),
+            "edge_kind": np.array([e.kind == LOOP for _, e in edges], np.int8),
+            "edge_ij": np.array([(e.i, e.j) for _, e in edges], np.int64).reshape(-1, 2),
+            "edge_scale": np.array([e.measured.scale for _, e in edges], np.float64),
+            "edge_R": np.array([e.measured.R for _, e in edges], np.float64).reshape(-1, 3, 3),
+            "edge_t": np.array([e.measured.t for _, e in edges], np.float64).reshape(-1, 3),
+            "edge_sigmas": np.array([(e.sigmas.rot_rad, e.sigmas.trans, e.sigmas.log_scale)
+                                     for _, e in edges], np.float64).reshape(-1, 3),
+            "edge_robust": np.array([_ROBUST_KINDS.index(e.robust) for _, e in edges], np.int8),
+            "prior_ids": np.array([k for k, _ in priors], np.int64),
+            "prior_scale_sigma": np.array([p[:2] for _, p in priors], np.float64).reshape(-1, 2),
+            "next_edge": np.array(self._next_edge, np.int64),
+        }
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], config: PoseGraphConfig | None = None) -> PoseGraph:
+        """Rebuild a graph saved by to_arrays (same node order, edge ids and estimates).
+        Raises ValueError/KeyError on missing or inconsistent arrays (every entry is re-validated)."""
+        g = PoseGraph(config)
+        if len(set(arrays["edge_ids"].tolist())) != len(arrays["edge_ids"]):
+            raise ValueError("duplicate edge ids")
+        for k, s, R, t in zip(arrays["node_ids"], arrays["node_scale"], arrays["node_R"], arrays["node_t"]):
+            g.add_node(int(k), make_T(R, t), float(s))
+        cols = ("edge_ids", "edge_kind", "edge_ij", "edge_scale", "edge_R", "edge_t", "edge_sigmas",
+                "edge_robust")
+        for eid, kind, ij, s, R, t, sig, rob in zip(*(arrays[c] for c in cols)):
+            g._next_edge = int(eid)
+            g._add_edge(LOOP if kind else SEQUENTIAL, int(ij[0]), int(ij[1]), Sim3(float(s), R, t),
+                        EdgeSigmas(*(float(x) for x in sig)), _ROBUST_KINDS[int(rob)])
+        for k, (s, sig) in zip(arrays["prior_ids"], arrays["prior_scale_sigma"]):
+            g.add_scale_prior(int(k), float(s), float(sig))
+        g._next_edge = max(int(arrays["next_edge"]), g._next_edge)
+        return g
