@@ -165,6 +165,22 @@ def test_wrong_loop_is_rejected_with_the_default_kernel():
     assert g.edge_ids("loop") == [] and all(np.array_equal(g.node(k).matrix(), before[k]) for k in before)
 
 
+def test_loop_that_fits_itself_but_breaks_an_accepted_loop_is_rejected():
+    truth = square_truth()
+    n = len(truth)
+    g = chain_graph(drifted(truth))
+    loop = (truth[0].inverse() @ truth[-1]) @ Sim3(1 / 1.1)
+    loose = EdgeSigmas(0.02, 0.05, 0.02)
+    first = g.try_loop(0, n - 1, loop, loose)
+    assert first.accepted
+    # a tighter, contradicting claim (40 cm off): it fits itself by pushing the first loop out
+    out = g.try_loop(0, n - 1, loop @ Sim3(1.0, np.eye(3), [0.4, 0.0, 0.0]), SIG, robust="none")
+    cfg = PoseGraphConfig()
+    assert out.chi2 <= cfg.loop_chi2_max  # on its own it would pass ...
+    assert out.result.edges[first.edge_id].chi2_final > cfg.loop_chi2_max  # ... but breaks the first
+    assert not out.accepted and g.edge_ids("loop") == [first.edge_id]
+
+
 def test_correct_loop_after_long_drift_closes_with_huber_but_not_cauchy():
     """Twice the drift (20 % scale, 18 deg): the loop edge starts at chi2 ~ 1e4. Huber (convex)
     still closes it; Cauchy (redescending) down-weights it from the start and leaves it open."""

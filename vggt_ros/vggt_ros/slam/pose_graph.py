@@ -502,7 +502,8 @@ class PoseGraph:
 
     def try_loop(self, i: int, j: int, S_i_j: Sim3, sigmas: EdgeSigmas, *, robust: str | None = None,
                  window: int | Collection[int] | None = None, commit: bool = True) -> LoopOutcome:
-        """Add a loop edge, solve, and keep it only if its chi2 after the solve is <= loop_chi2_max.
+        """Add a loop edge, solve, and keep it only if it fits: its chi2 after the solve is <=
+        loop_chi2_max, and no other loop edge that fitted before the solve is pushed above it.
 
         Rejected: the edge is removed and nothing else changes. Accepted: the solve is applied when
         commit is True (then move the map with result.correction), else call apply(result) later.
@@ -514,7 +515,9 @@ class PoseGraph:
             self.remove_edge(eid)
             raise
         chi2 = result.edges[eid].chi2_final
-        if eid in result.flagged_loops:
+        limit = self.config.loop_chi2_max
+        broken = [k for k in result.flagged_loops if k != eid and result.edges[k].chi2_initial <= limit]
+        if eid in result.flagged_loops or broken:
             self.remove_edge(eid)
             return LoopOutcome(False, None, chi2, result)
         if commit:
