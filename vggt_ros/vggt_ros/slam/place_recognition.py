@@ -69,6 +69,13 @@ def normalise(descriptor: np.ndarray) -> np.ndarray:
     return (d / n).astype(np.float32)
 
 
+def _check_pose(T_world_cam: np.ndarray) -> np.ndarray:
+    T = np.asarray(T_world_cam, dtype=np.float64)
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise ValueError(f"T_world_cam must be a finite (4,4) matrix, got shape {T.shape}")
+    return T
+
+
 class PlaceDatabase:
     """Keyframe descriptors, poses (T_world_cam, world units) and map-segment ids, queried by cosine."""
 
@@ -127,9 +134,7 @@ class PlaceDatabase:
         if kf_id in self._row:
             raise ValueError(f"keyframe {kf_id} already in the database")
         d = self._check_descriptor(descriptor)
-        T = np.asarray(T_world_cam, dtype=np.float64)
-        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-            raise ValueError(f"T_world_cam must be a finite (4,4) matrix, got shape {T.shape}")
+        T = _check_pose(T_world_cam)
         if self.dim is None:
             self.dim = d.size
             self._alloc(self.capacity, self.dim)
@@ -199,7 +204,7 @@ class PlaceDatabase:
 
     def set_pose(self, kf_id: int, T_world_cam: np.ndarray) -> None:
         """Update a keyframe's pose (after a pose-graph correction). KeyError if absent."""
-        self._pose[self._row[int(kf_id)]] = np.asarray(T_world_cam, dtype=np.float64)
+        self._pose[self._row[int(kf_id)]] = _check_pose(T_world_cam)
 
     def relabel_segment(self, old: int, new: int) -> int:
         """Move every entry of segment `old` to `new` (segments merged); returns how many moved."""

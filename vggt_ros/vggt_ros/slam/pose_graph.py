@@ -9,11 +9,11 @@ X_cam stored in keyframe i's camera frame is at ``S_world_i.apply(X_cam)`` in th
 start with s = 1 (the pipeline stores keyframes in world units already).
 
 Edges measure ``S_i_j = S_world_i^-1 S_world_j`` (keyframe j's local frame -> keyframe i's):
-sequential edges from stitching, loop edges from verified loop candidates (optionally with a
-robust Huber/Cauchy kernel). Each edge has diagonal sigmas (``EdgeSigmas``) on gtsam's tangent
-[rotation (3, rad), translation (3, keyframe-i units), log scale (1)]; ``edge_sigmas`` derives
-them from a stitch's inlier count and relative residual. ``add_scale_prior`` puts a prior on one
-node's scale alone (hook for a metric scale source).
+sequential edges from stitching, loop edges from verified loop candidates (robust kernel:
+Huber by default, Cauchy or none on request). Each edge has diagonal sigmas (``EdgeSigmas``) on
+gtsam's tangent [rotation (3, rad), translation (3, keyframe-i units), log scale (1)];
+``edge_sigmas`` derives them from a stitch's inlier count and relative residual.
+``add_scale_prior`` puts a prior on one node's scale alone (hook for a metric scale source).
 
 Gauge: in every connected component of the solved graph the earliest-added node gets a tight
 prior (rotation, translation AND scale), unless the component touches nodes held fixed by a
@@ -23,7 +23,9 @@ Solve and roll back: ``optimize()`` never changes the graph; it returns a ``Pose
 with the corrected poses/scales, the per-node Sim(3) correction ``C_i = S_new_i S_old_i^-1``
 (move world points attached to keyframe i with ``C_i.apply``) and every solved edge's chi2
 (squared Mahalanobis norm, without the robust kernel). ``apply(result)`` commits it;
-``remove_edge`` undoes an edge. ``try_loop`` does add -> optimise -> check chi2 -> commit or remove.
+``remove_edge`` undoes an edge. ``try_loop`` does add -> optimise -> gate -> commit or remove,
+where the gate is: the new loop's chi2 <= loop_chi2_max and no loop that fitted before now fails.
+``to_arrays`` / ``from_arrays`` save and restore the graph exactly (np.savez-ready).
 
 Cost: a full solve of a 5,000-node chain with one loop takes ~0.2 s (bench/pose_graph_bench.py);
 ``optimize(window=n)`` frees only the newest n nodes (others fixed) for a bounded cost.
