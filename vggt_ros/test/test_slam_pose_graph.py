@@ -10,6 +10,7 @@ from vggt_ros.slam.pose_graph import (
     PoseGraph,
     PoseGraphConfig,
     edge_sigmas,
+    loop_measurement,
     sim3_from_gtsam,
     sim3_to_gtsam,
 )
@@ -372,3 +373,20 @@ def test_isam2_takes_the_same_similarity3_factors():
     end = sim3_from_gtsam(est.atSimilarity3(key)).t
     # from 0.55 m off to within 5 mm of the LM optimum (ISAM2 relinearises only above a threshold)
     assert np.linalg.norm(end - lm.T_world_cam[n - 1][:3, 3]) < 0.005
+
+
+def test_loop_measurement_from_two_alignments_undoes_the_drift():
+    rng = np.random.default_rng(4)
+
+    def rand_sim3(spread: float) -> Sim3:
+        scale = float(np.exp(rng.normal(0, 0.2)))
+        return Sim3(scale, so3_exp(rng.normal(0, spread, 3)), rng.normal(0, 2.0, 3))
+
+    S_i, S_j, A = rand_sim3(1.0), rand_sim3(1.0), rand_sim3(1.0)  # true poses, true window -> world
+    np.testing.assert_allclose(loop_measurement(S_i, S_j, A, A).matrix(), (S_i.inverse() @ S_j).matrix(),
+                               atol=1e-9)
+    # the map around j drifted by D: its node and the window aligned on its points both carry D
+    D = rand_sim3(0.2)
+    meas = loop_measurement(S_i, D @ S_j, A, D @ A)
+    np.testing.assert_allclose(meas.matrix(), (S_i.inverse() @ S_j).matrix(), atol=1e-9)
+    assert np.linalg.norm(meas.matrix() - (S_i.inverse() @ D @ S_j).matrix()) > 0.1  # != the drifted relative

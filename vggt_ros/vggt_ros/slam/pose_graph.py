@@ -163,6 +163,18 @@ def edge_sigmas(num_inliers: int, residual_rel: float, depth: float = 1.0,
     )
 
 
+def loop_measurement(S_world_i: Sim3, S_world_j: Sim3,
+                     A_world_win_via_i: Sim3, A_world_win_via_j: Sim3) -> Sim3:
+    """Loop edge S_i_j from a verification window that sees both keyframes i and j.
+
+    A_world_win_via_i / _via_j: the window's frame -> world, aligned on keyframe i's / keyframe j's
+    map points (e.g. the stitcher's Sim(3) on each set). With drift the two disagree; a point x of
+    the window is at S_world_i^-1 A_via_i(x) in i's local frame and at S_world_j^-1 A_via_j(x) in
+    j's, so S_i_j = S_world_i^-1 A_via_i A_via_j^-1 S_world_j (= the current relative without drift).
+    """
+    return S_world_i.inverse() @ A_world_win_via_i @ A_world_win_via_j.inverse() @ S_world_j
+
+
 @dataclass
 class _Edge:
     kind: str
