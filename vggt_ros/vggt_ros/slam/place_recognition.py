@@ -175,14 +175,16 @@ class PlaceDatabase:
         self.dropped += 1
 
     def _refresh_nn(self, rows: np.ndarray) -> None:
-        """Recompute the nearest neighbour of `rows` (their neighbour was removed): one (k, N) product."""
-        if self._n < 2:
-            self._nn[rows], self._nn_id[rows] = -np.inf, -1
-            return
-        sims = self._desc[rows] @ self._desc[: self._n].T
-        sims[np.arange(rows.size), rows] = -np.inf
-        best = np.argmax(sims, axis=1)
-        self._nn[rows], self._nn_id[rows] = sims[np.arange(rows.size), best], self._ids[best]
+        """Recompute the nearest neighbour of `rows` (their neighbour was removed), one (N, D)
+        matrix-vector product each (OpenBLAS runs these ~10x faster than one thin (k, N) product)."""
+        for r in rows:
+            if self._n < 2:
+                self._nn[r], self._nn_id[r] = -np.inf, -1
+                continue
+            sims = self._desc[: self._n] @ self._desc[r]
+            sims[r] = -np.inf
+            best = int(np.argmax(sims))
+            self._nn[r], self._nn_id[r] = sims[best], self._ids[best]
 
     def remove(self, kf_id: int) -> None:
         """Remove a keyframe (KeyError if absent). The last row moves into its slot; entries whose
