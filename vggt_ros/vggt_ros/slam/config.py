@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 @dataclass
 class KeyframeConfig:
     """KeyframeManager settings.
@@ -43,7 +42,6 @@ class KeyframeConfig:
     max_active: int = 8
     max_archived: int = 1000
     min_frame_gap: int = 4
-
 
 @dataclass
 class StitchConfig:
@@ -91,7 +89,6 @@ class StitchConfig:
     refresh_queries: bool = True
     dense_depth_scale: bool = True
 
-
 @dataclass
 class MapConfig:
     """GlobalMap settings.
@@ -106,15 +103,14 @@ class MapConfig:
     max_bytes: int = 256 * 1024 * 1024
     points_per_keyframe: int = 20000
 
-
 @dataclass
 class LoopConfig:
     """Place recognition, loop/relocalisation verification and the pose graph (slam.loop_closure).
 
     enabled: look for loops and relocalisations at every new keyframe.
     min_score: cosine similarity of global descriptors for a candidate.
-    exclude_recent: keyframes of the same segment this recent (by id) are not loop candidates
-        (they are already connected by the stitching chain).
+    exclude_recent: the last this many keyframes added are not loop candidates (already connected
+        by the stitching chain).
     max_candidates: candidates verified per new keyframe (each costs one 2-frame prediction).
     min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
         and this fraction of track observations within the PnP bound.
@@ -133,7 +129,6 @@ class LoopConfig:
     min_inlier_ratio: float = 0.5
     max_correction_rel: float = 0.1
     max_loop_chi2: float = 50.0
-
 
 @dataclass
 class PipelineConfig:

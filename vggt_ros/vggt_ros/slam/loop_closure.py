@@ -31,7 +31,7 @@ import numpy as np
 from vggt_ros.geometry.se3 import Sim3, rotation_angle
 from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
-from vggt_ros.slam.place_recognition import PlaceDatabase, PlaceDatabaseConfig, image_descriptor
+from vggt_ros.slam.place_recognition import PlaceDatabase, image_descriptor
 from vggt_ros.slam.pose_graph import PoseGraph, PoseGraphConfig, edge_sigmas
 from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
@@ -61,7 +61,7 @@ class LoopCloser:
         self.config = config
         self.seed = int(seed)
         self.graph = PoseGraph(PoseGraphConfig(loop_chi2_max=config.max_loop_chi2))
-        self.places = PlaceDatabase(PlaceDatabaseConfig())
+        self.places = PlaceDatabase()
         self.path_length: dict[int, float] = {}
         self.changed = False  # a correction moved the map since the last map publication
         self._cooldown = 0
@@ -100,13 +100,8 @@ class LoopCloser:
         if self._cooldown > 0:
             self._cooldown -= 1
             return None
-        recent = {
-            k.keyframe_id
-            for k in keyframes.keyframes
-            if k.segment_id == kf.segment_id and k.keyframe_id > kf.keyframe_id - cfg.exclude_recent
-        }
         cands = self.places.query(
-            kf.descriptor, k=cfg.max_candidates, exclude=recent, min_score=cfg.min_score
+            kf.descriptor, k=cfg.max_candidates, exclude_recent=cfg.exclude_recent, min_score=cfg.min_score
         )
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]

@@ -320,9 +320,14 @@ def image_descriptor(rgb: np.ndarray) -> np.ndarray:
     loop this ranked the right place first for every query of a second, offset lap, with a
     similarity margin >= 0.3 over places > 10 frames away (tests/test_slam_place_recognition.py).
     Not invariant to camera rotation (intended: it describes a view). A uniform image (covered
-    camera) gets a fixed descriptor. ValueError for a bad image or one smaller than the thumbnail.
+    camera) gets a fixed descriptor. Images narrower than GRAD_WIDTH are first enlarged by an integer
+    factor (nearest pixel), so small cameras and strided keyframe images work. ValueError for a bad image.
     """
     img = np.asarray(rgb)
+    _gray(img[:1, :1]) if img.ndim == 3 and img.size else _gray(img)  # type/shape check first
+    f = -(-GRAD_WIDTH // max(1, img.shape[1]))
+    if f > 1:
+        img = np.repeat(np.repeat(img, f, axis=0), f, axis=1)
     gray = _gray(img)
     x = img.astype(np.float64)
     thumb = np.stack([_bin_mean(x[..., c], THUMB_SIZE[1], THUMB_SIZE[0]) for c in range(3)])
