@@ -46,7 +46,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.py")),
-        ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
         ("share/" + PACKAGE + "/rviz", glob("rviz/*.rviz")),
     ],
     python_requires=">=3.10",
@@ -60,7 +60,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vggt-ros = vggt_ros.cli:main",
-            "vggt_node = vggt_ros.ros.node:main",
+            "vggt_node = vggt_ros.ros.main:main",
         ],
     },
 )

@@ -130,7 +130,7 @@ def test_service_callbacks_answer_false_instead_of_raising(bridged):
 def test_the_bridge_throttles_repeats_per_kind_and_counts_them(bridged):
     ros, clock = bridged
     log = logging.getLogger("vggt_ros.slam.pipeline")
-    for i in range(30):  # 30 refused frames in 3 s: one line, then one more after 5 s with the count
+    for _ in range(30):  # 30 refused frames in 3 s: one line, then one more after 5 s with the count
         log.warning("frame refused: %s", "non_monotonic_stamp")
         log.warning("frame refused: %s", "size_changed")
         clock.t += 0.1
