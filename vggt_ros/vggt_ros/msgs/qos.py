@@ -28,18 +28,17 @@ class QosSpec:
     reliability: str
     durability: str
     depth: int
-    burst: bool = False  # per-frame outputs of a window: the depth must cover one window
 
 
 QOS: dict[str, QosSpec] = {
     # REP 2003 / rclpy qos_profile_sensor_data: camera streams in
     "sensor_data": QosSpec(BEST_EFFORT, VOLATILE, 5),
-    # the node's outputs: depth and odometry come a window at a time
-    "reliable_volatile": QosSpec(RELIABLE, VOLATILE, 10, burst=True),
+    # the node's outputs (rclpy's default depth; per-frame ones get publisher_depth live)
+    "reliable_volatile": QosSpec(RELIABLE, VOLATILE, 10),
     # REP 2003 map-like topics (map, path): late joiners (RViz) get the last one
     "reliable_transient_local": QosSpec(RELIABLE, TRANSIENT_LOCAL, 1),
     # tf2_ros.TransformBroadcaster / StaticTransformBroadcaster
-    "tf": QosSpec(RELIABLE, VOLATILE, 100, burst=True),
+    "tf": QosSpec(RELIABLE, VOLATILE, 100),
     "tf_static": QosSpec(RELIABLE, TRANSIENT_LOCAL, 1),
 }
 
@@ -64,9 +63,11 @@ def publisher_depth(window_size: int, base: int = 10) -> int:
     return max(int(base), 2 * int(window_size))
 
 
-def live_qos(kind: str, window_size: int) -> QosSpec:
-    """The live publisher's QoS of `kind`: burst kinds get `publisher_depth(window_size)`."""
+def live_qos(kind: str, window_size: int, per_frame: bool = False) -> QosSpec:
+    """The live publisher's QoS of a topic of `kind`; per-frame topics (a window's burst) get
+    `publisher_depth(window_size)` (one message per window, e.g. point clouds, keep the table's depth:
+    a deep history of large clouds would only cost memory)."""
     spec = qos_spec(kind)
-    if spec.burst:
+    if per_frame:
         return replace(spec, depth=publisher_depth(window_size, spec.depth))
     return spec

@@ -22,10 +22,18 @@ from tf2_ros import Buffer, TransformException, TransformListener
 
 from vggt_ros.msgs.convert import transform_to_matrix
 from vggt_ros.msgs.family import RclpyFamily
-from vggt_ros.msgs.qos import GROUND_TRUTH_SUBSCRIPTION, RELIABLE, TRANSIENT_LOCAL, QosSpec, qos_spec
+from vggt_ros.msgs.qos import (
+    GROUND_TRUTH_SUBSCRIPTION,
+    RELIABLE,
+    TRANSIENT_LOCAL,
+    QosSpec,
+    live_qos,
+    qos_spec,
+)
 from vggt_ros.ros.ground_truth import GroundTruthCache
 from vggt_ros.runtime.live_input import LiveInput
 from vggt_ros.runtime.params import SPECS
+from vggt_ros.runtime.publishing import TopicSpec
 
 log = logging.getLogger("vggt_ros.node")
 
@@ -39,6 +47,11 @@ def qos_profile(spec: QosSpec) -> QoSProfile:
         durability=DurabilityPolicy.TRANSIENT_LOCAL if spec.durability == TRANSIENT_LOCAL
         else DurabilityPolicy.VOLATILE,
     )
+
+
+def topic_qos(topic: TopicSpec, window_size: int) -> QoSProfile:
+    """Live publisher QoS of an output topic (per-frame topics deep enough for a window's burst)."""
+    return qos_profile(live_qos(topic.qos, window_size, topic.per_frame))
 
 
 def descriptor_for(name: str) -> ParameterDescriptor:

@@ -35,7 +35,7 @@ from tf2_ros import TransformBroadcaster
 
 from vggt_ros.msgs.builders import MessageBuilder
 from vggt_ros.msgs.family import RclpyFamily
-from vggt_ros.msgs.qos import live_qos, qos_spec
+from vggt_ros.msgs.qos import qos_spec
 from vggt_ros.ros.adapters import (
     TfLookup,
     descriptor_for,
@@ -44,6 +44,7 @@ from vggt_ros.ros.adapters import (
     steady_timer,
     subscribe_ground_truth,
     subscribe_inputs,
+    topic_qos,
 )
 from vggt_ros.ros.ground_truth import GroundTruthCache
 from vggt_ros.ros.launch_config import NODE_NAME
@@ -129,8 +130,8 @@ class VggtNode(LifecycleNode):
         for name, spec in TOPICS.items():
             if not name.startswith("/"):  # '/tf' and '/diagnostics' have their own publishers
                 self._outputs[name] = self.create_lifecycle_publisher(
-                    message_class(spec.msgtype), name, qos_profile(live_qos(spec.qos, window)))
-        self._tf_broadcaster = TransformBroadcaster(self, qos=qos_profile(live_qos("tf", window)))
+                    message_class(spec.msgtype), name, topic_qos(spec, window))
+        self._tf_broadcaster = TransformBroadcaster(self, qos=topic_qos(TOPICS["/tf"], window))
         if params["publish_tf"] == "odom":
             self._tf_lookup = TfLookup(self)
         builder = MessageBuilder(RclpyFamily(), params["map_frame"])
