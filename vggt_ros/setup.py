@@ -1,7 +1,9 @@
 """vggt_ros: ament_python package that also installs with plain pip (no ROS needed).
 
 Python dependencies are declared here and only here, as ranges that Humble (Python 3.10,
-numpy 1.21) through Jazzy (Python 3.12, numpy 2.x) can satisfy.
+numpy 1.21) through Jazzy (Python 3.12) can satisfy. On Python 3.10 (Humble's) numpy stays
+below 2: ROS's binary Python packages there are built against numpy 1.x. Next to any ROS 2
+install use ros-constraints.txt as well (numpy 1.x, setuptools < 80 for colcon; README).
 """
 
 from glob import glob
@@ -11,7 +13,8 @@ from setuptools import find_packages, setup
 PACKAGE = "vggt_ros"
 
 INSTALL_REQUIRES = [
-    "numpy>=1.21,<3",
+    "numpy>=1.21,<2; python_version < '3.11'",
+    "numpy>=1.21,<3; python_version >= '3.11'",
     "scipy>=1.8",
     "torch>=2.3",
     "opencv-python-headless>=4.5",
@@ -48,9 +51,9 @@ setup(
     package_data={PACKAGE: ["py.typed", "msgs/definitions/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
-        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE, ["package.xml", "ros-constraints.txt"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.py")),
-        ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
         ("share/" + PACKAGE + "/rviz", glob("rviz/*.rviz")),
     ],
     python_requires=">=3.10",
@@ -64,7 +67,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vggt-ros = vggt_ros.cli:main",
-            "vggt_node = vggt_ros.ros.node:main",
+            "vggt_node = vggt_ros.ros.main:main",
         ],
     },
 )

@@ -4,8 +4,10 @@
     ros2 launch vggt_ros slam.launch.py use_sim_time:=true rviz:=true     # with `ros2 bag play --clock`
 
 Arguments (`ros2 launch vggt_ros slam.launch.py --show-args`):
-  image            input image topic; `<image>/compressed` is used when image_transport:=compressed
-  camera_info      input CameraInfo topic (optional at runtime: without it the network estimates K)
+  image            input image topic (sets the image_topic parameter; `<image>/compressed` becomes
+                   compressed_image_topic, used when image_transport:=compressed); '' = params file
+  camera_info      input CameraInfo topic (camera_info_topic; optional at runtime: without it the network
+                   estimates K); '' = params file
   image_transport  'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage); '' = params file
   params_file      node parameters (`/**: ros__parameters:`), default share/vggt_ros/config/vggt_ros.yaml
   namespace        namespace of the node and all its topics (default 'vggt': /vggt/depth, /vggt/map, ...)
@@ -56,6 +58,8 @@ def _launch_setup(context, *args, **kwargs):
         predictor=arg("predictor"),
         image_transport=arg("image_transport"),
         use_sim_time=use_sim_time,
+        image=image,
+        camera_info=arg("camera_info"),
     )
     node = LifecycleNode(
         package=PACKAGE,
@@ -64,14 +68,10 @@ def _launch_setup(context, *args, **kwargs):
         namespace=namespace,
         output="screen",
         emulate_tty=True,
-        # later entries override earlier ones: launch arguments beat the params file
+        # later entries override earlier ones: launch arguments beat the params file. The input topics
+        # are parameters (image_topic, compressed_image_topic, camera_info_topic) set from `image` and
+        # `camera_info`, the one knob: no remappings, so nothing silently defeats `image:=`
         parameters=[arg("params_file"), overrides],
-        # the node subscribes to relative names; image_transport's convention for the compressed topic
-        remappings=[
-            ("image", image),
-            ("image/compressed", image.rstrip("/") + "/compressed"),
-            ("camera_info", arg("camera_info")),
-        ],
         ros_arguments=["--log-level", arg("log_level")],
     )
     actions = [node]

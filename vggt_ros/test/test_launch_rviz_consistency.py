@@ -17,6 +17,7 @@ from vggt_ros.ros.launch_config import (
     NODE_EXECUTABLE,
     NODE_NAME,
     RVIZ_NAMESPACE,
+    node_parameter_overrides,
     resolve_name,
     rewrite_rviz_config,
     rviz_displays,
@@ -52,14 +53,9 @@ def launch_arguments() -> dict[str, object]:
     return out
 
 
-def launch_remap_sources() -> set[str]:
-    """The `from` side of every remapping tuple in the launch file."""
-    tree = ast.parse(LAUNCH.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg == "remappings":
-            assert isinstance(node.value, ast.List)
-            return {ast.literal_eval(elt.elts[0]) for elt in node.value.elts}
-    raise AssertionError("slam.launch.py passes no remappings")
+def launch_keywords() -> set[str]:
+    """Every keyword argument name used in the launch file."""
+    return {n.arg for n in ast.walk(ast.parse(LAUNCH.read_text())) if isinstance(n, ast.keyword) and n.arg}
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +114,14 @@ def test_rviz_fixed_frame_is_the_default_map_frame(rviz: dict) -> None:
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == SPECS["map_frame"].default
 
 
-def test_launch_remaps_the_node_inputs() -> None:
-    inputs = {SPECS["image_topic"].default, SPECS["compressed_image_topic"].default,
-              SPECS["camera_info_topic"].default}
-    assert inputs == {"image", "image/compressed", "camera_info"}
-    assert launch_remap_sources() == inputs
+def test_launch_sets_the_input_topic_parameters_and_remaps_nothing() -> None:
+    """One knob for the input topics: `image:=` sets the image_topic parameter; no remap can lose to it."""
+    assert "remappings" not in launch_keywords()
+    out = node_parameter_overrides(image="/front/image_raw", camera_info="/front/camera_info")
+    assert out["image_topic"] == "/front/image_raw"
+    assert out["compressed_image_topic"] == "/front/image_raw/compressed"
+    assert out["camera_info_topic"] == "/front/camera_info"
+    assert "image_topic" not in node_parameter_overrides()  # '' leaves the params file in charge
 
 
 @pytest.mark.parametrize("namespace", ["robot1/camera", "", "/cam"])
@@ -167,7 +166,7 @@ def test_setup_installs_launch_rviz_config_and_the_executable() -> None:
     setup = (PKG / "setup.py").read_text()
     for pattern in ('"launch/*.py"', '"rviz/*.rviz"', '"config/*.yaml"'):
         assert pattern in setup
-    assert re.search(rf"{NODE_EXECUTABLE}\s*=\s*vggt_ros\.ros\.node:main", setup)
+    assert re.search(rf"{NODE_EXECUTABLE}\s*=\s*vggt_ros\.ros\.main:main", setup)
     tree = ast.parse(LAUNCH.read_text())
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert "NODE_EXECUTABLE" in names and "NODE_NAME" in names

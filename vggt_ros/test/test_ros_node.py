@@ -19,7 +19,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("vggt_ros_msgs")
-pytest.importorskip("diagnostic_updater")
+pytest.importorskip("diagnostic_msgs")
 pytest.importorskip("tf2_ros")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -89,7 +89,8 @@ def sequence() -> Any:
 class Harness:
     """The node under test, a feeder and a listener on one multi-threaded executor in a thread."""
 
-    def __init__(self, seq: Any, spy: SpyPredictor, monkeypatch: pytest.MonkeyPatch, **params: Any) -> None:
+    def __init__(self, seq: Any, spy: SpyPredictor, monkeypatch: pytest.MonkeyPatch, sim_time: bool = False,
+                 **params: Any) -> None:
         self.seq, self.spy = seq, spy
         self.made = 0
 
@@ -104,7 +105,8 @@ class Harness:
                      "map_save_dir": str(params.pop("map_save_dir")), "window_anchors": 2,
                      "window_new_frames": 4, "queue_size": 8, **params}
         self.node = vnode.VggtNode(namespace=NS, parameter_overrides=[
-            Parameter(k, value=v) for k, v in overrides.items() if k in SPECS])
+            Parameter(k, value=v) for k, v in overrides.items() if k in SPECS]
+            + ([Parameter("use_sim_time", value=True)] if sim_time else []))
         self.feeder = Node("feeder")
         self.image_pub = self.feeder.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
         self.info_pub = self.feeder.create_publisher(CameraInfo, INFO_TOPIC, 10)
@@ -170,9 +172,9 @@ class Harness:
 def harness(ros: Any, sequence: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     made: list[Harness] = []
 
-    def build(delay_s: float = 0.0, **params: Any) -> Harness:
+    def build(delay_s: float = 0.0, sim_time: bool = False, **params: Any) -> Harness:
         spy = SpyPredictor(SimulatedPredictor(sequence.ground_truth, seed=0), delay_s)
-        h = Harness(sequence, spy, monkeypatch, map_save_dir=tmp_path / "maps", **params)
+        h = Harness(sequence, spy, monkeypatch, sim_time, map_save_dir=tmp_path / "maps", **params)
         made.append(h)
         return h
 
@@ -261,7 +263,7 @@ def test_bad_input_is_a_counted_drop_and_the_node_keeps_running(harness: Any) ->
     d = node._core.diagnostics()
     assert 1 <= d.drops.get("unsupported_encoding", 0) <= 3, d.drops  # sensor QoS may lose a few
     assert d.worker_alive and d.queue_depth <= d.queue_size
-    assert node._camera_info_rejected.get("zero_K", 0) >= 1 or node._camera_info is None
+    assert node._input.camera_info_rejected.get("zero_K", 0) >= 1 or node._input.camera_info is None
     before = len(h.got["odometry"])
     h.feed(range(16, 40))
     assert h.wait_for(lambda: len(h.got["odometry"]) > before, 30.0), "no poses after the bad input"
@@ -284,3 +286,109 @@ def test_deactivate_and_activate_while_a_window_is_in_flight(harness: Any) -> No
     h.feed(range(12, 40))
     assert h.wait_for(lambda: h.spy.windows > windows, 30.0)
     assert node._core.worker_alive
+
+
+def _active(h: Harness) -> Any:
+    node = h.node
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_connected()
+    return node
+
+
+def test_save_map_100_calls_alternating_good_and_bad_names_keep_the_node_alive(harness: Any) -> None:
+    """Issue 10.1: the node logged both outcomes from one call site; rclpy raised on the second call."""
+    h = harness()
+    _active(h)
+    h.feed(range(0, 12))
+    assert h.wait_for(lambda: len(h.got["odometry"]) >= 6)
+    client = h.listener.create_client(SaveMap, f"/{NS}/save_map")
+    assert client.wait_for_service(timeout_sec=5.0)
+    results = []
+    for i in range(100):
+        future = client.call_async(SaveMap.Request(name="run1" if i % 2 == 0 else "../x"))
+        assert h.wait_for(future.done, 10.0), f"call {i} got no answer: the node died"
+        results.append(future.result().success)
+    assert results == [True, False] * 50
+    assert h.thread.is_alive()
+
+
+def test_interrupt_during_a_long_window_stops_within_the_timeout(harness: Any) -> None:
+    """Issue 10.2 (what Ctrl-C does): one bounded wait, queued frames dropped, nothing published after."""
+    h = harness(delay_s=3.0, shutdown_timeout=1.0, queue_size=32)
+    node = _active(h)
+    h.feed(range(0, 6))  # the first window (2 + 4 frames) starts and takes 3 s
+    assert h.spy.in_predict.wait(20.0)
+    h.feed(range(6, 12))  # queued behind it
+    core = node._core
+    published = len(h.got["odometry"])
+    t0 = time.monotonic()
+    node.interrupt()
+    ended = node.shutdown_runtime()
+    assert time.monotonic() - t0 < 1.0 + 0.5  # shutdown_timeout plus scheduling slack
+    assert ended is False  # the double cannot be cancelled (no torch): abandoned, not waited for
+    assert core.diagnostics().drops.get("shutdown", 0) >= 1  # the queued frames, never started
+    time.sleep(3.5)  # the abandoned window ends: it must start nothing and publish nothing
+    assert h.spy.windows == 1 and len(h.got["odometry"]) == published
+
+
+def test_images_of_1920x1080_and_3840x2160_reach_the_node(harness: Any) -> None:
+    """Issue 10.4: with the shipped Cyclone config and rmem_max raised (README), large images arrive."""
+    from vggt_ros.runtime.netcheck import socket_buffer_advice
+
+    advice = socket_buffer_advice()
+    if advice is not None:
+        pytest.skip(f"kernel not tuned for large images: {advice}")
+    h = harness(use_camera_info=False)
+    node = _active(h)
+    rng = np.random.default_rng(0)
+    t = h.seq[0].stamp_ns
+    for k, (height, width) in enumerate([(1080, 1920)] * 3 + [(2160, 3840)] * 3):
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        h.image_pub.publish(h.builder.rgb_image(t + k, "test_cam_optical", rgb))
+        time.sleep(0.3)
+    core = node._core
+    assert h.wait_for(lambda: core.diagnostics().drops.get("size_changed", 0) >= 1, 20.0), \
+        core.diagnostics().drops  # a 4K image arrived (refused only for changing the stream's size)
+    d = core.diagnostics()
+    assert d.frames_received - d.frames_dropped >= 1  # and a 1080p one was accepted
+
+
+def test_per_frame_outputs_are_not_lost_by_a_window_deep_subscriber(harness: Any) -> None:
+    """Issue 10.5: a window's poses come at once; publisher depth covers it, a depth-6 reader gets all."""
+    h = harness()
+    node = _active(h)
+    window = 2 + 4
+    assert node._outputs["odometry"].qos_profile.depth >= 2 * window
+    got: list[Any] = []
+    h.listener.create_subscription(Odometry, f"/{NS}/odometry", got.append,
+                                   QoSProfile(depth=window, reliability=ReliabilityPolicy.RELIABLE))
+    time.sleep(1.0)
+    h.feed(range(0, 30))
+    assert h.wait_for(lambda: node._core.diagnostics().frames_processed >= 26)
+    time.sleep(1.0)
+    assert len(got) == node._core.diagnostics().frames_processed
+
+
+def test_a_looped_source_keeps_producing_poses(harness: Any) -> None:
+    """Issue 10.9: `ros2 bag play --loop`: the stamps jump back; the map restarts, poses keep coming."""
+    h = harness(clock_jump_back_threshold=0.5)
+    node = _active(h)
+    h.feed(range(0, 24))
+    assert h.wait_for(lambda: node._core.diagnostics().frames_processed >= 18)
+    before = len(h.got["odometry"])
+    h.feed(range(0, 24))  # the same stamps again, 0.8 s back
+    assert h.wait_for(lambda: len(h.got["odometry"]) >= before + 6, 30.0)
+    d = node._core.diagnostics()
+    assert d.clock_jump_back == 1 and d.drops.get("non_monotonic_stamp", 0) == 0
+
+
+def test_diagnostics_on_wall_time_while_sim_time_has_no_clock(harness: Any) -> None:
+    """Issue 10.10: use_sim_time and no /clock yet: /diagnostics still comes, stamped with ROS time 0."""
+    h = harness(sim_time=True)
+    assert h.node.get_clock().now().nanoseconds == 0
+    ours = lambda: [m for m in h.got["/diagnostics"] if any("vggt_ros" in s.name for s in m.status)]  # noqa
+    assert h.wait_for(lambda: len(ours()) >= 2, 10.0), "no /diagnostics without /clock"
+    assert all(m.header.stamp.sec == 0 and m.header.stamp.nanosec == 0 for m in ours())
+    states = {kv.value for m in ours() for s in m.status for kv in s.values if kv.key == "lifecycle_state"}
+    assert states == {"unconfigured"}

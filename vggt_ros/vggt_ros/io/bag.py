@@ -28,6 +28,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
+from vggt_ros.msgs.qos import QOS, RELIABLE, TRANSIENT_LOCAL, QosSpec
 from vggt_ros.msgs.typestore import get_typestore
 
 _ZERO = QosTime(0, 0)  # rmw: 0 = default (infinite deadline / lifespan / lease)
@@ -50,26 +51,22 @@ def qos_profile(
     )
 
 
-# REP 2003 / rclpy's qos_profile_sensor_data: best effort, volatile, depth 5 (camera streams).
-QOS_SENSOR_DATA = qos_profile(QosReliability.BEST_EFFORT, QosDurability.VOLATILE, 5)
-# rclpy default: reliable, volatile, depth 10 (per-window outputs).
-QOS_RELIABLE = qos_profile(QosReliability.RELIABLE, QosDurability.VOLATILE, 10)
-# REP 2003 map-like topics (map, path): reliable + transient local, depth 1 (late joiners get it).
-QOS_LATCHED = qos_profile(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, 1)
-# tf2_ros.TransformBroadcaster: reliable, volatile, depth 100.
-QOS_TF = qos_profile(QosReliability.RELIABLE, QosDurability.VOLATILE, 100)
-# tf2_ros.StaticTransformBroadcaster: reliable, transient local, depth 1.
-QOS_TF_STATIC = qos_profile(QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, 1)
+def rosbag_qos(spec: QosSpec) -> Qos:
+    """The rosbag2 form of an entry of the project's one QoS table (msgs.qos)."""
+    return qos_profile(
+        QosReliability.RELIABLE if spec.reliability == RELIABLE else QosReliability.BEST_EFFORT,
+        QosDurability.TRANSIENT_LOCAL if spec.durability == TRANSIENT_LOCAL else QosDurability.VOLATILE,
+        spec.depth,
+    )
 
 
-# by name, as runtime.publishing.TopicSpec.qos spells them
-QOS_PROFILES: dict[str, Qos] = {
-    "sensor_data": QOS_SENSOR_DATA,
-    "reliable_volatile": QOS_RELIABLE,
-    "reliable_transient_local": QOS_LATCHED,
-    "tf": QOS_TF,
-    "tf_static": QOS_TF_STATIC,
-}
+# by name, as runtime.publishing.TopicSpec.qos spells them: msgs.qos.QOS, the table the node uses too
+QOS_PROFILES: dict[str, Qos] = {kind: rosbag_qos(spec) for kind, spec in QOS.items()}
+QOS_SENSOR_DATA = QOS_PROFILES["sensor_data"]  # camera streams: best effort, volatile, 5
+QOS_RELIABLE = QOS_PROFILES["reliable_volatile"]  # reliable, volatile, 10
+QOS_LATCHED = QOS_PROFILES["reliable_transient_local"]  # map, path: reliable, transient local, 1
+QOS_TF = QOS_PROFILES["tf"]  # tf2_ros.TransformBroadcaster: reliable, volatile, 100
+QOS_TF_STATIC = QOS_PROFILES["tf_static"]  # reliable, transient local, 1
 
 
 def default_qos(topic: str) -> Qos:

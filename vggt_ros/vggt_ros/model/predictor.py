@@ -37,7 +37,7 @@ import torch
 
 from ..geometry.pose_encoding import pose_encoding_to_extri_intri
 from ..types import Frame, WindowPrediction
-from .preprocess import PreprocessMap, preprocess_frames
+from .preprocess import PATCH, PreprocessMap, network_hw, preprocess_frames
 from .vggt import VGGT, VGGTConfig, autocast_dtype
 from .weights import LoadReport, ModelSource, load_weights
 
@@ -134,6 +134,21 @@ class TokenCache:
         return len(self._data)
 
 
+def track_min_side(model: Any) -> int:
+    """Smallest network height/width (px, multiple of 14) the model's track head accepts; 0 without one.
+
+    The tracker correlates at `corr_levels` scales of a feature map at 1/stride of the input, each
+    level avg-pooled by 2 (model/tracker.py CorrBlock): the coarsest level needs a feature side of
+    at least 2**(corr_levels - 1), i.e. stride * 2**(corr_levels - 1) input pixels (128 for VGGT-1B:
+    stride 2, 7 levels -> 140 px after rounding up to the 14-px patch grid).
+    """
+    tracker = getattr(getattr(model, "track_head", None), "tracker", None)
+    if tracker is None:
+        return 0
+    px = int(tracker.stride) * 2 ** (int(tracker.corr_levels) - 1)
+    return -(-px // PATCH) * PATCH
+
+
 def extrinsics_to_T(extrinsics: np.ndarray) -> np.ndarray:
     """(S, 3, 4) [R | t] camera-from-world -> (S, 4, 4) float64."""
     e = np.asarray(extrinsics, dtype=np.float64)
@@ -164,6 +179,7 @@ class VGGTPredictor:
         self._model: VGGT | None = None
         self._owned_model: VGGT | None = None  # from_model(): kept across unload()
         self._lock = threading.RLock()
+        self._sizes_seen: set[tuple[int, int]] = set()  # camera sizes already checked (one message each)
 
     @classmethod
     def from_model(cls, model: VGGT, config: PredictorConfig | None = None) -> VGGTPredictor:
@@ -239,7 +255,9 @@ class VGGTPredictor:
         if any(not 0 <= i < s for i in depth_idx):
             raise ValueError(f"depth_for {list(depth_for)} out of range for {s} frames")
 
-        images, maps = preprocess_frames([f.rgb for f in frames], self.config.mode, self.config.image_size)
+        min_hw = self.check_size(model, frames[0].rgb.shape[:2])
+        images, maps = preprocess_frames([f.rgb for f in frames], self.config.mode, self.config.image_size,
+                                         min_hw)
         keys = [TokenCache.key(f, m) for f, m in zip(frames, maps)]
         cached = [self.cache.get(k) for k in keys]
         n_cached = sum(c is not None for c in cached)
@@ -283,6 +301,22 @@ class VGGTPredictor:
             cached_frames=float(n_cached),
         )
         return pred
+
+    def check_size(self, model: Any, size_hw: tuple[int, int]) -> tuple[int, int]:
+        """The smallest network input (Hn, Wn) for this model; says once per camera size when an image
+        of `size_hw` is padded up to it (the first frame of a new size)."""
+        side = track_min_side(model)
+        h, w = int(size_hw[0]), int(size_hw[1])
+        if (h, w) not in self._sizes_seen:
+            self._sizes_seen.add((h, w))
+            plain = network_hw(h, w, self.config.mode, self.config.image_size)
+            padded = network_hw(h, w, self.config.mode, self.config.image_size, (side, side))
+            if padded != plain:
+                LOG.warning("camera %dx%d -> network %dx%d is below the track head's minimum side of %d px; "
+                            "padding to %dx%d (white, as the reference's 'pad' preprocessing; outputs are "
+                            "mapped back to camera pixels)", w, h, plain[1], plain[0], side, padded[1],
+                            padded[0])
+        return side, side
 
     def _postprocess(
         self,

@@ -6,7 +6,10 @@ Reproduces the reference's `load_and_preprocess_images(paths, mode)` on in-memor
   antialiases when shrinking), centre-crop the height to 518 when larger;
 - ``pad``: the longer side -> 518, the other rounded to a multiple of 14, white (1.0) padding
   to 518 x 518 (top/left get floor(pad / 2)).
-Frames of different sizes are white-padded to the largest (as the reference does).
+Frames of different sizes are white-padded to the largest (as the reference does), and a network
+input below `min_hw` (the track head's smallest size, see model.predictor.track_min_side: a 400x100
+camera gives 518x126 in crop mode, too small for the 7-level correlation pyramid) is white-padded
+up to it the same way; `PreprocessMap` maps tracks, depth and K back through the padding.
 
 Pixel convention: index coordinates, the centre of pixel i is at i (VGGT's unprojection grid
 u = 0..W-1). PIL's resize maps pixel AREAS ([0, W0] -> [0, Wr]), so a camera pixel u0 lands at
@@ -153,13 +156,23 @@ def resized_size(h: int, w: int, mode: Mode, size: int = TARGET_SIZE) -> tuple[i
     return size, round(w * (size / h) / PATCH) * PATCH
 
 
+def network_hw(h: int, w: int, mode: Mode = "crop", size: int = TARGET_SIZE,
+               min_hw: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """(Hn, Wn) the network sees for one camera image (h, w): resized, cropped, padded to `min_hw`."""
+    hr, wr = resized_size(h, w, mode, size)
+    hn, wn = (size, size) if mode == "pad" else (min(hr, size), wr)
+    return max(hn, int(min_hw[0])), max(wn, int(min_hw[1]))
+
+
 def preprocess_frames(
-    frames_rgb: Sequence[np.ndarray], mode: Mode = "crop", size: int = TARGET_SIZE
+    frames_rgb: Sequence[np.ndarray], mode: Mode = "crop", size: int = TARGET_SIZE,
+    min_hw: tuple[int, int] = (0, 0),
 ) -> tuple[torch.Tensor, list[PreprocessMap]]:
     """RGB(A) uint8 frames of any size -> (images [S, 3, Hn, Wn] float32 in [0, 1], maps per frame).
 
     size: the reference's 518 px (VGGT's training resolution); other multiples of 14 only for
-    tests and speed trials.
+    tests and speed trials. min_hw: smallest (Hn, Wn), multiples of 14; smaller inputs are
+    white-padded (centred) up to it.
     """
     if mode not in ("crop", "pad"):
         raise PreprocessError(f"mode must be 'crop' or 'pad', got {mode!r}")
@@ -189,8 +202,10 @@ def preprocess_frames(
             ox, oy = left, top
         tensors.append(t)
         geo.append(((h0, w0), (hr, wr), ox, oy))
-    hn = max(t.shape[1] for t in tensors)
-    wn = max(t.shape[2] for t in tensors)
+    if min_hw[0] % PATCH or min_hw[1] % PATCH:
+        raise PreprocessError(f"min_hw must be multiples of {PATCH}, got {min_hw}")
+    hn = max(max(t.shape[1] for t in tensors), int(min_hw[0]))
+    wn = max(max(t.shape[2] for t in tensors), int(min_hw[1]))
     out = torch.ones(len(tensors), 3, hn, wn, dtype=torch.float32)
     maps = []
     for i, (t, (orig, res, ox, oy)) in enumerate(zip(tensors, geo)):

@@ -9,6 +9,7 @@ depth's CameraInfo, depth 32FC1 metres. Works with any message family (rclpy or 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +25,8 @@ from vggt_ros.io.sample import (
     ground_truth_part,
 )
 from vggt_ros.sim.sequence import GroundTruth
+
+log = logging.getLogger("vggt_ros.ground_truth")
 
 
 class GroundTruthCache:
@@ -56,6 +59,15 @@ class GroundTruthCache:
             while len(self._parts) > self.capacity:
                 self._parts.popitem(last=False)
             self._cond.notify_all()
+
+    def feed(self, topic: str, msg: Any) -> bool:
+        """`add` for a subscription callback: never raises; an unusable message is logged, False."""
+        try:
+            self.add(topic, msg)
+        except Exception as exc:
+            log.warning("ground truth on %s unusable: %s: %s", topic, type(exc).__name__, exc)
+            return False
+        return True
 
     def _complete(self, stamp: int) -> GroundTruth | None:
         e = self._parts.get(stamp)

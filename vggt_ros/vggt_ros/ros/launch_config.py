@@ -42,12 +42,30 @@ def model_parameters(model: str) -> dict[str, str]:
     return {"model_id": m, "weights_path": ""}
 
 
+def input_topic_parameters(image: str = "", camera_info: str = "") -> dict[str, str]:
+    """Launch arguments `image` / `camera_info` -> the node's input-topic parameters.
+
+    The parameters are the ONE knob for the input topics (the launch passes no remappings, so nothing
+    can silently win over `image:=`): `image` sets image_topic and compressed_image_topic
+    (`<image>/compressed`, image_transport's convention); '' leaves the params file's value.
+    """
+    out: dict[str, str] = {}
+    if image.strip():
+        out["image_topic"] = image.strip()
+        out["compressed_image_topic"] = image.strip().rstrip("/") + "/compressed"
+    if camera_info.strip():
+        out["camera_info_topic"] = camera_info.strip()
+    return out
+
+
 def node_parameter_overrides(*, model: str = "", predictor: str = "", image_transport: str = "",
-                             use_sim_time: bool = False) -> dict[str, Any]:
+                             use_sim_time: bool = False, image: str = "",
+                             camera_info: str = "") -> dict[str, Any]:
     """The parameters slam.launch.py passes after the params file; values validated by the table."""
     out: dict[str, Any] = {"use_sim_time": bool(use_sim_time)}
     for name, value in (*model_parameters(model).items(), ("predictor", predictor.strip()),
-                        ("image_transport", image_transport.strip())):
+                        ("image_transport", image_transport.strip()),
+                        *input_topic_parameters(image, camera_info).items()):
         if value or name == "weights_path":
             out[name] = SPECS[name].validate(value)
     return out

@@ -7,5 +7,8 @@
 - sinks:      MessageSink (Publication -> ROS message via vggt_ros.msgs builders -> writer callback)
 - factory:    pipeline/predictor construction from Params (SIMULATED_NOTE, PredictorUnavailable)
 - replay:     `vggt-ros replay` (a rosbag through NodeCore in sync mode)
+- the live node's parts: live_input (image/camera_info callbacks), services (save_map/reset that never
+  raise), logbridge + throttle (Python logging -> ROS logger, throttled), cancel (abort a window in
+  flight), node_status (/diagnostics content), netcheck (kernel socket buffer advice)
 Nothing here imports rclpy.
 """

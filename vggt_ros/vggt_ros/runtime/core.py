@@ -8,15 +8,27 @@ Modes:
 - "sync": deterministic replay. `submit` processes the frame in the caller's thread; nothing is dropped
   for load; periodic outputs (map, diagnostics) are timed by the data's stamps, so a replay gives the
   same output bag however fast the machine is. `finish()` flushes the pipeline's partial window.
-- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time. `stop()`
-  closes the queue, lets the worker finish the window in flight and joins it within shutdown_timeout.
+- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time.
+
+Stopping (live): `stop()` = `request_stop()` (non-blocking: refuse input, drop every queued frame as
+'shutdown' without starting it) + ONE bounded wait for the window in flight: it may finish and publish
+until shutdown_timeout minus a grace period, then `cancel` is set (a `runtime.cancel.CancellablePredictor`
+aborts the network at its next layer; its frames are 'shutdown' drops), and a worker still inside a
+window at shutdown_timeout is abandoned: nothing it computes is ever published. Calling stop() again
+never waits again past the first deadline. `close_output()` (rclpy context shut down by Ctrl-C)
+suppresses every later publication (counted in `publications_suppressed`).
+
+Restarts of the source: a frame stamped more than clock_jump_back_threshold seconds before the newest
+one (a looped bag, a replayed clock) restarts the map like the reset service, logged once per jump and
+counted as `clock_jump_back`; a smaller step back is still refused as non_monotonic_stamp.
 
 Thread-safety: every Pipeline call (push, flush, reset, save) holds `_pipeline_lock`, so services
 (reset, save_map) may be called from any thread; they wait for the window in flight.
 
 What the rclpy node calls: `NodeCore(params, pipeline, sink, mode="live", clock_ns=..., tf_lookup=...)`,
 `start()` on activate, `submit(frame)` per image, `count_drop(reason)` for undecodable input,
-`reset()`, `save_map(name)`, `diagnostics()`, `stop()` on deactivate/shutdown.
+`reset()`, `save_map(name)`, `diagnostics()`, `stop()` on deactivate/shutdown (`request_stop` +
+`close_output` from the context's shutdown).
 """
 
 from __future__ import annotations
@@ -28,9 +40,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from vggt_ros.io.map_store import save_map as save_map_dir
 from vggt_ros.slam.updates import (
@@ -46,6 +60,7 @@ from vggt_ros.slam.updates import (
 )
 from vggt_ros.types import Frame
 
+from .cancel import CANCELLED_MARK
 from .params import Params
 from .publishing import (
     KeyframeOut,
@@ -61,10 +76,13 @@ from .publishing import (
 )
 from .queue import DropQueue, QueueClosed
 from .stats import Diagnostics, RateMeter, Samples, counter_dict
+from .throttle import THROTTLE_S, Throttle
 
 log = logging.getLogger("vggt_ros.runtime")
 
 MODES = ("sync", "live")
+SHUTDOWN = "shutdown"  # drop reason: queued at stop(), or inside a window that stop() cancelled/abandoned
+CLOCK_JUMP_BACK = "clock_jump_back"  # drop reason of frames pending in the pipeline at a source restart
 
 
 class PipelineLike(Protocol):
@@ -125,6 +143,8 @@ class NodeCore:
         clock_ns: Callable[[], int] | None = None,
         tf_lookup: TfLookup | None = None,
         map_saver: MapSaver | None = None,
+        cancel: threading.Event | None = None,
+        wall_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -141,10 +161,20 @@ class NodeCore:
         self._pipeline_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the current worker's; each start() makes a new one
+        self.cancel = cancel if cancel is not None else threading.Event()  # set: abort the window in flight
+        self._wall = wall_clock
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._output_closed = False
+        self._abandoned: set[int] = set()  # idents of workers stop() left inside a window
         self._drops: Counter[str] = Counter()
         self._rejections: Counter[str] = Counter()
         self._warned: set[str] = set()
+        self._drop_log = Throttle(THROTTLE_S, wall_clock)  # one line per drop reason per THROTTLE_S
+        self._newest_stamp: int | None = None  # newest stamp pushed: the source's clock
+        self.clock_jump_back = 0
+        self.publications_suppressed = 0
         self.frames_received = 0
         self.frames_processed = 0
         self.windows_accepted = 0
@@ -188,7 +218,7 @@ class NodeCore:
         try:
             dropped = self.queue.put((frame, now))
         except QueueClosed:
-            self._forget_and_drop([frame], "stopped")
+            self._forget_and_drop([frame], SHUTDOWN)
             return False
         if dropped is not None:
             self._forget_and_drop([dropped[0]], "queue_full")
@@ -202,13 +232,15 @@ class NodeCore:
             self._drop(reason, detail)
 
     def _drop(self, reason: str, detail: str = "") -> None:
+        """Count one dropped frame; warn at most once per reason per THROTTLE_S, with the counts."""
         self._drops[reason] += 1
-        if reason not in self._warned:
-            self._warned.add(reason)
-            log.warning("dropping frame (%s)%s; further drops of this kind are counted in diagnostics",
-                        reason, f": {detail}" if detail else "")
-        else:
+        held = self._drop_log.admit(reason)
+        if held is None:
             log.debug("dropping frame (%s) %s", reason, detail)
+            return
+        log.warning("dropping frame (%s)%s; %d dropped for this reason so far%s", reason,
+                    f": {detail}" if detail else "", self._drops[reason],
+                    f" ({held} since the last line)" if held else "")
 
     def _forget_and_drop(self, frames: Sequence[Frame], reason: str) -> None:
         with self._state_lock:
@@ -219,6 +251,7 @@ class NodeCore:
     # ------------------------------------------------------------------ processing
     def _process(self, frame: Frame) -> None:
         with self._pipeline_lock:  # reset/save_map wait for the window in flight and its publications
+            self._check_restart(frame)
             try:
                 updates = self.pipeline.push(frame)
             except Exception as exc:  # a broken window must not kill the node; counted and logged
@@ -226,10 +259,71 @@ class NodeCore:
                 log.exception("pipeline failed on frame %d: %s", frame.stamp_ns, exc)
                 self._forget_and_drop([frame], "pipeline_error")
                 return
+            if self._discarding():  # abandoned by stop(), or the transport is gone: publish nothing
+                self._handle(self._as_shutdown(updates, discard=True))
+                return
+            cancelled = self.cancel.is_set()
+            if cancelled:
+                updates = self._as_shutdown(updates, discard=False)
             self._data_t = max(self._data_t, frame.stamp_ns * 1e-9)
             self._last_stamp = max(self._last_stamp or 0, int(frame.stamp_ns))
             self._handle(updates)
-            self._tick()
+            if not cancelled:  # stopping: no periodic outputs after a cancelled window
+                self._tick()
+
+    def _check_restart(self, frame: Frame) -> None:
+        """A stamp far behind the newest one is a restarted source: restart the map (pipeline lock held)."""
+        stamp = getattr(frame, "stamp_ns", None)
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, np.integer)):
+            return  # the pipeline's door refuses it as bad_stamp
+        stamp = int(stamp)
+        newest = self._newest_stamp
+        threshold_ns = float(self.params["clock_jump_back_threshold"]) * 1e9
+        if newest is not None and threshold_ns > 0 and stamp < newest - threshold_ns:
+            log.warning("stamps jumped back %.3f s (%d -> %d): the source restarted (a looped bag?); "
+                        "starting a new map (counted as %s)", (newest - stamp) * 1e-9, newest, stamp,
+                        CLOCK_JUMP_BACK)
+            self._restart(CLOCK_JUMP_BACK)
+            with self._state_lock:
+                self.clock_jump_back += 1
+            newest = None
+        self._newest_stamp = stamp if newest is None else max(newest, stamp)
+
+    def _restart(self, reason: str) -> None:
+        """Forget map, trajectory and periodic timers; pending frames are drops under `reason`.
+        The caller holds _pipeline_lock."""
+        refused = [replace(u, reason=reason) if isinstance(u, FrameRefused) and u.reason == "reset" else u
+                   for u in self.pipeline.reset()]
+        self._handle(refused)
+        with self._state_lock:
+            self._path.clear()
+            self._pending_map = None
+            self._last_map_t = None
+            self._last_diag_t = None
+            self._data_t = 0.0
+            self._last_stamp = None
+            self._newest_stamp = None
+            self.map_points = 0
+
+    def _discarding(self) -> bool:
+        """True when nothing may be published from this thread (closed output or an abandoned worker)."""
+        return self._output_closed or threading.get_ident() in self._abandoned
+
+    @staticmethod
+    def _as_shutdown(updates: Sequence[Update], discard: bool) -> list[Update]:
+        """Updates of a window cancelled (or, discard=True, abandoned) by stop(): its frames become
+        'shutdown' drops, the cancelled window is no rejection, and (discard) nothing else remains."""
+        out: list[Update] = []
+        for u in updates:
+            if isinstance(u, FrameRefused) and (discard or CANCELLED_MARK in u.reason):
+                out.append(replace(u, reason=SHUTDOWN))
+            elif isinstance(u, FramePose) and discard:
+                out.append(FrameRefused(u.stamp_ns, SHUTDOWN))
+            elif isinstance(u, WindowStats) and not u.accepted and CANCELLED_MARK in u.reason:
+                continue
+            elif not discard:
+                out.append(u)
+        return out
 
     def _publish_safely(self, fn: Callable[[], None]) -> None:
         """Run a publication step; live mode logs and counts a failing sink, sync mode (replay) raises."""
@@ -356,6 +450,10 @@ class NodeCore:
 
     def _emit(self, pubs: Sequence[Publication]) -> None:
         """Hand each publication to the sink; in live mode one failing publisher does not stop the others."""
+        if pubs and self._discarding():
+            with self._state_lock:
+                self.publications_suppressed += len(pubs)
+            return
         for pub in pubs:
             self._publish_safely(lambda pub=pub: self.sink.publish(pub))  # type: ignore[misc]
         if pubs:
@@ -363,48 +461,90 @@ class NodeCore:
 
     # ------------------------------------------------------------------ live worker
     def start(self) -> None:
-        """Start the worker thread (live mode)."""
+        """Start a worker thread (live mode); after stop() the pipeline resumes where it was."""
         if self.mode != "live":
             raise RuntimeError("start() is for live mode; sync mode processes in submit()")
-        if self._worker is not None and self._worker.is_alive():
-            return
-        self._stop.clear()
-        self.queue.reopen()
-        self._worker = threading.Thread(target=self._run, name="vggt_ros-worker", daemon=True)
-        self._worker.start()
+        with self._state_lock:
+            old = self._worker
+            if old is not None and old.is_alive():
+                if not self._stopping:
+                    return
+                if old.ident is not None:
+                    self._abandoned.add(old.ident)  # a stopped worker still in its window: never publishes
+            self._stopping = False
+            self._output_closed = False
+            self.cancel.clear()
+            self._stop = stop = threading.Event()
+            self.queue.reopen()
+            self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
+                                            daemon=True)
+            self._worker.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             item = self.queue.get(timeout=0.05)
-            if item is not None:
-                frame, _ = item
-                if self._stop.is_set():
-                    self._forget_and_drop([frame], "stopped")
-                    break
-                self._process(frame)
-            else:
-                self._tick()
+            if item is None:
+                if not stop.is_set():
+                    self._tick()
+                continue
+            frame, _ = item
+            if stop.is_set():  # taken while stop() drained the queue: never started
+                self._forget_and_drop([frame], SHUTDOWN)
+                break
+            self._process(frame)
 
-    def stop(self, timeout: float | None = None) -> bool:
-        """Stop accepting frames, let the worker finish its window, join it (bounded). True if joined.
-
-        Frames still waiting are dropped with reason 'stopped'. The pipeline keeps its state: start()
-        again resumes (lifecycle deactivate/activate).
-        """
-        self.queue.close()
-        self._stop.set()
-        joined = True
-        if self._worker is not None:
-            self._worker.join(self.params["shutdown_timeout"] if timeout is None else timeout)
-            joined = not self._worker.is_alive()
-            if joined:
-                self._worker = None
-            else:
-                log.error("worker did not stop within the timeout; it exits after its current window")
+    def request_stop(self, cancel_window: bool = False, timeout: float | None = None) -> None:
+        """Non-blocking first half of stop(): refuse input, drop the queued frames as 'shutdown' (never
+        started), and (cancel_window) cancel the window in flight now. The first call fixes the deadline
+        (now + `timeout` or shutdown_timeout) that every later stop() keeps."""
+        with self._state_lock:
+            if not self._stopping:
+                self._stopping = True
+                budget = float(self.params["shutdown_timeout"] if timeout is None else timeout)
+                self._stop_deadline = self._wall() + budget
+            self.queue.close()
+            self._stop.set()
+            if cancel_window:
+                self.cancel.set()
         left = [f for f, _ in self.queue.drain()]
         if left:
-            self._forget_and_drop(left, "stopped")
-        return joined
+            self._forget_and_drop(left, SHUTDOWN)
+
+    def close_output(self) -> None:
+        """Publish nothing from now on (the transport is gone); until the next start()."""
+        self._output_closed = True
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop within shutdown_timeout (or `timeout`); True when the worker has ended.
+
+        The window in flight may finish (and publish) until the deadline minus a grace period of
+        min(1 s, a quarter of the budget); then it is cancelled; a worker still inside it at the
+        deadline is abandoned (its results are never published) and False is returned. The pipeline
+        keeps its state: start() again resumes (lifecycle deactivate/activate).
+        """
+        self.request_stop(timeout=timeout)
+        worker = self._worker
+        if worker is None or not worker.is_alive():
+            self._worker = None
+            return True
+        budget = float(self.params["shutdown_timeout"] if timeout is None else timeout)
+        grace = min(1.0, budget / 4)
+        worker.join(max(0.0, self._stop_deadline - grace - self._wall()))
+        if worker.is_alive():
+            self.cancel.set()
+            worker.join(max(0.0, self._stop_deadline - self._wall()))
+        if not worker.is_alive():
+            if self._worker is worker:
+                self._worker = None
+            return True
+        with self._state_lock:
+            first = worker.ident not in self._abandoned
+            if worker.ident is not None:
+                self._abandoned.add(worker.ident)
+        if first:
+            log.error("the window in flight did not end within shutdown_timeout (%.1f s); it is abandoned "
+                      "and nothing it computes will be published", budget)
+        return False
 
     @property
     def frames_dropped(self) -> int:
@@ -422,13 +562,9 @@ class NodeCore:
             self._forget_and_drop(left, "reset")
         with self._pipeline_lock:
             # frames still buffered in the pipeline come back as FrameRefused('reset'): counted drops
-            self._handle(self.pipeline.reset())
+            self._restart("reset")
             with self._state_lock:
-                self._path.clear()
-                self._pending_map = None
-                self._last_map_t = None
                 self._received_at.clear()
-                self.map_points = 0
                 self.resets += 1
         log.info("map and trajectory reset")
 
@@ -487,4 +623,6 @@ class NodeCore:
                 worker_alive=self.worker_alive,
                 worker_errors=self.worker_errors,
                 tf_failures=self.tf_failures,
+                clock_jump_back=self.clock_jump_back,
+                publications_suppressed=self.publications_suppressed,
             )

@@ -217,8 +217,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("map_save_dir", str, "~/.ros/vggt_ros/maps",
        "Directory save_map writes into; a requested name cannot leave it.", read_only=True,
        allow_empty=False),
-    _p("shutdown_timeout", float, 5.0, "Seconds stop() waits for the worker to finish its window.",
-       0.1, 600.0),
+    _p("shutdown_timeout", float, 5.0,
+       "Seconds stop() (deactivate, Ctrl-C) waits for the window in flight; after that it is cancelled "
+       "or abandoned unpublished.", 0.1, 600.0),
+    # --- restarts of the source
+    _p("clock_jump_back_threshold", float, 1.0,
+       "A frame stamped more than this many seconds before the newest one is a restarted source (a "
+       "looped bag, a replayed clock): the map restarts (counted as clock_jump_back). A smaller step "
+       "back is refused as non_monotonic_stamp. 0 = never restart.", 0.0, 1e6),
 )
 
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}

@@ -27,26 +27,27 @@ class TopicSpec:
 
     name: str
     msgtype: str
-    qos: str  # 'reliable_volatile' | 'reliable_transient_local' | 'tf'
+    qos: str  # a msgs.qos.QOS kind: 'reliable_volatile' | 'reliable_transient_local' | 'tf'
     description: str
+    per_frame: bool = False  # one message per frame, a window's worth at once (msgs.qos.live_qos)
 
 
 TOPICS: dict[str, TopicSpec] = {t.name: t for t in (
     TopicSpec("depth", "sensor_msgs/msg/Image", "reliable_volatile",
-              "32FC1 depth along optical z, map units, NaN invalid; frame_id = optical frame"),
+              "32FC1 depth along optical z, map units, NaN invalid; frame_id = optical frame", True),
     TopicSpec("depth/camera_info", "sensor_msgs/msg/CameraInfo", "reliable_volatile",
-              "intrinsics at the depth image's resolution"),
+              "intrinsics at the depth image's resolution", True),
     TopicSpec("points", "sensor_msgs/msg/PointCloud2", "reliable_volatile",
               "cloud of each accepted window, map frame"),
     TopicSpec("map", "sensor_msgs/msg/PointCloud2", "reliable_transient_local",
               "global voxel map, map frame, every map_publish_period"),
     TopicSpec("path", "nav_msgs/msg/Path", "reliable_transient_local", "camera path, map frame"),
     TopicSpec("odometry", "nav_msgs/msg/Odometry", "reliable_volatile",
-              "camera pose per frame (header map, child = camera optical frame)"),
+              "camera pose per frame (header map, child = camera optical frame)", True),
     TopicSpec("keyframes", "vggt_ros_msgs/msg/Keyframe", "reliable_volatile", "each new keyframe"),
     TopicSpec("window_stats", "vggt_ros_msgs/msg/WindowStats", "reliable_volatile",
               "each window, accepted or rejected"),
-    TopicSpec("/tf", "tf2_msgs/msg/TFMessage", "tf", "map -> camera (or map -> odom) per frame"),
+    TopicSpec("/tf", "tf2_msgs/msg/TFMessage", "tf", "map -> camera (or map -> odom) per frame", True),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable_volatile",
               "runtime counters every diagnostics_period"),
 )}

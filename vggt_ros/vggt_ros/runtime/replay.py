@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from vggt_ros.slam.updates import FramePose
-from vggt_ros.types import Frame
 
 from .core import NodeCore
 from .factory import (
@@ -156,9 +155,9 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
     from vggt_ros.io.ply import write_ply
     from vggt_ros.io.tum import write_tum
     from vggt_ros.msgs.builders import MessageBuilder
-    from vggt_ros.msgs.decode import ImageDecodeError, camera_info_K, decode_any
+    from vggt_ros.msgs.decode import ImageDecodeError, camera_info_K
     from vggt_ros.msgs.family import RosbagsFamily
-    from vggt_ros.msgs.stamps import stamp_ns
+    from vggt_ros.msgs.frame import image_to_frame, intrinsics_if_size
 
     params = params or Params()
     bag = Path(bag)
@@ -240,15 +239,11 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
                 core.count_drop("deserialize", m.error or "")
                 continue
             try:
-                rgb = decode_any(m.message)
+                frame = image_to_frame(m.message, intrinsics_if_size(
+                    K_info if params["use_camera_info"] else None, K_size))
             except ImageDecodeError as exc:
                 core.count_drop(exc.reason, str(exc))
                 continue
-            hdr = m.message.header
-            K = None
-            if params["use_camera_info"] and K_info is not None and K_size in (rgb.shape[:2], (0, 0)):
-                K = K_info
-            frame = Frame(stamp_ns(hdr.stamp), rgb, K, hdr.frame_id or "camera_optical_frame")
             core.submit(frame)
             if bar is not None:
                 bar.set_postfix(processed=core.frames_processed, dropped=core.frames_dropped, refresh=False)

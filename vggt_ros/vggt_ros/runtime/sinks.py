@@ -8,7 +8,8 @@ calls `publishers[topic].publish(msg)` (for '/tf' the message is a tf2_msgs/TFMe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Collection
 from typing import Any
 
 from vggt_ros.msgs.builders import Diagnostic, MessageBuilder
@@ -26,6 +27,8 @@ from .publishing import (
 from .stats import Diagnostics
 
 DIAGNOSTIC_NAME = "vggt_ros: runtime"
+
+log = logging.getLogger("vggt_ros.sinks")
 
 Writer = Callable[[str, Any, int], None]
 """(topic, message, stamp_ns) -> None; topic is a TOPICS key (relative, or absolute '/tf')."""
@@ -83,3 +86,33 @@ class MessageSink:
         msg = build_message(self.builder, pub)
         self.write(pub.topic, msg, pub.stamp_ns)
         self.counts[pub.topic] = self.counts.get(pub.topic, 0) + 1
+
+
+class GuardedSink:
+    """The live node's sink: never raises into the worker thread.
+
+    Publications on `skip` topics are dropped ('/diagnostics': the node publishes it on its own wall
+    timer); while `is_open()` is False (the rclpy context is shut down: Ctrl-C) nothing is published
+    and nothing is logged (counted in `suppressed`); a failing publication is counted in `errors` and
+    logged (the ROS log bridge throttles repeats).
+    """
+
+    def __init__(self, inner: Any, skip: Collection[str] = ("/diagnostics",),
+                 is_open: Callable[[], bool] = lambda: True) -> None:
+        self.inner = inner
+        self.skip = frozenset(skip)
+        self.is_open = is_open
+        self.errors = 0
+        self.suppressed = 0
+
+    def publish(self, pub: Publication) -> None:
+        if pub.topic in self.skip:
+            return
+        try:
+            if not self.is_open():
+                self.suppressed += 1
+                return
+            self.inner.publish(pub)
+        except Exception as exc:
+            self.errors += 1
+            log.error("publishing %s failed: %s: %s", pub.topic, type(exc).__name__, exc)

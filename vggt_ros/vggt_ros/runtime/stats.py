@@ -55,7 +55,8 @@ class Diagnostics:
     """A snapshot of the runtime's counters (all cumulative since start; times in seconds).
 
     frames_dropped counts every frame that never reached a published pose: bad input, queue overflow,
-    refused by the pipeline, left in the queue at shutdown or reset; `drops` splits it by reason.
+    refused by the pipeline, left in the queue or cancelled at shutdown ('shutdown'), pending at a reset
+    or a source restart ('reset', 'clock_jump_back'); `drops` splits it by reason.
     latency_*: receipt (push) to publication of the frame's pose, wall clock.
     stamp_latency_*: image stamp to publication on the node's clock (None without a clock, e.g. replay).
     """
@@ -86,6 +87,8 @@ class Diagnostics:
     worker_alive: bool = False
     worker_errors: int = 0
     tf_failures: int = 0
+    clock_jump_back: int = 0  # restarts of the source detected from its stamps (looped bag)
+    publications_suppressed: int = 0  # outputs of a window abandoned at stop, or after the transport went
 
     @property
     def level(self) -> int:
