@@ -52,7 +52,9 @@ from vggt_ros.slam.updates import (
     FramePose,
     FrameRefused,
     KeyframeAdded,
+    LoopClosure,
     MapChanged,
+    TrajectoryCorrected,
     Update,
     WindowCloud,
     WindowStats,
@@ -191,6 +193,11 @@ class NodeCore:
         self._received_at: dict[int, float] = {}  # stamp_ns -> monotonic receipt time
         self._last_stamp: int | None = None  # newest stamp processed (the sync mode's diagnostics stamp)
         self._path = PathState()
+        self.tracking_state = "initializing"  # slam.tracking.TrackingState of the newest window
+        self.segment_id = 0
+        self.segments = 0
+        self.loop_closures = 0
+        self.relocalisations = 0
         self._pending_map: MapChanged | None = None
         self._last_map_t: float | None = None
         self._last_diag_t: float | None = None
@@ -350,6 +357,7 @@ class NodeCore:
         frame_poses = [u for u in updates if isinstance(u, FramePose)]
         stats_by_window = {u.window_id: u for u in updates if isinstance(u, WindowStats)}
         pubs: list[Publication] = []
+        corrected = False
         with self._state_lock:
             for u in updates:
                 if isinstance(u, FramePose):
@@ -377,9 +385,16 @@ class NodeCore:
                 elif isinstance(u, FrameRefused):
                     self._received_at.pop(u.stamp_ns, None)
                     self._drop(reason_key(u.reason), f"stamp {u.stamp_ns}: {u.reason}")
-            if frame_poses:
-                pubs.append(Publication("path", frame_poses[-1].stamp_ns, self._path.snapshot(map_frame),
-                                        map_frame))
+                elif isinstance(u, LoopClosure):
+                    self.loop_closures += 1
+                    self.relocalisations += int(u.merged_segment >= 0)
+                    pubs.append(Publication("loop_closures", u.stamp_ns, u, map_frame))
+                elif isinstance(u, TrajectoryCorrected):
+                    self._path.correct(u.stamps_ns, u.T_map_cam)
+                    corrected = True
+            if frame_poses or corrected:
+                stamp = frame_poses[-1].stamp_ns if frame_poses else int(updates[-1].stamp_ns)
+                pubs.append(Publication("path", stamp, self._path.snapshot(map_frame), map_frame))
         self._emit(pubs)
 
     def _pose_publications(self, u: FramePose, now: float) -> list[Publication]:
@@ -414,6 +429,8 @@ class NodeCore:
         return pubs
 
     def _stats_publication(self, u: WindowStats, now: float) -> Publication:
+        self.tracking_state, self.segment_id = u.tracking_state, int(u.segment_id)
+        self.segments = max(self.segments, self.segment_id + 1)
         if u.accepted:
             self.windows_accepted += 1
         else:
@@ -625,4 +642,9 @@ class NodeCore:
                 tf_failures=self.tf_failures,
                 clock_jump_back=self.clock_jump_back,
                 publications_suppressed=self.publications_suppressed,
+                tracking_state=self.tracking_state,
+                segment_id=self.segment_id,
+                segments=self.segments,
+                loop_closures=self.loop_closures,
+                relocalisations=self.relocalisations,
             )

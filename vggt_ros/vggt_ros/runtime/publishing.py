@@ -8,6 +8,7 @@ into a message with vggt_ros.msgs builders (`runtime.sinks`) and publishes it (r
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from vggt_ros.geometry.se3 import invert_T
-from vggt_ros.slam.updates import DepthFrame, FramePose, KeyframeAdded, MapChanged, WindowCloud, WindowStats
+from vggt_ros.slam.updates import (
+    DepthFrame,
+    FramePose,
+    KeyframeAdded,
+    LoopClosure,
+    MapChanged,
+    WindowCloud,
+    WindowStats,
+)
 
 from .stats import Diagnostics
 
@@ -47,6 +56,8 @@ TOPICS: dict[str, TopicSpec] = {t.name: t for t in (
     TopicSpec("keyframes", "vggt_ros_msgs/msg/Keyframe", "reliable_volatile", "each new keyframe"),
     TopicSpec("window_stats", "vggt_ros_msgs/msg/WindowStats", "reliable_volatile",
               "each window, accepted or rejected"),
+    TopicSpec("loop_closures", "vggt_ros_msgs/msg/LoopClosure", "reliable_volatile",
+              "each verified loop closure / relocalisation (path and map are republished after it)"),
     TopicSpec("/tf", "tf2_msgs/msg/TFMessage", "tf", "map -> camera (or map -> odom) per frame", True),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "reliable_volatile",
               "runtime counters every diagnostics_period"),
@@ -175,6 +186,18 @@ class PathState:
     def clear(self) -> None:
         self.poses.clear()
 
+    def correct(self, stamps_ns: np.ndarray, T_map_cam: np.ndarray) -> int:
+        """Replace the poses whose stamps appear in `stamps_ns` (N,) by T_map_cam (N,4,4) (a pose-graph
+        correction); returns how many were replaced."""
+        index = {int(s): i for i, s in enumerate(stamps_ns)}
+        n = 0
+        for k, pose in enumerate(self.poses):
+            i = index.get(int(pose.stamp_ns))
+            if i is not None:
+                self.poses[k] = dataclasses.replace(pose, T_map_cam=np.asarray(T_map_cam[i]))
+                n += 1
+        return n
+
     def snapshot(self, map_frame: str) -> PathOut:
         return PathOut(map_frame, tuple(self.poses))
 
@@ -182,5 +205,5 @@ class PathState:
 __all__ = [
     "TOPICS", "TopicSpec", "Publication", "Sink", "ListSink", "TransformOut", "OdometryOut", "PathOut",
     "KeyframeOut", "WindowStatsOut", "TfLookup", "map_to_odom", "thin_cloud", "PathState", "Diagnostics",
-    "DepthFrame", "MapChanged",
+    "DepthFrame", "MapChanged", "LoopClosure",
 ]

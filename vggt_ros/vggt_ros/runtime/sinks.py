@@ -68,6 +68,8 @@ def build_message(builder: MessageBuilder, pub: Publication) -> Any:
     if topic == "window_stats":
         assert isinstance(data, WindowStatsOut)
         return builder.window_stats(data.stats, data.frames_dropped, data.windows_rejected, data.total_time_s)
+    if topic == "loop_closures":
+        return builder.loop_closure(data)
     if topic == "/diagnostics":
         assert isinstance(data, Diagnostics)
         return builder.diagnostics(pub.stamp_ns, [diagnostic_status(data)])

@@ -89,20 +89,26 @@ class Diagnostics:
     tf_failures: int = 0
     clock_jump_back: int = 0  # restarts of the source detected from its stamps (looped bag)
     publications_suppressed: int = 0  # outputs of a window abandoned at stop, or after the transport went
+    tracking_state: str = "initializing"  # slam.tracking.TrackingState of the newest window
+    segment_id: int = 0  # map segment being tracked
+    segments: int = 0  # segments started so far (merged ones included)
+    loop_closures: int = 0  # verified loops applied by the pose graph (relocalisations included)
+    relocalisations: int = 0  # loops that merged a segment into an earlier one
 
     @property
     def level(self) -> int:
         """diagnostic_msgs/DiagnosticStatus level: 0 OK, 1 WARN (drops or rejections), 2 ERROR (worker)."""
         if self.worker_errors and self.mode == "live" and not self.worker_alive:
             return 2
-        if self.frames_dropped or self.windows_rejected or self.worker_errors:
+        if self.frames_dropped or self.windows_rejected or self.worker_errors or self.tracking_state == "lost":
             return 1
         return 0
 
     @property
     def message(self) -> str:
         return (f"{self.frames_processed} frames processed, {self.frames_dropped} dropped, "
-                f"{self.windows_rejected} windows rejected; predictor {self.predictor}"
+                f"{self.windows_rejected} windows rejected; tracking: {self.tracking_state} "
+                f"(segment {self.segment_id}, {self.loop_closures} loop closures); predictor {self.predictor}"
                 + (f" ({self.predictor_note})" if self.predictor_note else ""))
 
     def key_values(self) -> list[tuple[str, str]]:
