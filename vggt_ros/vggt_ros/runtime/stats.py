@@ -100,7 +100,8 @@ class Diagnostics:
         """diagnostic_msgs/DiagnosticStatus level: 0 OK, 1 WARN (drops or rejections), 2 ERROR (worker)."""
         if self.worker_errors and self.mode == "live" and not self.worker_alive:
             return 2
-        if self.frames_dropped or self.windows_rejected or self.worker_errors or self.tracking_state == "lost":
+        lost = self.tracking_state == "lost"
+        if self.frames_dropped or self.windows_rejected or self.worker_errors or lost:
             return 1
         return 0
 
