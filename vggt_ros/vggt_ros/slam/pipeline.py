@@ -330,7 +330,9 @@ class Pipeline:
         stitch_anchors = w.anchors
         w.anchors, w.pred = [], None
         try:
-            return self._bootstrap(w)
+            sol = self._bootstrap(w)
+            sol.note = f"new_segment ({first.reason})"
+            return sol
         except _Rejected as rej:
             w.anchors = stitch_anchors
             raise _Rejected(f"{first.reason}; no new segment: {rej.reason}", stats=first.stats) from None
@@ -462,7 +464,7 @@ class Pipeline:
             self._stats(
                 w,
                 True,
-                "ok",
+                sol.note,
                 scale=sol.scale,
                 residual_rms=sol.residual_rel,
                 num_inliers=sol.num_inliers,

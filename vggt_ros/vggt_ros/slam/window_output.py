@@ -28,6 +28,7 @@ class WindowSolution:
     residual_rel: float = 0.0
     num_inliers: int = 0
     num_correspondences: int = 0
+    note: str = "ok"  # WindowStats.reason of the accepted window ("new_segment (<why>)" after a recovery)
 
     def depth_scale_of(self, j: int) -> float:
         return float(self.depth_scale.get(j, self.scale))
