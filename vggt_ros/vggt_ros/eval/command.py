@@ -3,6 +3,7 @@
 Ground truth is a TUM file or a bag's pose / TF topic (io/ground_truth.py reads it; `BAG:/tf:child_frame`
 picks a TF child).
 Writes DIR/report.json, DIR/report.md and the PNG plots (eval.report).
+Exit codes: 0 scored; 1 not scored (too few matched poses, ...); 2 bad input or output folder.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vggt_ros.io.outputs import OutputDirError, check_output_dir
+
+    try:
+        check_output_dir(args.output)
+    except OutputDirError as exc:
+        print(f"vggt-ros eval: {exc}", file=sys.stderr)
+        return 2
     try:
         s_est, T_est = read_tum(args.estimate)
     except (TumFormatError, OSError) as exc:
@@ -52,9 +60,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
         run_numbers = {k: v for k, v in run_numbers.items() if not isinstance(v, dict) or k in
                        ("drops", "rejections")}
-    rep = write_report(args.output, s_est, T_est, s_gt, T_gt, run=run_numbers,
-                       extra={"estimate": str(args.estimate), "ground_truth": desc},
-                       max_diff_ns=int(round(args.max_diff * 1e9)))
+    try:
+        rep = write_report(args.output, s_est, T_est, s_gt, T_gt, run=run_numbers,
+                           extra={"estimate": str(args.estimate), "ground_truth": desc},
+                           max_diff_ns=int(round(args.max_diff * 1e9)))
+    except OSError as exc:  # disk full, a folder that became unwritable: one line, exit 2
+        print(f"vggt-ros eval: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if rep.get("evaluation") != "ok":
         print(f"vggt-ros eval: {rep.get('evaluation')}", file=sys.stderr)
         return 1

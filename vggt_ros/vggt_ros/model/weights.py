@@ -266,7 +266,7 @@ def download_command(source: ModelSource) -> str:
     return f"hf download {source.repo_id} {source.hub_filename} --revision {source.revision}"
 
 
-def weights_help(source: ModelSource) -> str:
+def weights_help(source: ModelSource, mention_simulated: bool = True) -> str:
     """How to get the weights: the download command, the --weights flag / weights_path, the licence."""
     fname = source.hub_filename
     info = KNOWN_CHECKPOINTS.get(source.repo_id or "")
@@ -274,8 +274,9 @@ def weights_help(source: ModelSource) -> str:
     return (
         f"Download it once where the hub is reachable: `{download_command(source)}` (then copy the hub "
         f"cache here or set HF_HUB_CACHE), or pass a local file: `--weights /path/to/{fname}` "
-        f"(vggt-ros replay) / the weights_path parameter (node, launch model:=/path/to/{fname}).{licence} "
-        f"Without weights, `--predictor simulated` runs the pipeline on a test double (sample bags only)."
+        f"(vggt-ros replay) / the weights_path parameter (node, launch model:=/path/to/{fname}).{licence}"
+        + (" Without weights, `--predictor simulated` runs the pipeline on a test double (sample bags only)."
+           if mention_simulated else "")
     )
 
 

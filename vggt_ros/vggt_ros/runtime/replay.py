@@ -228,7 +228,8 @@ def fallback_paragraph(params: Params, exc: Exception) -> str:
         why = str(exc).split("; ")[0]
     try:
         source = ModelSource.parse(model_spec(params))
-        how = weights_help(source) if source.repo_id else "Check --weights / weights_path."
+        how = weights_help(source, mention_simulated=False) if source.repo_id \
+            else "Check --weights / weights_path."
     except ValueError:
         how = ""
     return (f"VGGT weights unavailable: {why}. {how} Running the same replay with the SIMULATED predictor "
