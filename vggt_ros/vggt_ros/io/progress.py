@@ -24,6 +24,7 @@ class Progress:
         self._postfix: dict[str, Any] = {}
         self._next_line = self._step()
         self._bar: Any = None
+        self._last_line = ""
         self.enabled = enabled
         if enabled and self.stream.isatty():
             from tqdm import tqdm
@@ -50,7 +51,10 @@ class Progress:
     def _line(self) -> None:
         of = f"/{self.total}" if self.total else ""
         extra = "".join(f", {k}={v}" for k, v in self._postfix.items())
-        print(f"{self.desc}: {self.done}{of} {self.unit}s{extra}", file=self.stream, flush=True)
+        line = f"{self.desc}: {self.done}{of} {self.unit}s{extra}"
+        if line != self._last_line:  # the closing line repeats the last one only when numbers changed
+            print(line, file=self.stream, flush=True)
+            self._last_line = line
 
     def close(self, **postfix: Any) -> None:
         """Final numbers (e.g. after the last window is flushed) and the bar's end."""
