@@ -92,9 +92,10 @@ def test_bad_output_paths_exit_2_with_one_line(sample, tmp_path, capsys):
 def test_nothing_processed_has_its_own_exit_code(sample, tmp_path, capsys):
     """Old code: every frame dropped (the depth topic as images: 32FC1 unsupported) exited 0."""
     bag, _ = sample
-    rc, _, err = _cli(["replay", str(bag), "-o", str(tmp_path / "o"), "--predictor", "simulated",
-                       "--image-topic", "/ground_truth/depth", "--no-progress"], capsys)
+    rc, out, err = _cli(["replay", str(bag), "-o", str(tmp_path / "o"), "--predictor", "simulated",
+                         "--image-topic", "/ground_truth/depth", "--no-progress"], capsys)
     assert rc == 4  # runtime.replay.EXIT_NOTHING_PROCESSED
+    assert out.count("not scored") == 1  # old stdout: "not scored: not scored: ..."
     assert "nothing processed" in err and f"unsupported_encoding: {N}" in err
 
 

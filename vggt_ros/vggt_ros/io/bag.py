@@ -240,6 +240,54 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None, *,
         reader.close()
 
 
+class BagSeeker:
+    """Messages of one topic at one log time, many times over, cheaply (e.g. ground truth on demand).
+
+    A .mcap with a summary stays open under the mcap library's indexed reader (only the chunk holding
+    that time is read: ~5 ms for a 320x240 depth image); anything else (other formats, a truncated
+    .mcap) goes through read_messages per call. Not thread-safe: callers hold a lock.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._file: Any = None
+        self._reader: Any = None
+        if _is_mcap_file(self.path):
+            try:
+                from mcap.reader import make_reader
+
+                self._file = open(self.path, "rb")  # noqa: SIM115  (kept open until close())
+                self._reader = make_reader(self._file)
+                if self._reader.get_summary() is None:
+                    self.close()
+            except Exception:  # no summary / truncated: the generic path below
+                self.close()
+
+    def at(self, topic: str, log_ns: int) -> Iterator[BagMessage]:
+        """The messages of `topic` logged at exactly log_ns."""
+        if self._reader is None:
+            yield from read_messages(self.path, [topic], start_ns=log_ns, stop_ns=log_ns + 1)
+            return
+        store = get_typestore()
+        try:
+            it = self._reader.iter_messages(topics=[topic], starting_at=log_ns, ending_before=log_ns + 1)
+        except TypeError:  # mcap < 1.2 names them start_time / end_time
+            it = self._reader.iter_messages(topics=[topic], start_time=log_ns, end_time=log_ns + 1)
+        for schema, _, rec in it:
+            try:
+                msg = store.deserialize_cdr(rec.data, schema.name)
+            except Exception as exc:  # corrupt payload: counted by the caller
+                yield BagMessage(topic, schema.name, int(rec.log_time), None, f"deserialize: {exc}")
+                continue
+            yield BagMessage(topic, schema.name, int(rec.log_time), msg)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._reader = None
+
+
 class BagWriter:
     """Writes rosbags messages to a ROS 2 .mcap (single file) or rosbag2 directory.
 

@@ -5,8 +5,8 @@ live node's test mode (ros/ground_truth.py parses the same messages with `ground
 
 `read_ground_truth(bag)` is lazy, so memory stays flat in the bag's length: one pass up front keeps
 every stamp's pose (4x4) and K (3x3) and the log time of its depth image; depth images are read on
-demand (one seek into the bag by log time) and kept in a small LRU cache (`cache_frames`, default 64:
-a window of 16 frames plus its anchors is looked up more than once).
+demand (io.bag.BagSeeker: one indexed seek into the bag by log time) and kept in a small LRU cache
+(`cache_frames`, default 64: a window of 16 frames plus its anchors is looked up more than once).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vggt_ros.io.bag import read_messages
+from vggt_ros.io.bag import BagSeeker, read_messages
 from vggt_ros.io.sample_bag import GT_DEPTH_INFO_TOPIC, GT_DEPTH_TOPIC, GT_ODOMETRY_TOPIC
 from vggt_ros.msgs.convert import pose_to_matrix
 from vggt_ros.msgs.decode import camera_info_K
@@ -72,6 +72,7 @@ class SampleGroundTruth:
         self._lock = threading.Lock()
         self.depth_reads = 0  # bag reads of a depth image (cache misses), for tests and benches
         self._index()
+        self._seeker = BagSeeker(self.bag_path)
 
     def _index(self) -> None:
         for m in read_messages(self.bag_path, [GT_ODOMETRY_TOPIC, GT_DEPTH_TOPIC, GT_DEPTH_INFO_TOPIC]):
@@ -98,7 +99,7 @@ class SampleGroundTruth:
             return hit
         t = self._depth_log_ns[stamp]
         found: np.ndarray | None = None
-        for m in read_messages(self.bag_path, [GT_DEPTH_TOPIC], start_ns=t, stop_ns=t + 1):
+        for m in self._seeker.at(GT_DEPTH_TOPIC, t):
             if m.message is not None and stamp_ns(m.message.header.stamp) == stamp:
                 found = ground_truth_part(m.topic, m.message)[2]
                 break
