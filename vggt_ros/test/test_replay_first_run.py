@@ -260,3 +260,25 @@ def test_sample_ground_truth_is_read_lazily(tmp_path):
     assert len(gt._cache) == 4 and gt.depth_reads == 30  # type: ignore[attr-defined]
     gt(int(seq.stamps_ns[29]))
     assert gt.depth_reads == 30  # type: ignore[attr-defined]  # a cache hit
+
+
+def test_stop_request_in_process_partial_then_complete(sample, tmp_path):
+    """replay(stop=...) from Python: a stop after image 5 leaves a partial set in an empty OUT (marked);
+    a stop that only comes with the last image leaves a complete set, which then replaces the partial."""
+    bag, _ = sample
+    out = tmp_path / "o"
+
+    def stop_after(n: int):
+        calls = {"n": 0}
+
+        def stop() -> bool:
+            calls["n"] += 1
+            return calls["n"] >= n
+        return stop
+
+    res = replay(bag, out, Params({"predictor": "simulated"}), progress=False, stop=stop_after(5))
+    assert res.stopped and res.out_dir == out and (out / "PARTIAL.txt").is_file()
+    assert res.report["partial"] is True and res.report["frames_read"] == 5
+    res = replay(bag, out, Params({"predictor": "simulated"}), progress=False, stop=stop_after(N))
+    assert not res.stopped and res.report["partial"] is False and res.report["frames_processed"] == N
+    assert not (out / "PARTIAL.txt").exists()

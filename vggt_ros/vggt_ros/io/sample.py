@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
             written = bar.done
             note = None
-            if stop():
+            if stop() and written < len(seq):  # a stop after the last frame leaves a complete sample
                 note = (f"partial sample: interrupted by {stop.name} after {written} of {len(seq)} frames "
                         f"(sample.mcap and ground_truth.tum hold those {written} frames)")
             where = stage.commit(note)

@@ -386,7 +386,8 @@ def _load_ground_truth(spec: str | None, bag: Path) -> Any:
 
 
 def _partial_note(stop: Callable[[], bool], feed: FrameFeed, inp: BagInput) -> str | None:
-    if not stop():
+    """Why the set is partial, or None: a stop that came after the last image leaves a complete set."""
+    if not stop() or feed.images_read >= inp.n_images:
         return None
     name = getattr(stop, "name", "") or "a stop request"
     return (f"partial output: interrupted by {name} after {feed.images_read} of {inp.n_images} images "
