@@ -252,9 +252,15 @@ def choose_predictor(params: Params, bag: Path, fallback_to_simulated: bool,
 
 class FrameFeed:
     """Bag messages -> Frames into NodeCore: camera_info K, decoding (16-bit depth per stream), the
-    resolution rule (FrameSizer), drops counted by reason. Counts camera_info problems by reason."""
+    resolution rule (FrameSizer), drops counted by reason. Counts camera_info problems by reason.
 
-    def __init__(self, params: Params, core: NodeCore, info_topic: str | None) -> None:
+    truth_stamps: with the simulated predictor, the stamps it has ground truth for; other frames (e.g.
+    past the cut of a truncated sample bag) are counted drops 'no_ground_truth' instead of windows the
+    test double cannot predict.
+    """
+
+    def __init__(self, params: Params, core: NodeCore, info_topic: str | None,
+                 truth_stamps: set[int] | None = None) -> None:
         from vggt_ros.msgs.decode import BitDepth
         from vggt_ros.slam.validation import FrameSizer
 
@@ -267,6 +273,7 @@ class FrameFeed:
         self.K_size: tuple[int, int] | None = None
         self.info_problems: dict[str, int] = {}
         self.images_read = 0
+        self.truth_stamps = truth_stamps
 
     def message(self, m: Any) -> None:
         """One bag message (BagMessage) of the image or camera_info topic."""
@@ -309,6 +316,10 @@ class FrameFeed:
                 and self.K_size in (rgb.shape[:2], (0, 0)):
             K = self.K_info
         frame = Frame(stamp_ns(hdr.stamp), rgb, K, hdr.frame_id or "camera_optical_frame")
+        if self.truth_stamps is not None and frame.stamp_ns not in self.truth_stamps:
+            self.core.count_drop("no_ground_truth", f"stamp {frame.stamp_ns}: the simulated predictor "
+                                 "has no ground truth for it")
+            return
         for f in self.sizer.push(frame):
             self.core.submit(f)
 
@@ -451,7 +462,8 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
         with BagWriter(stage.path / "output.mcap", overwrite=True) as writer:
             core = NodeCore(params, pipeline, BagSink(writer, builder, namespace, recorder), mode="sync",
                             predictor_name=pname, predictor_note=note)
-            feed = FrameFeed(params, core, inp.info_topic)
+            truth = getattr(getattr(predictor, "ground_truth", None), "stamps", None)
+            feed = FrameFeed(params, core, inp.info_topic, set(truth) if truth is not None else None)
             _feed(inp, feed, Progress(inp.n_images, "replay", enabled=progress), stop)
             counts = dict(writer.counts)
         wall = time.monotonic() - t_start
