@@ -254,13 +254,13 @@ class FrameFeed:
     """Bag messages -> Frames into NodeCore: camera_info K, decoding (16-bit depth per stream), the
     resolution rule (FrameSizer), drops counted by reason. Counts camera_info problems by reason.
 
-    truth_stamps: with the simulated predictor, the stamps it has ground truth for; other frames (e.g.
-    past the cut of a truncated sample bag) are counted drops 'no_ground_truth' instead of windows the
-    test double cannot predict.
+    truth_end_ns: with the simulated predictor, the last stamp it has ground truth for; later frames
+    (past the cut of a truncated sample bag) are counted drops 'no_ground_truth' instead of windows the
+    test double cannot predict (earlier frames keep the pipeline's own checks and reasons).
     """
 
     def __init__(self, params: Params, core: NodeCore, info_topic: str | None,
-                 truth_stamps: set[int] | None = None) -> None:
+                 truth_end_ns: int | None = None) -> None:
         from vggt_ros.msgs.decode import BitDepth
         from vggt_ros.slam.validation import FrameSizer
 
@@ -273,7 +273,7 @@ class FrameFeed:
         self.K_size: tuple[int, int] | None = None
         self.info_problems: dict[str, int] = {}
         self.images_read = 0
-        self.truth_stamps = truth_stamps
+        self.truth_end_ns = truth_end_ns
 
     def message(self, m: Any) -> None:
         """One bag message (BagMessage) of the image or camera_info topic."""
@@ -316,9 +316,9 @@ class FrameFeed:
                 and self.K_size in (rgb.shape[:2], (0, 0)):
             K = self.K_info
         frame = Frame(stamp_ns(hdr.stamp), rgb, K, hdr.frame_id or "camera_optical_frame")
-        if self.truth_stamps is not None and frame.stamp_ns not in self.truth_stamps:
-            self.core.count_drop("no_ground_truth", f"stamp {frame.stamp_ns}: the simulated predictor "
-                                 "has no ground truth for it")
+        if self.truth_end_ns is not None and frame.stamp_ns > self.truth_end_ns:
+            self.core.count_drop("no_ground_truth", f"stamp {frame.stamp_ns}: after the simulated "
+                                 "predictor's last ground truth")
             return
         for f in self.sizer.push(frame):
             self.core.submit(f)
@@ -463,7 +463,7 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
             core = NodeCore(params, pipeline, BagSink(writer, builder, namespace, recorder), mode="sync",
                             predictor_name=pname, predictor_note=note)
             truth = getattr(getattr(predictor, "ground_truth", None), "stamps", None)
-            feed = FrameFeed(params, core, inp.info_topic, set(truth) if truth is not None else None)
+            feed = FrameFeed(params, core, inp.info_topic, max(truth) if truth else None)
             _feed(inp, feed, Progress(inp.n_images, "replay", enabled=progress), stop)
             counts = dict(writer.counts)
         wall = time.monotonic() - t_start
