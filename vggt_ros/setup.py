@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "opencv-python-headless>=4.5",
     "pyyaml>=5.4",
     "rosbags>=0.9.19",
+    "mcap>=1.1",  # stream reader: the readable part of a truncated .mcap (io/bag.py)
     "safetensors>=0.4",
     "huggingface_hub>=0.20",
     "tqdm>=4.60",
@@ -36,7 +37,6 @@ EXTRAS_REQUIRE = {
     "test": [
         "pytest>=7",
         "pytest-timeout>=2.1",
-        "mcap>=1.1",
         "mcap-ros2-support>=0.5",
         "ruff>=0.4",
         "mypy>=1.8",

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from test_eval_report import loop_trajectory, noisy_estimate
 from vggt_ros.eval import command
-from vggt_ros.eval.command import (
+from vggt_ros.io.bag import BagWriter
+from vggt_ros.io.ground_truth import (
     GroundTruthError,
     find_ground_truth_tf_child,
     find_ground_truth_topic,
     load_ground_truth,
 )
-from vggt_ros.io.bag import BagWriter
 from vggt_ros.io.tum import write_tum
 from vggt_ros.msgs.builders import MessageBuilder
 from vggt_ros.msgs.family import RosbagsFamily

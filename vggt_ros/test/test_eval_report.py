@@ -101,3 +101,20 @@ def test_without_ground_truth_or_overlap_the_report_says_why(tmp_path):
     rep = write_report(tmp_path / "b", stamps + 10**9 * 100, T_gt, stamps, T_gt)  # same folder, unscored
     assert rep["evaluation"].startswith("not scored: only 0 poses matched")
     assert (tmp_path / "b" / "report.md").exists() and not (tmp_path / "b" / PLOT_TOP_VIEW).exists()
+
+
+def test_report_md_groups_rejections_by_kind_and_shows_input_problems():
+    """Old report.md: one row per exception text ('residual_too_high (0.31 > 0.05)', ...) and no
+    camera-info, resolution or partial lines."""
+    from vggt_ros.eval.report import render_markdown
+
+    rep = {"predictor": "simulated", "partial": True, "partial_reason": "interrupted by SIGTERM after 7",
+           "rejections": {"residual_too_high (0.31 > 0.05)": 1, "residual_too_high (0.4 > 0.05)": 2,
+                          "predictor_error (KeyError: 'x')": 1},
+           "camera_info_problems": {"zero_K": 5},
+           "resolution": {"working_size_hw": [120, 160], "changes": 2, "frames_rescaled": 9}}
+    md = render_markdown(rep, [])
+    assert "Rejected windows by reason: predictor_error: 1, residual_too_high: 3" in md
+    assert "CameraInfo messages not used, by reason: zero_K: 5" in md
+    assert "changed 2 time(s); 9 frames rescaled to the working size 160x120" in md
+    assert md.splitlines()[2] == "> **PARTIAL: interrupted by SIGTERM after 7**"

@@ -145,7 +145,13 @@ def test_parse_spec() -> None:
 def _assert_actionable(msg: str, repo: str, cache: Path) -> None:
     assert repo in msg
     assert str(cache) in msg
-    assert "ModelSource(path=" in msg and "weights_path" in msg
+    # the CLI flag, the parameter, the CLI the .venv really has, and the no-weights way out
+    # (old message: `huggingface-cli download`, `ModelSource(path=...)`, no --weights, no simulated)
+    assert "--weights " in msg and "weights_path" in msg
+    assert f"`hf download {repo} model.pt --revision " in msg and "huggingface-cli" not in msg
+    assert "--predictor simulated" in msg
+    if repo == "facebook/VGGT-1B":
+        assert "CC BY-NC 4.0" in msg
 
 
 @pytest.mark.parametrize("mode", ["offline_env", "unreachable_endpoint"])

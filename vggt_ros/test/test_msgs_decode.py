@@ -61,9 +61,8 @@ def image_msg(payload: np.ndarray, encoding: str, *, pad: int = 0, bigendian: in
 
 
 def to16(a8: np.ndarray, bigendian: bool) -> np.ndarray:
-    """uint8 -> uint16 with the 8-bit value in the high byte and noise in the low byte."""
-    low = np.random.default_rng(1).integers(0, 256, a8.shape).astype(np.uint16)
-    v = (a8.astype(np.uint16) << 8) | low
+    """uint8 -> full-range uint16 (v * 257: 255 -> 65535), so the 16-bit scale maps it back exactly."""
+    v = a8.astype(np.uint16) * np.uint16(257)
     return v.astype(">u2" if bigendian else "<u2")
 
 
@@ -257,3 +256,20 @@ def test_camera_info_K() -> None:
     assert camera_info_K(info_msg(good[:8] + [0.0])) == (None, "bad_K")
     assert camera_info_K(info_msg(good, 640, 480), image_size=(H, W)) == (None, "size_mismatch")
     assert camera_info_K(info_msg(good, 0, 0), image_size=(H, W))[1] == "ok"  # size unknown: trust K
+
+
+def test_12bit_mono16_scales_by_its_bit_depth() -> None:
+    """A 12-bit camera (values <= 4095 in 16-bit words). Old code kept the high byte: 4095 -> 15 (dark)."""
+    from vggt_ros.msgs.decode import BitDepth
+
+    v = (GRAY.astype(np.uint32) * 4095 // 255).astype(np.uint16)
+    v.flat[0] = 4095
+    out = decode_image(image_msg(v.astype("<u2"), "mono16"))[..., 0]
+    assert out.flat[0] == 255
+    np.testing.assert_allclose(out.astype(int), np.rint(v * (255 / 4095)).astype(int), atol=0)
+    # one stream keeps the largest depth seen: a later darker frame is not brightened
+    depth = BitDepth()
+    decode_image(image_msg(v.astype("<u2"), "mono16"), depth)
+    half = (v // 2).astype("<u2")
+    assert decode_image(image_msg(half, "mono16"), depth)[..., 0].max() == round(2047 * 255 / 4095)
+    assert depth.bits == 12

@@ -209,7 +209,11 @@ def test_eval_command_on_the_replay_output_agrees(replayed, sample_bag, tmp_path
 
 
 def test_sample_bag_ground_truth_is_found_as_odometry_and_as_tf(sample_bag):
-    from vggt_ros.eval.command import find_ground_truth_tf_child, find_ground_truth_topic, load_ground_truth
+    from vggt_ros.io.ground_truth import (
+        find_ground_truth_tf_child,
+        find_ground_truth_topic,
+        load_ground_truth,
+    )
 
     bag, gt_tum = sample_bag
     assert find_ground_truth_topic(bag) == "/ground_truth/odometry"

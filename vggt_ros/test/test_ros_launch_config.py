@@ -49,3 +49,24 @@ def test_overrides_validate_through_the_table() -> None:
         node_parameter_overrides(predictor="resnet")
     with pytest.raises(ParamError, match="image_transport"):
         node_parameter_overrides(image_transport="theora")
+
+
+def test_model_argument_existing_relative_folder_is_a_path(tmp_path, monkeypatch) -> None:
+    """Old code: 'models/vggt' (an existing relative folder) became model_id 'models/vggt', a hub lookup."""
+    (tmp_path / "models" / "vggt").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert model_parameters("models/vggt") == {"weights_path": "models/vggt"}
+    assert model_parameters("./ckpt") == {"weights_path": "./ckpt"}
+    assert model_parameters("../x/model") == {"weights_path": "../x/model"}
+    assert model_parameters("facebook/VGGT-1B@abc123") == {
+        "model_id": "facebook/VGGT-1B", "model_revision": "abc123", "weights_path": ""}
+
+
+def test_launch_and_loader_share_one_guess(tmp_path, monkeypatch) -> None:
+    from vggt_ros.model.weights import ModelSource
+
+    (tmp_path / "models" / "vggt").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for spec in ("models/vggt", "facebook/VGGT-1B", "a/b@v1", "./m.pt", "m.safetensors", "~/w", "org/x.pt"):
+        is_path = "weights_path" in model_parameters(spec) and model_parameters(spec)["weights_path"] != ""
+        assert (ModelSource.parse(spec).path is not None) == is_path, spec

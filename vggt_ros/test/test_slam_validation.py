@@ -34,3 +34,60 @@ def test_reasons():
     assert v.last_stamp_ns == 11 and v.size == (120, 160)
     v.reset()
     assert v.check(_f(1, hw=(60, 80))) is None
+
+
+def test_non_finite_K_is_refused_at_the_door():
+    """Inf as well as NaN: the predictor never sees a non-finite K (bad_intrinsics, counted)."""
+    for bad in (np.nan, np.inf, -np.inf):
+        Kb = K.copy()
+        Kb[1, 1] = bad
+        assert FrameValidator().check(_f(1, K_=Kb)) == "bad_intrinsics"
+
+
+def _g(stamp: int, hw: tuple[int, int], value: int = 0) -> Frame:
+    """A frame of size hw whose K is the same camera as K at 160x120 (scaled)."""
+    from vggt_ros.slam.validation import scale_intrinsics
+
+    return Frame(stamp, np.full((*hw, 3), value, np.uint8), scale_intrinsics(K, hw[1] / 160, hw[0] / 120))
+
+
+def test_sizer_majority_of_the_first_frames_sets_the_working_size():
+    """Two odd first frames (old behaviour: they fixed the size and every later frame was refused)."""
+    from vggt_ros.slam.validation import FrameSizer
+
+    s = FrameSizer(decide_after=6)
+    out = []
+    for i in range(10):
+        out += s.push(_g(i, (240, 320) if i < 2 else (120, 160)))
+    out += s.flush()
+    assert [f.stamp_ns for f in out] == list(range(10))  # nothing lost, order kept
+    assert {f.size for f in out} == {(120, 160)} and s.size == (120, 160)
+    assert s.changes == 1 and s.frames_rescaled == 2
+    np.testing.assert_allclose(out[0].K, K, atol=1e-12)  # K scaled with the image: the 160x120 camera
+    v = FrameValidator()
+    assert all(v.check(f) is None for f in out)
+
+
+def test_sizer_counts_each_change_once_and_scales_K():
+    from vggt_ros.slam.validation import FrameSizer
+
+    s = FrameSizer(decide_after=2)
+    sizes = [(120, 160)] * 3 + [(60, 80)] * 3 + [(120, 160)] * 2 + [(240, 320)]
+    out = []
+    for i, hw in enumerate(sizes):
+        out += s.push(_g(i, hw, value=200))
+    out += s.flush()
+    assert len(out) == len(sizes) and {f.size for f in out} == {(120, 160)}
+    assert s.changes == 3 and s.frames_rescaled == 4
+    for f in out:
+        np.testing.assert_allclose(f.K, K, atol=1e-12)
+        assert int(f.rgb.min()) == int(f.rgb.max()) == 200
+
+
+def test_sizer_releases_held_frames_at_the_end_of_a_short_stream():
+    from vggt_ros.slam.validation import FrameSizer
+
+    s = FrameSizer(decide_after=16)
+    assert s.push(_g(0, (120, 160))) == [] and s.push(_g(1, (60, 80))) == []
+    out = s.flush()
+    assert [f.size for f in out] == [(60, 80), (60, 80)]  # a tie: the size seen last wins

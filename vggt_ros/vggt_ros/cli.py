@@ -19,11 +19,23 @@ COMMAND_MODULES = (
 )
 
 
+def version() -> str:
+    """The installed package's version (setup.py), or 'unknown' when run from an uninstalled tree."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("vggt_ros")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vggt-ros",
         description="vggt_ros offline tools: synthetic sample bags, rosbag replay, evaluation.",
     )
+    parser.add_argument("--version", action="version", version=f"vggt-ros {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

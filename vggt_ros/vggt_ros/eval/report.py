@@ -153,9 +153,42 @@ def _fmt(v: Any, unit: str = "", digits: int = 4) -> str:
     return f"{v}{unit}"
 
 
+def reason_key(reason: str) -> str:
+    """A rejection's kind without its numbers: the text before ' (' or ': ' ('residual too high (0.3)' ->
+    'residual too high'), so report.md groups windows by kind, not by exception text."""
+    return reason.split(" (", 1)[0].split(": ", 1)[0].strip() or reason
+
+
+def _by_key(counts: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in counts.items():
+        out[reason_key(str(k))] = out.get(reason_key(str(k)), 0) + int(v)
+    return out
+
+
+def _input_lines(rep: dict[str, Any]) -> list[str]:
+    """Camera-info problems, resolution changes and a truncated bag: what happened to the input."""
+    lines: list[str] = []
+    info = rep.get("camera_info_problems") or {}
+    if info:
+        lines += ["", "CameraInfo messages not used, by reason: "
+                  + ", ".join(f"{k}: {v}" for k, v in sorted(info.items()))]
+    res = rep.get("resolution") or {}
+    if res.get("changes"):
+        hw = res.get("working_size_hw") or [0, 0]
+        lines += ["", f"Camera resolution changed {res['changes']} time(s); {res.get('frames_rescaled', 0)} "
+                  f"frames rescaled to the working size {hw[1]}x{hw[0]} (K scaled)."]
+    if rep.get("bag_truncated"):
+        lines += ["", f"The bag is truncated ({rep['bag_truncated']}); only its readable part was replayed "
+                  "(`mcap recover` may rescue more)."]
+    return lines
+
+
 def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
     """A short report.md of report.json's headline numbers."""
     lines = ["# vggt_ros evaluation", ""]
+    if rep.get("partial"):
+        lines += [f"> **PARTIAL: {rep.get('partial_reason') or 'interrupted'}**", ""]
     if rep.get("predictor_note"):
         lines += [f"> **{rep['predictor_note']}**", ""]
     lines += ["| metric | value |", "|---|---|"]
@@ -179,9 +212,10 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
     drops = rep.get("drops") or {}
     if drops:
         lines += ["", "Dropped frames by reason: " + ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()))]
-    rej = rep.get("rejections") or {}
+    rej = _by_key(rep.get("rejections") or {})
     if rej:
         lines += ["", "Rejected windows by reason: " + ", ".join(f"{k}: {v}" for k, v in sorted(rej.items()))]
+    lines += _input_lines(rep)
     if plots:
         lines += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -206,6 +240,10 @@ def write_report(out_dir: str | Path, stamps_est: np.ndarray | None = None, T_es
             metrics = evaluate_trajectory(stamps_gt, T_gt, stamps_est, T_est, max_diff_ns=max_diff_ns)
             al = align_for_plots(stamps_gt, T_gt, stamps_est, T_est, max_diff_ns)
             title = str((run or {}).get("predictor", ""))
+            if title == "simulated":
+                title = "SIMULATED predictor (test double)"
+            if (extra or {}).get("partial"):
+                title += " - PARTIAL run"
             plots = [p.name for p in plot_trajectories(al, out, title)]
             note["evaluation"] = "ok"
         except ValueError as exc:  # TrajectoryMismatchError: too few matched poses, NaN, degenerate

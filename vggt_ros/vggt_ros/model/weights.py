@@ -39,13 +39,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported where tensors are read: the spec guess stays light for launch files
+    import torch
+    from torch import nn
 
 LOG = logging.getLogger(__name__)
 
@@ -133,6 +136,31 @@ class StateDictMismatchError(WeightsError):
         return msg
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+DEFAULT_REVISION = "main"  # the hub's default branch when a spec names no revision
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*(@[^\s/]+)?$")
+
+
+def is_local_weights_spec(spec: str) -> bool:
+    """True when a weights spec names a local file, False for a hub id ('org/name[@rev]').
+
+    The only place vggt_ros makes this guess (the launch file's `model:=` and the loader both ask
+    here). A spec is a path when it exists (relative to the working directory or with '~'), starts
+    with '/', './', '../' or '~', or ends with a checkpoint suffix (.pt .pth .bin .safetensors).
+    It is a hub id only when it does not exist and reads 'org/name' with an optional '@revision';
+    anything else (e.g. 'models/vggt/x' or a bare 'model') is taken as a path, so it fails as a
+    missing file instead of a confusing hub lookup.
+    """
+    s = spec.strip()
+    if os.path.exists(os.path.expanduser(s)):
+        return True
+    if s.startswith(("/", "./", "../", "~")) or s == "." or s == "..":
+        return True
+    if s.partition("@")[0].lower().endswith(CHECKPOINT_SUFFIXES):
+        return True
+    return _HUB_ID_RE.match(s) is None
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where the weights come from: a local ``path``, or a hub ``repo_id`` at ``revision``.
@@ -156,21 +184,13 @@ class ModelSource:
 
     @classmethod
     def parse(cls, spec: str, sha256: str | None = None) -> ModelSource:
-        """'facebook/VGGT-1B@<revision>' or 'facebook/VGGT-1B' (hub), else a local file path.
-
-        A spec is a path when it exists, starts with '/', '.' or '~', or ends with a checkpoint
-        suffix.
-        """
+        """'facebook/VGGT-1B@<revision>' or 'facebook/VGGT-1B' (hub), else a local file path
+        (`is_local_weights_spec` is the one rule)."""
         s = spec.strip()
-        is_path = (
-            os.path.exists(os.path.expanduser(s))
-            or s.startswith(("/", ".", "~"))
-            or s.endswith((".pt", ".pth", ".bin", ".safetensors"))
-        )
-        if is_path:
+        if is_local_weights_spec(s):
             return cls(path=os.path.expanduser(s), sha256=sha256)
         repo, _, rev = s.partition("@")
-        return cls(repo_id=repo, revision=rev or "main", sha256=sha256)
+        return cls(repo_id=repo, revision=rev or DEFAULT_REVISION, sha256=sha256)
 
     @property
     def hub_filename(self) -> str:
@@ -241,16 +261,29 @@ def endpoint_reachable(endpoint: str, timeout_s: float = 0.5) -> tuple[bool, str
     return result[0] is None, result[0] or ""
 
 
-def _offline_message(source: ModelSource, why: str) -> str:
-    rev = source.revision
+def download_command(source: ModelSource) -> str:
+    """The `hf download` command (huggingface_hub's CLI, in the project's .venv) that fetches source."""
+    return f"hf download {source.repo_id} {source.hub_filename} --revision {source.revision}"
+
+
+def weights_help(source: ModelSource, mention_simulated: bool = True) -> str:
+    """How to get the weights: the download command, the --weights flag / weights_path, the licence."""
     fname = source.hub_filename
+    info = KNOWN_CHECKPOINTS.get(source.repo_id or "")
+    licence = f" Licence of {source.repo_id}: {info.licence}." if info else ""
     return (
-        f"cannot get VGGT weights {source.repo_id} (revision {rev}, file {fname}): {why}, "
-        f"and the file is not in the hub cache at {hub_cache_dir(source)}. "
-        f"Either download it once where the hub is reachable "
-        f"(`huggingface-cli download {source.repo_id} {fname} --revision {rev}`, then copy the cache "
-        f"or set HF_HUB_CACHE), or pass a local file instead: ModelSource(path='/path/to/{fname}') "
-        f"/ ROS parameter weights_path:=/path/to/{fname}."
+        f"Download it once where the hub is reachable: `{download_command(source)}` (then copy the hub "
+        f"cache here or set HF_HUB_CACHE), or pass a local file: `--weights /path/to/{fname}` "
+        f"(vggt-ros replay) / the weights_path parameter (node, launch model:=/path/to/{fname}).{licence}"
+        + (" Without weights, `--predictor simulated` runs the pipeline on a test double (sample bags only)."
+           if mention_simulated else "")
+    )
+
+
+def _offline_message(source: ModelSource, why: str) -> str:
+    return (
+        f"cannot get VGGT weights {source.repo_id} (revision {source.revision}, file {source.hub_filename}): "
+        f"{why}, and the file is not in the hub cache at {hub_cache_dir(source)}. {weights_help(source)}"
     )
 
 
@@ -259,7 +292,8 @@ def resolve_file(source: ModelSource, probe_timeout_s: float = 0.5, etag_timeout
     if source.path is not None:
         p = Path(source.path).expanduser()
         if not p.is_file():
-            raise WeightsFileError(f"checkpoint file {p} does not exist (or is not a file)")
+            raise WeightsFileError(f"checkpoint file {p} does not exist (or is not a file); check --weights "
+                                   "/ weights_path, or pass --predictor simulated to run without weights")
         return p
     repo_id = source.repo_id
     assert repo_id is not None
@@ -314,7 +348,7 @@ def resolve_file(source: ModelSource, probe_timeout_s: float = 0.5, etag_timeout
     except hf_errors.GatedRepoError as exc:
         raise WeightsError(
             f"{source.repo_id} is gated: accept its licence on {endpoint}/{source.repo_id}, then "
-            f"`huggingface-cli login` or set HF_TOKEN ({exc})"
+            f"`hf auth login` or set HF_TOKEN ({exc})"
         ) from exc
     except (hf_errors.RepositoryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
         raise WeightsError(f"{source.describe()} not found on {endpoint}: {exc}") from exc
@@ -367,6 +401,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises WeightsFileError (unreadable / corrupt) or StateDictMismatchError (truncated
     safetensors: the tensors whose bytes are missing are listed).
     """
+    import torch
+
     p = Path(path)
     if not p.is_file():
         raise WeightsFileError(f"checkpoint file {p} does not exist")

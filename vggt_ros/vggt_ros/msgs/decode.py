@@ -11,7 +11,12 @@ Encodings are the names of sensor_msgs/image_encodings.hpp. Colour conversion is
   bad_size              more bytes than step * height, or odd width for YUV 4:2:2
   corrupt               compressed payload that does not decode
 
-16-bit inputs are reduced to 8 bits by dropping the low byte (v >> 8), honouring is_bigendian.
+16-bit inputs (mono16, rgb16, bayer_*16, ...) are scaled by their real bit depth, honouring is_bigendian:
+a 12-bit camera stores values up to 4095 in 16-bit words, so dropping the low byte would leave it dark.
+The rule: bits = the highest bit set in any sample seen so far on the stream (at least 8), and
+v8 = round(v * 255 / (2**bits - 1)). A caller decoding a stream passes one `BitDepth` per stream so the
+scale only ever grows (a dark first frame cannot make later ones saturate for long, and frames of one
+stream keep one scale once the sensor's range has been seen); without it each image uses its own.
 """
 
 from __future__ import annotations
@@ -31,6 +36,26 @@ class ImageDecodeError(ValueError):
         self.encoding = encoding
         self.detail = detail
         super().__init__(f"{reason} (encoding {encoding!r})" + (f": {detail}" if detail else ""))
+
+
+@dataclass
+class BitDepth:
+    """Observed bit depth of a 16-bit image stream (see the module docstring); starts at 8 bits."""
+
+    bits: int = 8
+
+    def observe(self, max_value: int) -> int:
+        self.bits = min(16, max(self.bits, int(max_value).bit_length()))
+        return self.bits
+
+
+def scale_to_8bit(samples: np.ndarray, depth: BitDepth | None = None) -> np.ndarray:
+    """uint16 samples -> uint8 by the bit depth (BitDepth.observe of their maximum), rounded."""
+    d = depth if depth is not None else BitDepth()
+    bits = d.observe(int(samples.max()) if samples.size else 0)
+    full = float((1 << bits) - 1)
+    out = np.rint(samples.astype(np.float32) * (255.0 / full))
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -85,8 +110,11 @@ def _bytes_of(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8)
 
 
-def decode_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (a new array), honouring step and is_bigendian."""
+def decode_image(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (a new array), honouring step and is_bigendian.
+
+    bit_depth: the stream's BitDepth for 16-bit encodings (module docstring); None = this image's own.
+    """
     encoding = str(msg.encoding)
     layout = _LAYOUTS.get(encoding) or _LAYOUTS.get(encoding.lower())
     if layout is None:
@@ -110,7 +138,7 @@ def decode_image(msg: Any) -> np.ndarray:
     rows = np.ascontiguousarray(rows)
     if layout.itemsize == 2:
         dtype = ">u2" if int(msg.is_bigendian) else "<u2"
-        rows = (rows.view(dtype) >> 8).astype(np.uint8)
+        rows = scale_to_8bit(rows.view(dtype), bit_depth)
     img = rows.reshape(height, width, layout.channels) if layout.channels > 1 else rows
     if layout.convert is None:
         return np.ascontiguousarray(img)
@@ -135,11 +163,11 @@ def decode_compressed_image(msg: Any) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def decode_any(msg: Any) -> np.ndarray:
+def decode_any(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
     """Image or CompressedImage (told apart by their fields) -> (H, W, 3) uint8 RGB."""
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
         return decode_compressed_image(msg)
-    return decode_image(msg)
+    return decode_image(msg, bit_depth)
 
 
 def camera_info_K(msg: Any, image_size: tuple[int, int] | None = None) -> tuple[np.ndarray | None, str]:

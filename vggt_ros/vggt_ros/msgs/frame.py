@@ -16,7 +16,7 @@ import numpy as np
 
 from vggt_ros.types import Frame
 
-from .decode import decode_any
+from .decode import BitDepth, decode_any
 from .stamps import stamp_ns
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"  # for images without header.frame_id
@@ -25,9 +25,11 @@ Intrinsics = Callable[[tuple[int, int]], "np.ndarray | None"]
 """(H, W) of the decoded image -> K (3, 3) float64 at that resolution, or None."""
 
 
-def image_to_frame(msg: Any, intrinsics: Intrinsics | None = None) -> Frame:
-    """Image or CompressedImage message -> Frame (stamp_ns from the header, optical frame_id)."""
-    rgb = decode_any(msg)
+def image_to_frame(msg: Any, intrinsics: Intrinsics | None = None, bit_depth: BitDepth | None = None) -> Frame:
+    """Image or CompressedImage message -> Frame (stamp_ns from the header, optical frame_id).
+
+    bit_depth: the stream's BitDepth (one per subscription / input topic) for 16-bit encodings."""
+    rgb = decode_any(msg, bit_depth)
     size_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
     K = intrinsics(size_hw) if intrinsics is not None else None
     return Frame(stamp_ns=stamp_ns(msg.header.stamp), rgb=rgb, K=K,

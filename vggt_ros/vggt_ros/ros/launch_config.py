@@ -15,7 +15,6 @@ from vggt_ros.runtime.replay import output_topic
 NODE_NAME = "vggt_ros"  # also the node name parse_params_yaml() looks for besides '/**'
 NODE_EXECUTABLE = "vggt_node"  # console script, setup.py
 RVIZ_NAMESPACE = "vggt"  # the namespace rviz/vggt_ros.rviz names (slam.launch.py's default)
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors", ".bin")
 
 
 def parse_bool(text: str) -> bool:
@@ -29,17 +28,22 @@ def parse_bool(text: str) -> bool:
 
 
 def model_parameters(model: str) -> dict[str, str]:
-    """Launch argument `model` -> node parameters: a local checkpoint sets weights_path, a hub id model_id.
+    """Launch argument `model` -> node parameters: a local checkpoint sets weights_path, a hub id
+    model_id (and model_revision from 'org/name@rev').
 
-    Paths are recognised by a checkpoint suffix or a leading '/', '.', '~' (hub ids are 'owner/name').
-    '' -> {} (the params file decides).
+    Path or hub id is model.weights.is_local_weights_spec's guess (the only one). '' -> {} (the params
+    file decides).
     """
+    from vggt_ros.model.weights import is_local_weights_spec
+
     m = model.strip()
     if not m:
         return {}
-    if m.startswith(("/", ".", "~")) or m.lower().endswith(CHECKPOINT_SUFFIXES):
+    if is_local_weights_spec(m):
         return {"weights_path": m}
-    return {"model_id": m, "weights_path": ""}
+    repo, _, rev = m.partition("@")
+    return {"model_id": repo, "model_revision": rev, "weights_path": ""} if rev else \
+        {"model_id": m, "weights_path": ""}
 
 
 def input_topic_parameters(image: str = "", camera_info: str = "") -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The live node's input callbacks without rclpy: image and camera_info messages -> `NodeCore`.
 
-`on_image` decodes any Image/CompressedImage (msgs.frame.image_to_frame, the replay's conversion),
-attaches the latest usable CameraInfo K for the image's size and submits the frame. It never raises:
+`on_image` decodes any Image/CompressedImage (msgs.frame.image_to_frame, the replay's conversion, with
+the stream's 16-bit depth msgs.decode.BitDepth), attaches the latest usable CameraInfo K for the
+image's size, brings it to the stream's working size (slam.validation.FrameSizer, as the replay does:
+a camera whose resolution changes is rescaled, not refused) and submits it. It never raises:
 undecodable input is a counted drop by reason (NodeCore.count_drop), an unusable CameraInfo is
 counted in `camera_info_rejected` (the network then estimates K). Logging goes through Python logging
 (throttled by the ROS log bridge).
@@ -14,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from vggt_ros.msgs.decode import ImageDecodeError, camera_info_K
+from vggt_ros.msgs.decode import BitDepth, ImageDecodeError, camera_info_K
 from vggt_ros.msgs.frame import image_to_frame
+from vggt_ros.slam.validation import FrameSizer
 
 from .core import NodeCore
 
@@ -28,6 +31,10 @@ class LiveInput:
     def __init__(self, core: NodeCore, use_camera_info: bool) -> None:
         self.core = core
         self.use_camera_info = use_camera_info
+        self.bit_depth = BitDepth()
+        # the size is decided over the first frames; live, no more than the queue takes in one burst
+        window = int(core.params["window_anchors"]) + int(core.params["window_new_frames"])
+        self.sizer = FrameSizer(min(window, int(core.params["queue_size"])))
         self.camera_info: Any = None
         self.camera_info_rejected: dict[str, int] = {}
 
@@ -56,7 +63,7 @@ class LiveInput:
         """Decode, attach K, submit; True when the frame was accepted. Never raises."""
         core = self.core
         try:
-            frame = image_to_frame(msg, self.intrinsics)
+            frame = image_to_frame(msg, self.intrinsics, self.bit_depth)
         except ImageDecodeError as exc:
             core.count_drop(exc.reason, str(exc))
             return False
@@ -65,7 +72,8 @@ class LiveInput:
             log.error("image dropped, decoder failed: %s: %s", type(exc).__name__, exc)
             return False
         try:
-            return core.submit(frame)
+            ready = self.sizer.push(frame)
+            return all([core.submit(f) for f in ready])
         except Exception as exc:  # the runtime counts its own drops; this is the last safety net
             core.count_drop("submit_error", f"{type(exc).__name__}: {exc}")
             log.error("image dropped: %s: %s", type(exc).__name__, exc)

@@ -7,8 +7,25 @@ publish, into OUT/output.mcap under the namespace (default /vggt; /tf and /diagn
 Beside it: trajectory.tum (every frame's T_map_cam), keyframes.tum, map.ply, report.json, report.md and,
 with ground truth (--ground-truth, or a pose topic found in the bag), the evaluation plots.
 
-Exit codes: 0 done; 2 bad input (bag, params, topics, ground truth); 3 predictor unavailable
-(e.g. VGGT weights offline: the loader's message is printed, no traceback).
+Predictor: --predictor vggt (strict: no weights is exit 3), simulated (the TEST DOUBLE: the sample bag's
+ground truth plus noise) or auto (the demo's default: vggt, and when its weights cannot be had, one
+paragraph on how to get them, then the same replay with the simulated predictor, labelled SIMULATED in
+stdout, report, plots and /diagnostics).
+
+Outputs are written into a staging folder beside OUT and moved in when done (io/outputs.py): a complete
+run replaces an earlier output set whole; SIGINT / SIGTERM stop after the frame in hand and finalise
+what was processed (valid output.mcap, trajectory, keyframes, map, report marked partial with the frame
+counts, PARTIAL.txt), in OUT when OUT held no complete set, else in OUT.partial/.
+
+Odd input: a camera whose resolution changes is rescaled to the working size (slam.validation.FrameSizer,
+K scaled, each change counted); 16-bit images scale by the stream's bit depth (msgs.decode.BitDepth);
+a truncated .mcap is read up to the cut (io.bag; `mcap recover` repairs the file).
+
+Exit codes (EXIT_*): 0 done; 2 bad input (bag, params, topics, ground truth, output folder);
+3 predictor unavailable (e.g. VGGT weights offline with --predictor vggt: the loader's message, no
+traceback); 4 nothing processed (every frame dropped: e.g. --image-topic names a depth topic);
+5 partial input (a truncated bag: the readable part was replayed); 130 / 143 interrupted by SIGINT /
+SIGTERM (partial output set written).
 """
 
 from __future__ import annotations
@@ -17,6 +34,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +50,7 @@ from .factory import (
     make_pipeline,
     make_simulated_predictor,
     make_vggt_predictor,
+    model_spec,
 )
 from .params import ParamError, Params, load_params_yaml
 from .publishing import TOPICS, PathOut, Publication
@@ -42,6 +61,14 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 DEFAULT_NAMESPACE = "/vggt"
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_NO_PREDICTOR = 3
+EXIT_NOTHING_PROCESSED = 4
+EXIT_PARTIAL_INPUT = 5
+OUTPUT_FILES = ("output.mcap", "trajectory.tum", "keyframes.tum", "map.ply", "report.json", "report.md",
+                "trajectory_top_view.png", "ate_over_time.png")
 
 
 class ReplayError(RuntimeError):
@@ -113,62 +140,53 @@ class BagSink:
 
 @dataclass
 class ReplayResult:
-    """What a replay produced: output paths, the report dict and the output bag's message counts."""
+    """What a replay produced: where the output set went, the report dict and the output bag's counts.
+
+    stopped: the stop request's name ('SIGTERM', ...) when interrupted, else ''. truncated: why the bag
+    ended early (a truncated .mcap), else None.
+    """
 
     out_dir: Path
     report: dict[str, Any]
     topic_counts: dict[str, int]
     image_topic: str
     frames_in_bag: int
+    stopped: str = ""
+    truncated: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """EXIT_* of the run, except interruptions (the caller knows the signal: 128 + signum)."""
+        if not self.report.get("frames_processed"):
+            return EXIT_NOTHING_PROCESSED
+        if self.truncated:
+            return EXIT_PARTIAL_INPUT
+        return EXIT_OK
 
 
-def _ground_truth_lookup(bag: Path) -> Any:
-    """io.sample's ground truth of a sample bag, as a stamp_ns -> GroundTruth callable."""
-    from vggt_ros.io.sample import read_ground_truth
+@dataclass(frozen=True)
+class BagInput:
+    """The bag's topics the replay reads; n_images counts the readable image messages."""
 
-    try:
-        gt = read_ground_truth(bag)
-    except Exception as exc:  # no ground-truth topics, wrong bag: a user error, not a crash
-        raise PredictorUnavailable(f"--predictor simulated needs the sample bag's ground-truth topics "
-                                   f"(vggt-ros sample): {exc}") from exc
-    if callable(gt):
-        return gt
-    if isinstance(gt, dict):
-        return gt.__getitem__
-    raise PredictorUnavailable(f"io.sample.read_ground_truth returned {type(gt).__name__}")
+    bag: Path
+    image_topic: str
+    info_topic: str | None
+    n_images: int
+    truncated: str | None
 
 
-def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *,
-           ground_truth: str | None = None, image_topic: str | None = None,
-           camera_info_topic: str | None = None, namespace: str = DEFAULT_NAMESPACE,
-           progress: bool = True, predictor: Any = None) -> ReplayResult:
-    """Replay `bag` into `out_dir` (see the module docstring). `predictor` overrides params['predictor']
-    (tests pass wrapped predictors). Raises ReplayError / PredictorUnavailable / ParamError."""
-    from vggt_ros.eval.command import (
-        GroundTruthError,
-        find_ground_truth_tf_child,
-        find_ground_truth_topic,
-        load_ground_truth,
-    )
-    from vggt_ros.eval.report import write_report
-    from vggt_ros.io.bag import BagWriter, bag_topics, read_messages
-    from vggt_ros.io.ply import write_ply
-    from vggt_ros.io.tum import write_tum
-    from vggt_ros.msgs.builders import MessageBuilder
-    from vggt_ros.msgs.decode import ImageDecodeError, camera_info_K
-    from vggt_ros.msgs.family import RosbagsFamily
-    from vggt_ros.msgs.frame import image_to_frame, intrinsics_if_size
+def open_input(bag: Path, params: Params, image_topic: str | None,
+               camera_info_topic: str | None) -> BagInput:
+    """Find the image (and camera_info) topic; ReplayError for a missing/unreadable bag or topic."""
+    from vggt_ros.io.bag import bag_info
 
-    params = params or Params()
-    bag = Path(bag)
-    out = Path(out_dir)
     if not bag.exists():
         raise ReplayError(f"bag {bag} does not exist")
     try:
-        infos = bag_topics(bag)
+        info = bag_info(bag)
     except Exception as exc:  # rosbags raises several types on unreadable bags
         raise ReplayError(f"cannot read bag {bag}: {exc}") from exc
-    types = {t: i.msgtype for t, i in infos.items()}
+    types = {t: i.msgtype for t, i in info.topics.items()}
     compressed = params["image_transport"] == "compressed"
     want_image = image_topic or (params["compressed_image_topic"] if compressed else params["image_topic"])
     exact = image_topic is not None
@@ -181,77 +199,157 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
                              camera_info_topic is not None)
     if camera_info_topic is not None and info_topic is None:
         raise ReplayError(f"{bag}: no camera_info topic {camera_info_topic!r}")
+    if info.truncated:
+        log.warning("%s is truncated (%s); replaying the readable part. `mcap recover %s -o fixed.mcap` "
+                    "(the mcap CLI) may rescue more.", bag, info.truncated, bag)
+    return BagInput(bag, img_topic, info_topic, info.topics[img_topic].count, info.truncated)
 
-    # predictor first: a missing model must fail before any output is written
-    kind = params["predictor"]
-    note = ""
-    if predictor is None:
-        if kind == "simulated":
-            predictor = make_simulated_predictor(_ground_truth_lookup(bag))
-        else:
-            predictor = make_vggt_predictor(params)
-    if kind == "simulated":
-        note = SIMULATED_NOTE
-    pname = str(getattr(predictor, "name", kind))
 
-    gt_data = None
-    if ground_truth:
+def _ground_truth_lookup(bag: Path) -> Any:
+    """The sample bag's ground truth (io.sample_truth, read lazily) as a stamp_ns -> GroundTruth callable."""
+    from vggt_ros.io.sample_truth import read_ground_truth
+
+    try:
+        return read_ground_truth(bag)
+    except Exception as exc:  # no ground-truth topics, wrong bag: a user error, not a crash
+        raise PredictorUnavailable(f"--predictor simulated needs the sample bag's ground-truth topics "
+                                   f"(vggt-ros sample): {exc}") from exc
+
+
+def fallback_paragraph(params: Params, exc: Exception) -> str:
+    """What `--predictor auto` prints when VGGT's weights cannot be had: why, how to get them, licence."""
+    from vggt_ros.model.weights import ModelSource, WeightsOfflineError, weights_help
+
+    cause = exc.__cause__
+    if isinstance(cause, WeightsOfflineError):
+        why = "they are not in the hub cache and the hub cannot be reached (or HF_HUB_OFFLINE is set)"
+    else:
+        why = str(exc).split("; ")[0]
+    try:
+        source = ModelSource.parse(model_spec(params))
+        how = weights_help(source, mention_simulated=False) if source.repo_id \
+            else "Check --weights / weights_path."
+    except ValueError:
+        how = ""
+    return (f"VGGT weights unavailable: {why}. {how} Running the same replay with the SIMULATED predictor "
+            f"(test double) instead; `--predictor vggt` makes a missing model an error (exit 3).")
+
+
+def choose_predictor(params: Params, bag: Path, fallback_to_simulated: bool,
+                     announce: Callable[[str], None]) -> tuple[Any, Params]:
+    """The predictor params ask for (and params with the kind that really runs): 'auto' fallback here."""
+    if params["predictor"] == "simulated":
+        return make_simulated_predictor(_ground_truth_lookup(bag)), params
+    try:
+        return make_vggt_predictor(params), params
+    except PredictorUnavailable as exc:
+        if not fallback_to_simulated:
+            raise
+        announce(fallback_paragraph(params, exc))
+        return make_simulated_predictor(_ground_truth_lookup(bag)), params.replace(predictor="simulated")
+
+
+class FrameFeed:
+    """Bag messages -> Frames into NodeCore: camera_info K, decoding (16-bit depth per stream), the
+    resolution rule (FrameSizer), drops counted by reason. Counts camera_info problems by reason.
+
+    truth_end_ns: with the simulated predictor, the last stamp it has ground truth for; later frames
+    (past the cut of a truncated sample bag) are counted drops 'no_ground_truth' instead of windows the
+    test double cannot predict (earlier frames keep the pipeline's own checks and reasons).
+    """
+
+    def __init__(self, params: Params, core: NodeCore, info_topic: str | None,
+                 truth_end_ns: int | None = None) -> None:
+        from vggt_ros.msgs.decode import BitDepth
+        from vggt_ros.slam.validation import FrameSizer
+
+        self.params = params
+        self.core = core
+        self.info_topic = info_topic
+        self.bit_depth = BitDepth()
+        self.sizer = FrameSizer(params["window_anchors"] + params["window_new_frames"])
+        self.K_info: np.ndarray | None = None
+        self.K_size: tuple[int, int] | None = None
+        self.info_problems: dict[str, int] = {}
+        self.images_read = 0
+        self.truth_end_ns = truth_end_ns
+
+    def message(self, m: Any) -> None:
+        """One bag message (BagMessage) of the image or camera_info topic."""
+        if m.topic == self.info_topic:
+            self._camera_info(m.message)
+            return
+        self.images_read += 1
+        self._image(m)
+
+    def _camera_info(self, msg: Any) -> None:
+        from vggt_ros.msgs.decode import camera_info_K
+
+        if msg is None:
+            self.info_problems["deserialize"] = self.info_problems.get("deserialize", 0) + 1
+            return
         try:
-            gt_data = load_ground_truth(ground_truth)
-        except GroundTruthError as exc:
-            raise ReplayError(str(exc)) from exc
+            K, why = camera_info_K(msg)
+        except (AttributeError, TypeError, ValueError) as exc:  # a CameraInfo we cannot read
+            K, why = None, f"unreadable ({type(exc).__name__})"
+        if K is None:
+            self.info_problems[why] = self.info_problems.get(why, 0) + 1
+        else:
+            self.K_info, self.K_size = K, (int(msg.height), int(msg.width))
 
-    out.mkdir(parents=True, exist_ok=True)
-    pipeline = make_pipeline(params, predictor)
-    recorder = Recorder()
-    builder = MessageBuilder(RosbagsFamily(), params["map_frame"])
-    n_images = infos[img_topic].count
-    t_start = time.monotonic()
-    K_info: np.ndarray | None = None
-    K_size: tuple[int, int] | None = None
-    info_problems: dict[str, int] = {}
-    with BagWriter(out / "output.mcap", overwrite=True) as writer:
-        sink = BagSink(writer, builder, namespace, recorder)
-        core = NodeCore(params, pipeline, sink, mode="sync", predictor_name=pname, predictor_note=note)
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    def _image(self, m: Any) -> None:
+        from vggt_ros.msgs.decode import ImageDecodeError
+        from vggt_ros.msgs.frame import image_to_frame, intrinsics_if_size
 
-            bar = tqdm(total=n_images, unit="frame", desc="replay", file=sys.stderr, dynamic_ncols=True)
-        topics = [img_topic] + ([info_topic] if info_topic else [])
-        for m in read_messages(bag, topics):
-            if m.topic == info_topic:
-                if m.message is None:
-                    info_problems["deserialize"] = info_problems.get("deserialize", 0) + 1
-                    continue
-                try:
-                    K, why = camera_info_K(m.message)
-                except (AttributeError, TypeError, ValueError) as exc:  # a CameraInfo we cannot read
-                    K, why = None, f"unreadable ({type(exc).__name__})"
-                if K is None:
-                    info_problems[why] = info_problems.get(why, 0) + 1
-                else:
-                    K_info, K_size = K, (int(m.message.height), int(m.message.width))
-                continue
-            if bar is not None:
-                bar.update(1)
-            if m.message is None:
-                core.count_drop("deserialize", m.error or "")
-                continue
-            try:
-                frame = image_to_frame(m.message, intrinsics_if_size(
-                    K_info if params["use_camera_info"] else None, K_size))
-            except ImageDecodeError as exc:
-                core.count_drop(exc.reason, str(exc))
-                continue
-            core.submit(frame)
-            if bar is not None:
-                bar.set_postfix(processed=core.frames_processed, dropped=core.frames_dropped, refresh=False)
-        core.finish()
-        if bar is not None:
-            bar.close()
-        wall = time.monotonic() - t_start
-        counts = dict(writer.counts)
+        if m.message is None:
+            self.core.count_drop("deserialize", m.error or "")
+            return
+        K_info = self.K_info if self.params["use_camera_info"] else None
+        try:
+            frame = image_to_frame(m.message, intrinsics_if_size(K_info, self.K_size), self.bit_depth)
+        except ImageDecodeError as exc:
+            self.core.count_drop(exc.reason, str(exc))
+            return
+        if self.truth_end_ns is not None and frame.stamp_ns > self.truth_end_ns:
+            self.core.count_drop("no_ground_truth", f"stamp {frame.stamp_ns}: after the simulated "
+                                 "predictor's last ground truth")
+            return
+        for f in self.sizer.push(frame):
+            self.core.submit(f)
+
+    def finish(self) -> None:
+        """Release the frames the size rule still holds, then flush the pipeline's last window."""
+        for f in self.sizer.flush():
+            self.core.submit(f)
+        self.core.finish()
+
+    def resolution(self) -> dict[str, Any]:
+        size = self.sizer.size
+        return {"working_size_hw": list(size) if size else None, "changes": self.sizer.changes,
+                "frames_rescaled": self.sizer.frames_rescaled}
+
+
+def _feed(inp: BagInput, feed: FrameFeed, bar: Any, stop: Callable[[], bool]) -> None:
+    """Read the bag into `feed` until its end or stop() (checked after every image)."""
+    from vggt_ros.io.bag import read_messages
+
+    core = feed.core
+    topics = [inp.image_topic] + ([inp.info_topic] if inp.info_topic else [])
+    for m in read_messages(inp.bag, topics):
+        feed.message(m)
+        if m.topic != inp.image_topic:
+            continue
+        bar.update(1, processed=core.frames_processed, dropped=core.frames_dropped)
+        if stop():
+            break
+    feed.finish()
+    bar.close(processed=core.frames_processed, dropped=core.frames_dropped)
+
+
+def _write_products(out: Path, recorder: Recorder, pipeline: Any) -> tuple[np.ndarray, np.ndarray]:
+    """trajectory.tum (every published pose), keyframes.tum and map.ply (the final global map)."""
+    from vggt_ros.io.ply import write_ply
+    from vggt_ros.io.tum import write_tum
 
     poses = [recorder.poses[s] for s in sorted(recorder.poses)]
     stamps_est = np.array([p.stamp_ns for p in poses], np.int64)
@@ -263,35 +361,114 @@ def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *
     write_tum(out / "keyframes.tum", kf_stamps[order], kf_T[order])
     final_map = pipeline.global_map.snapshot()
     write_ply(out / "map.ply", final_map.points, final_map.colors, final_map.confidence)
+    return stamps_est, T_est
 
-    gt_desc = None
-    if gt_data is None:  # ground truth in the bag: a pose topic, or a TF child named like ground truth
+
+def _load_ground_truth(spec: str | None, bag: Path) -> Any:
+    """--ground-truth (errors are ReplayError), else a pose topic / TF child in the bag that looks like it."""
+    from vggt_ros.io.ground_truth import (
+        GroundTruthError,
+        find_ground_truth_tf_child,
+        find_ground_truth_topic,
+        load_ground_truth,
+    )
+
+    if spec:
+        try:
+            return load_ground_truth(spec)
+        except GroundTruthError as exc:
+            raise ReplayError(str(exc)) from exc
+    try:
         topic = find_ground_truth_topic(bag)
-        spec = f"{bag}:{topic}" if topic is not None else None
-        if spec is None:
+        found = f"{bag}:{topic}" if topic is not None else None
+        if found is None:
             child = find_ground_truth_tf_child(bag)
-            spec = f"{bag}:/tf:{child}" if child is not None else None
-        if spec is not None:
-            try:
-                gt_data = load_ground_truth(spec)
-            except GroundTruthError as exc:
-                log.warning("ground truth %s unusable: %s", spec, exc)
-    if gt_data is not None:
-        gt_desc = gt_data[2]
+            found = f"{bag}:/tf:{child}" if child is not None else None
+        return load_ground_truth(found) if found is not None else None
+    except (GroundTruthError, OSError) as exc:
+        log.warning("ground truth in %s unusable: %s", bag, exc)
+        return None
+
+
+def _partial_note(stop: Callable[[], bool], feed: FrameFeed, inp: BagInput) -> str | None:
+    """Why the set is partial, or None: a stop that came after the last image leaves a complete set."""
+    if not stop() or feed.images_read >= inp.n_images:
+        return None
+    name = getattr(stop, "name", "") or "a stop request"
+    return (f"partial output: interrupted by {name} after {feed.images_read} of {inp.n_images} images "
+            f"({feed.core.frames_processed} frames processed); everything processed so far is in this set")
+
+
+def _report(out: Path, core: NodeCore, feed: FrameFeed, inp: BagInput, gt_data: Any, params: Params,
+            est: tuple[np.ndarray, np.ndarray], counts: dict[str, int], wall: float,
+            partial: str | None) -> dict[str, Any]:
+    from vggt_ros.eval.report import write_report
 
     diag = core.diagnostics()
     run = diag.as_dict()
     run["throughput_fps"] = diag.frames_processed / wall if wall > 0 else None
     run["wall_time_s"] = wall
     extra = {
-        "bag": str(bag), "image_topic": img_topic, "camera_info_topic": info_topic,
-        "frames_in_bag": n_images, "ground_truth": gt_desc,
-        "camera_info_problems": info_problems,
+        "partial": partial is not None, "partial_reason": partial,
+        "frames_read": feed.images_read, "frames_in_bag": inp.n_images,
+        "bag": str(inp.bag), "bag_truncated": inp.truncated,
+        "image_topic": inp.image_topic, "camera_info_topic": inp.info_topic,
+        "ground_truth": gt_data[2] if gt_data is not None else None,
+        "camera_info_problems": feed.info_problems, "resolution": feed.resolution(),
         "output_topics": counts, "params": params.as_dict(),
     }
-    rep = write_report(out, stamps_est, T_est, gt_data[0] if gt_data else None,
-                       gt_data[1] if gt_data else None, run=run, extra=extra)
-    return ReplayResult(out, rep, counts, img_topic, n_images)
+    return write_report(out, est[0], est[1], gt_data[0] if gt_data else None,
+                        gt_data[1] if gt_data else None, run=run, extra=extra)
+
+
+def replay(bag: str | Path, out_dir: str | Path, params: Params | None = None, *,
+           ground_truth: str | None = None, image_topic: str | None = None,
+           camera_info_topic: str | None = None, namespace: str = DEFAULT_NAMESPACE,
+           progress: bool = True, predictor: Any = None, fallback_to_simulated: bool = False,
+           stop: Callable[[], bool] | None = None,
+           announce: Callable[[str], None] = print) -> ReplayResult:
+    """Replay `bag` into `out_dir` (see the module docstring). `predictor` overrides params['predictor']
+    (tests pass wrapped predictors); fallback_to_simulated is --predictor auto (announce() gets the
+    paragraph); stop() is asked after every image (True: finalise a partial set).
+    Raises ReplayError / PredictorUnavailable / ParamError / io.outputs.OutputDirError."""
+    from vggt_ros.io.bag import BagWriter
+    from vggt_ros.io.outputs import StagedOutput, check_output_dir
+    from vggt_ros.io.progress import Progress
+    from vggt_ros.msgs.builders import MessageBuilder
+    from vggt_ros.msgs.family import RosbagsFamily
+
+    params = params or Params()
+    stop = stop or (lambda: False)
+    check_output_dir(out_dir)
+    inp = open_input(Path(bag), params, image_topic, camera_info_topic)
+    # predictor first: a missing model must fail before any output is written
+    if predictor is None:
+        predictor, params = choose_predictor(params, inp.bag, fallback_to_simulated, announce)
+    note = SIMULATED_NOTE if params["predictor"] == "simulated" else ""
+    gt_data = _load_ground_truth(ground_truth, inp.bag)
+    stage = StagedOutput(out_dir, "output.mcap", OUTPUT_FILES)
+    try:
+        pipeline = make_pipeline(params, predictor)
+        recorder = Recorder()
+        t_start = time.monotonic()
+        builder = MessageBuilder(RosbagsFamily(), params["map_frame"])
+        pname = str(getattr(predictor, "name", params["predictor"]))
+        with BagWriter(stage.path / "output.mcap", overwrite=True) as writer:
+            core = NodeCore(params, pipeline, BagSink(writer, builder, namespace, recorder), mode="sync",
+                            predictor_name=pname, predictor_note=note)
+            truth = getattr(getattr(predictor, "ground_truth", None), "stamps", None)
+            feed = FrameFeed(params, core, inp.info_topic, max(truth) if truth else None)
+            _feed(inp, feed, Progress(inp.n_images, "replay", enabled=progress), stop)
+            counts = dict(writer.counts)
+        wall = time.monotonic() - t_start
+        est = _write_products(stage.path, recorder, pipeline)
+        partial = _partial_note(stop, feed, inp)
+        rep = _report(stage.path, core, feed, inp, gt_data, params, est, counts, wall, partial)
+        where = stage.commit(partial)
+    finally:
+        stage.discard()
+    return ReplayResult(where, rep, counts, inp.image_topic, inp.n_images,
+                        getattr(stop, "name", "stop") if partial else "", inp.truncated)
 
 
 def register(subparsers: Any) -> None:
@@ -302,56 +479,46 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", default=None, help="output directory (default: <bag stem>_vggt)")
     p.add_argument("--params", default=None,
                    help="parameters YAML in the node's format (/**: ros__parameters:)")
-    p.add_argument("--predictor", choices=("vggt", "simulated"), default=None,
-                   help="'vggt' (default: VGGT-1B from the hub or weights_path) or 'simulated' "
-                        "(TEST DOUBLE from the sample bag's ground truth, no weights)")
+    p.add_argument("--predictor", choices=("vggt", "simulated", "auto"), default=None,
+                   help="'vggt' (default: VGGT-1B from the hub or --weights; exit 3 without them), "
+                        "'simulated' (TEST DOUBLE from the sample bag's ground truth, no weights) or 'auto' "
+                        "(vggt, falling back to simulated with a note when the weights cannot be had)")
     p.add_argument("--weights", default=None, help="local checkpoint file (sets weights_path)")
     p.add_argument("--ground-truth", default=None, help="TUM file or BAG[:/topic] to score against")
     p.add_argument("--image-topic", default=None,
                    help="image topic in the bag (default: params image_topic)")
     p.add_argument("--camera-info-topic", default=None, help="camera_info topic in the bag")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (a bar on a terminal, a line per 10%% otherwise)")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="vggt-ros replay: %(message)s")
-    try:
-        params = load_params_yaml(args.params) if args.params else Params()
-        changes: dict[str, Any] = {}
-        if args.predictor:
-            changes["predictor"] = args.predictor
-        if args.weights:
-            changes["weights_path"] = args.weights
-        params = params.replace(**changes)
-    except ParamError as exc:
-        print(f"vggt-ros replay: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.output) if args.output else Path(args.bag).with_name(Path(args.bag).stem + "_vggt")
-    if params["predictor"] == "simulated":
-        print(f"vggt-ros replay: {SIMULATED_NOTE}")
-    try:
-        res = replay(args.bag, out, params, ground_truth=args.ground_truth, image_topic=args.image_topic,
-                     camera_info_topic=args.camera_info_topic, namespace=args.namespace,
-                     progress=not args.no_progress)
-    except PredictorUnavailable as exc:
-        print(f"vggt-ros replay: predictor unavailable: {exc}", file=sys.stderr)
-        return 3
-    except (ReplayError, ParamError) as exc:
-        print(f"vggt-ros replay: {exc}", file=sys.stderr)
-        return 2
+def _params_of(args: argparse.Namespace) -> Params:
+    params = load_params_yaml(args.params) if args.params else Params()
+    changes: dict[str, Any] = {}
+    if args.predictor in ("vggt", "simulated"):
+        changes["predictor"] = args.predictor
+    elif args.predictor == "auto":
+        changes["predictor"] = "vggt"
+    if args.weights:
+        changes["weights_path"] = args.weights
+    return params.replace(**changes)
+
+
+def _summary(res: ReplayResult) -> None:
     rep = res.report
     drops = rep.get("drops") or {}
-    print(f"replayed {res.frames_in_bag} images from {res.image_topic}: {rep.get('frames_processed', 0)} "
-          f"processed, {rep.get('frames_dropped', 0)} dropped"
+    print(f"replayed {rep.get('frames_read', res.frames_in_bag)} of {res.frames_in_bag} images from "
+          f"{res.image_topic}: {rep.get('frames_processed', 0)} processed, "
+          f"{rep.get('frames_dropped', 0)} dropped"
           + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(drops.items())) + ")" if drops else "")
           + f", {rep.get('windows_rejected', 0)} windows rejected, {rep.get('keyframes', 0)} keyframes")
     if "ate_rmse" in rep:
         print(f"ATE RMSE {rep['ate_rmse']:.6f} (Sim(3)-aligned, {rep['ate_percent']:.3f} % of path), "
               f"RPE {rep['rpe_trans_rmse']:.6f} / {rep['rpe_rot_deg']:.4f} deg vs {rep.get('ground_truth')}")
     else:
-        print(f"not scored: {rep.get('evaluation')}")
+        print(str(rep.get("evaluation")))
     lat = rep.get("latency_p50_s")
     if lat is not None:
         print(f"latency p50 {lat:.3f} s, p95 {rep.get('latency_p95_s'):.3f} s, "
@@ -360,4 +527,48 @@ def run(args: argparse.Namespace) -> int:
           f"report.md" + ("".join(", " + p for p in rep.get("plots", []))))
     if rep.get("predictor_note"):
         print(rep["predictor_note"])
-    return 0
+
+
+def _exit_code(res: ReplayResult, stop: Any) -> int:
+    rep = res.report
+    if res.stopped:
+        print(f"vggt-ros replay: {rep.get('partial_reason')}; in {res.out_dir}", file=sys.stderr)
+        return int(stop.exit_code)
+    code = res.exit_code
+    if code == EXIT_NOTHING_PROCESSED:
+        drops = ", ".join(f"{k}: {v}" for k, v in sorted((rep.get("drops") or {}).items()))
+        print(f"vggt-ros replay: nothing processed: {rep.get('frames_read', 0)} images read, every frame "
+              f"dropped ({drops or 'no frames'}); exit {code}", file=sys.stderr)
+    elif code == EXIT_PARTIAL_INPUT:
+        print(f"vggt-ros replay: the bag is truncated, only its readable part was replayed; "
+              f"`mcap recover {rep.get('bag')} -o fixed.mcap` may rescue more; exit {code}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    from vggt_ros.io.interrupt import stop_on_signals
+    from vggt_ros.io.outputs import OutputDirError
+
+    logging.basicConfig(level=logging.WARNING, format="vggt-ros replay: %(message)s")
+    try:
+        params = _params_of(args)
+    except ParamError as exc:
+        print(f"vggt-ros replay: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    out = Path(args.output) if args.output else Path(args.bag).with_name(Path(args.bag).stem + "_vggt")
+    if params["predictor"] == "simulated":
+        print(f"vggt-ros replay: {SIMULATED_NOTE}")
+    try:
+        with stop_on_signals() as stop:
+            res = replay(args.bag, out, params, ground_truth=args.ground_truth, image_topic=args.image_topic,
+                         camera_info_topic=args.camera_info_topic, namespace=args.namespace,
+                         progress=not args.no_progress, fallback_to_simulated=args.predictor == "auto",
+                         stop=stop, announce=lambda text: print(f"vggt-ros replay: {text}"))
+    except PredictorUnavailable as exc:
+        print(f"vggt-ros replay: predictor unavailable: {exc}", file=sys.stderr)
+        return EXIT_NO_PREDICTOR
+    except (ReplayError, ParamError, OutputDirError) as exc:
+        print(f"vggt-ros replay: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summary(res)
+    return _exit_code(res, stop)
