@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from vggt_ros.geometry.image import is_blank
 from vggt_ros.geometry.se3 import invert_T, rotation_angle
 from vggt_ros.sim.cases import (
     CASES,
@@ -16,7 +17,7 @@ from vggt_ros.sim.cases import (
     twin_circle,
     view_groups,
 )
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor, is_blank
+from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.sequence import Cover, GroundTruth, SyntheticSequence, intrinsics
 from vggt_ros.sim.trajectories import figure_eight
 from vggt_ros.sim.worlds import TWIN_SHIFT, pillar_hall, twin_rooms

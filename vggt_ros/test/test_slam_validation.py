@@ -10,7 +10,9 @@ K = np.array([[100.0, 0, 80], [0, 100.0, 60], [0, 0, 1]])
 
 
 def _f(stamp: int, hw=(120, 160), K_=K, dtype=np.uint8, ch=3) -> Frame:
-    return Frame(stamp, np.zeros((*hw, ch), dtype), K_)
+    """A textured frame (a blank one is refused as blank_image)."""
+    rgb = np.random.default_rng(abs(int(stamp))).integers(0, 256, (*hw, ch)).astype(dtype)
+    return Frame(stamp, rgb, K_)
 
 
 def test_reasons():
@@ -29,6 +31,14 @@ def test_reasons():
     assert v.check(Frame(20, np.zeros((120, 160), np.uint8))) == "bad_image"
     assert v.check(Frame(20.5, np.zeros((120, 160, 3), np.uint8))) == "bad_stamp"  # type: ignore[arg-type]
     assert v.check("not a frame") == "bad_type"
+    # covered lens / black or saturated frames: nothing to predict
+    assert v.check(Frame(20, np.zeros((120, 160, 3), np.uint8), K)) == "blank_image"
+    assert v.check(Frame(20, np.full((120, 160, 3), 255, np.uint8), K)) == "blank_image"
+    dark = np.random.default_rng(1).normal(12, 1.5, (120, 160, 3)).clip(0, 255).astype(np.uint8)
+    assert v.check(Frame(20, dark, K)) == "blank_image"  # lens cap: sensor noise only
+    dim = np.random.default_rng(2).normal(20, 8, (120, 160, 3)).clip(0, 255).astype(np.uint8)
+    assert v.check(Frame(20, dim, K)) is None  # a dim scene with texture is kept
+    v.last_stamp_ns = 10
     # refused frames did not move the stream state: the next good frame is accepted
     assert v.check(_f(11, K_=None)) is None
     assert v.last_stamp_ns == 11 and v.size == (120, 160)
@@ -44,11 +54,16 @@ def test_non_finite_K_is_refused_at_the_door():
         assert FrameValidator().check(_f(1, K_=Kb)) == "bad_intrinsics"
 
 
-def _g(stamp: int, hw: tuple[int, int], value: int = 0) -> Frame:
-    """A frame of size hw whose K is the same camera as K at 160x120 (scaled)."""
+def _g(stamp: int, hw: tuple[int, int], value: int = 0, texture: bool = True) -> Frame:
+    """A frame of size hw whose K is the same camera as K at 160x120 (scaled); with texture a
+    checkerboard of 1/20-width cells (a uniform frame is refused as blank_image)."""
     from vggt_ros.slam.validation import scale_intrinsics
 
-    return Frame(stamp, np.full((*hw, 3), value, np.uint8), scale_intrinsics(K, hw[1] / 160, hw[0] / 120))
+    rgb = np.full((*hw, 3), value, np.uint8)
+    if texture:
+        yy, xx = np.mgrid[0 : hw[0], 0 : hw[1]] * 20 // hw[1]
+        rgb[(yy + xx) % 2 == 1] = 255 - value
+    return Frame(stamp, rgb, scale_intrinsics(K, hw[1] / 160, hw[0] / 120))
 
 
 def test_sizer_majority_of_the_first_frames_sets_the_working_size():
@@ -75,7 +90,7 @@ def test_sizer_counts_each_change_once_and_scales_K():
     sizes = [(120, 160)] * 3 + [(60, 80)] * 3 + [(120, 160)] * 2 + [(240, 320)]
     out = []
     for i, hw in enumerate(sizes):
-        out += s.push(_g(i, hw, value=200))
+        out += s.push(_g(i, hw, value=200, texture=False))
     out += s.flush()
     assert len(out) == len(sizes) and {f.size for f in out} == {(120, 160)}
     assert s.changes == 3 and s.frames_rescaled == 4

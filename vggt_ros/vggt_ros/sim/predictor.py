@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 
 from vggt_ros.geometry.depth import in_image, project_points, sample_nearest, unproject_pixels
+from vggt_ros.geometry.image import is_blank
 from vggt_ros.geometry.se3 import invert_T, so3_exp
 from vggt_ros.sim.sequence import GroundTruth
 from vggt_ros.types import Frame, WindowPrediction
@@ -95,11 +96,6 @@ class SimNoise:
         1 px tracks with 8 % outliers, an arbitrary per-window scale (20 % log std)."""
         return SimNoise(rot_deg=1.2, trans_frac=0.026, focal_frac=0.03, depth_frac=0.03, depth_bias_frac=0.06,
                         depth_outlier_frac=0.03, track_px=1.0, track_outlier_frac=0.08, scale_jitter=0.2)
-
-
-def is_blank(rgb: np.ndarray, max_std: float) -> bool:
-    """True when an (H, W, 3) uint8 image is near-constant: grey-level std (every 2nd pixel) < max_std."""
-    return float(np.asarray(rgb[::2, ::2], dtype=np.float32).mean(axis=2).std()) < max_std
 
 
 def _blank_garbage(rng: np.random.Generator, blank: list[bool], T_win_cam: np.ndarray,

@@ -61,6 +61,9 @@ class StitchConfig:
     pnp_min_px / pnp_max_px: range of the adaptive PnP reprojection inlier bound (3 robust sigma),
         as fractions of the image width (160 px wide: 1 .. 6.4 px).
     min_pnp_points: fewest track inliers to refine a frame's pose by PnP.
+    min_frame_tracks: a new frame that sees fewer tracks from window frame 0 than this, right after a
+        frame that saw 4x as many, shares no view with the map (kidnap, cut): the window is not
+        stitched (stitching.unconnected_frame; recovery starts a segment).
     min_track_inlier_ratio: reject when the PnP inliers over all visible tracks fall below this
         (tracks that disagree with the map mean the window does not fit it).
     max_pnp_deviation_rel: keep the PnP pose only if its centre is within this fraction of scene
@@ -85,6 +88,7 @@ class StitchConfig:
     pnp_min_px: float = 0.006
     pnp_max_px: float = 0.04
     min_pnp_points: int = 12
+    min_frame_tracks: int = 8
     min_track_inlier_ratio: float = 0.4
     max_pnp_deviation_rel: float = 0.1
     max_pnp_deviation_deg: float = 5.0
@@ -113,8 +117,8 @@ class LoopConfig:
 
     enabled: look for loops and relocalisations at every new keyframe.
     min_score: cosine similarity of global descriptors for a candidate.
-    exclude_recent: the last this many keyframes added are not loop candidates (already connected
-        by the stitching chain).
+    exclude_recent: the newest this many keyframes of the query's own segment are not loop candidates
+        (already connected by the stitching chain); other segments' keyframes always are.
     max_candidates: candidates verified per new keyframe (each costs one 2-frame prediction).
     min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
         and this fraction of track observations within the PnP bound.

@@ -100,8 +100,9 @@ class LoopCloser:
         if self._cooldown > 0:
             self._cooldown -= 1
             return None
+        recent = self._recent_in_segment(keyframes, kf, cfg.exclude_recent)
         cands = self.places.query(
-            kf.descriptor, k=cfg.max_candidates, exclude_recent=cfg.exclude_recent, min_score=cfg.min_score
+            kf.descriptor, k=cfg.max_candidates, exclude_ids=recent, min_score=cfg.min_score
         )
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]
@@ -117,6 +118,19 @@ class LoopCloser:
             if event is not None:
                 return event
         return None
+
+    @staticmethod
+    def _recent_in_segment(keyframes: KeyframeManager, kf: Keyframe, n: int) -> list[int]:
+        """The n newest keyframes of kf's segment (already tied to it by stitching). Keyframes of other
+        segments are never excluded: right after a new segment starts, the place it sees is most
+        likely the old segment's newest keyframes, exactly the relocalisation targets."""
+        out: list[int] = []
+        for k in reversed(keyframes.keyframes):
+            if len(out) >= n:
+                break
+            if k.segment_id == kf.segment_id:
+                out.append(k.keyframe_id)
+        return out
 
     def _verify(
         self,

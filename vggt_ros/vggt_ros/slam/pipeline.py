@@ -33,6 +33,7 @@ WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to each poin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -47,7 +48,13 @@ from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.loop_closure import LoopCloser
-from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, make_stitcher
+from vggt_ros.slam.stitching import (
+    StitchInput,
+    TrackQueries,
+    TrackStitcher,
+    make_stitcher,
+    unconnected_frame,
+)
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
 from vggt_ros.slam.updates import (
     DepthFrame,
@@ -352,6 +359,12 @@ class Pipeline:
             cfg.depth_conf_threshold,
             cfg.seed + w.window_id,
         )
+        gap = unconnected_frame(inp, cfg.stitch) if isinstance(self.stitcher, TrackStitcher) else None
+        if gap is not None:
+            if gap == A:  # not even the first new frame sees the map: recovery
+                raise _Rejected(f"no_track_overlap (frame {gap})", stitch_level=True)
+            self._split(w, gap - A)
+            inp = dataclasses.replace(inp, new_indices=list(range(A, gap)))
         try:
             res = self.stitcher.stitch(inp)
         except Exception as exc:  # never let one window stop the stream
@@ -436,11 +449,23 @@ class Pipeline:
             self.config.seed + w.window_id,
         )
         assert isinstance(self.stitcher, TrackStitcher)
-        ref = self.stitcher.refine_poses(inp, poses, 1.0, depth)
         cfg = self.config.stitch
+        gap = unconnected_frame(inp, cfg)
+        if gap is not None:  # frames from `gap` on show another place: they wait for the next window
+            self._split(w, gap)
+            inp = dataclasses.replace(inp, new_indices=list(range(1, gap)))
+        ref = self.stitcher.refine_poses(inp, poses, 1.0, depth)
         if ref.observations >= cfg.min_pnp_points and ref.inlier_ratio < cfg.min_track_inlier_ratio:
             raise _Rejected(f"inconsistent_window ({ref.inlier_ratio:.2f} < {cfg.min_track_inlier_ratio})")
         return ref.poses, ref.depth_scale
+
+    def _split(self, w: _Window, keep: int) -> None:
+        """Use only the first `keep` new frames of w; the rest go back to the buffer for the next window
+        (they share no view with these: a kidnap or a cut), so no frame is lost to the break."""
+        log.info("window %d: view breaks after %d of %d new frames; the rest start the next window",
+                 w.window_id, keep, len(w.pending))
+        self.window.requeue(w.pending[keep:])
+        w.pending = w.pending[:keep]
 
     # --- accepted window --------------------------------------------------------------------------
     def _accept(self, w: _Window, sol: WindowSolution) -> list[Update]:

@@ -231,6 +231,28 @@ def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarra
     return np.flatnonzero(ok)
 
 
+def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
+    """First new window index where the tracks from frame 0 break off, else None.
+
+    A break: frame j sees fewer than min_frame_tracks of them while frame j-1 saw at least 4x that
+    many. Such a frame shares no view with the frames before it (a kidnap, a cut): its pose in the
+    window is VGGT's guess across a gap, so the window is not stitched as it is. In ordinary motion
+    the count falls off over several frames instead (fast motion may end a window with few tracks,
+    and that is no break).
+    """
+    pred = inp.prediction
+    valid = inp.queries.valid if inp.queries.valid.any() else np.ones(len(inp.queries.uv), bool)
+
+    def seen(j: int) -> int:
+        ok = (pred.vis[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf) & valid
+        return int(np.count_nonzero(ok & in_image(pred.tracks[j].astype(np.float64), inp.size)))
+
+    for j in inp.new_indices:
+        if j >= 1 and seen(j) < cfg.min_frame_tracks and seen(j - 1) >= 4 * cfg.min_frame_tracks:
+            return j
+    return None
+
+
 def track_correspondences(inp: StitchInput, cfg: StitchConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tracked map points vs the new frames' predicted depth at the tracked pixels (window frame)."""
     pred = inp.prediction
@@ -444,6 +466,9 @@ class TrackStitcher:
             return replace(base, reason=f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})")
         if ratio < cfg.min_inlier_ratio:
             return replace(base, reason=f"too_few_inliers ({ratio:.2f} < {cfg.min_inlier_ratio})")
+        gap = unconnected_frame(inp, cfg)
+        if gap is not None:
+            return replace(base, reason=f"no_track_overlap (frame {gap})")
         poses = _poses_from_sim3(inp, sim)
         if cfg.refresh_queries:
             inp = refresh_queries(inp, sim.scale)

@@ -8,6 +8,8 @@ Reasons (stable strings, counted by the pipeline and reported in FrameRefused):
 - "bad_intrinsics": K not a finite (3, 3) with fx, fy > 0 and K[2] == [0, 0, 1].
 - "non_monotonic_stamp": stamp_ns not strictly greater than the last accepted frame's.
 - "bad_stamp": stamp not an integer.
+- "blank_image": a (nearly) uniform image (covered lens, black frame): no geometry to predict, so it is
+  refused before it can spoil a window (is_blank).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
+from vggt_ros.geometry.image import is_blank
 from vggt_ros.types import Frame
 
 log = logging.getLogger("vggt_ros.frames")
@@ -68,9 +71,12 @@ class FrameValidator:
                 return "bad_intrinsics"
         if self.last_stamp_ns is not None and int(stamp) <= self.last_stamp_ns:
             return "non_monotonic_stamp"
+        if is_blank(rgb):
+            return "blank_image"
         self.size = hw
         self.last_stamp_ns = int(stamp)
         return None
+
 
 
 def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:

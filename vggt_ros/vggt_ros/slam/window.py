@@ -56,6 +56,12 @@ class FrameWindow:
         out, self._pending = self._pending[:n], self._pending[n:]
         return out
 
+    def requeue(self, frames: list[PendingFrame]) -> None:
+        """Put frames taken by `take` back at the front (the part of a window that was not used)."""
+        if frames and self._pending and frames[-1].index >= self._pending[0].index:
+            raise ValueError("requeued frames must precede the pending ones")
+        self._pending = list(frames) + self._pending
+
     def clear(self) -> list[PendingFrame]:
         """Remove and return every pending frame."""
         return self.take(len(self._pending))
