@@ -10,7 +10,8 @@ The predictor is the simulated one (TEST DOUBLE of VGGT; sim.predictor, with Sim
 Per case a markdown table, medians over seeds with [min-max]:
   posed %    frames emitted as FramePose / frames in the sequence
   segments   distinct WindowStats.segment_id (FramePose.segment_id) when the core has it, else 1
-  ATE        Sim(3)-aligned (eval.metrics.evaluate_trajectory, evo) on the posed frames, each segment
+  ATE        Sim(3)-aligned (eval.metrics.evaluate_trajectory, evo) on the posed frames (final poses:
+             Pipeline.trajectory(), so a loop closure's correction counts), each segment
              aligned on its own and pooled (frame-weighted RMS); m and % of the segments' path length
   drift %    end-to-end scale drift of the longest segment (n/a under 50 posed frames)
   rejected   windows rejected, by reason (median per reason)
@@ -214,6 +215,7 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
     for u in updates:
         if isinstance(u, FramePose):
             poses[int(u.stamp_ns)] = (u.T_map_cam, _segment_of(u, window_segment))
+    _final_poses(p, poses)
     first_late = int(np.ceil(0.8 * n))
     posed_idx = [seq.index_of(s) for s in poses]
     loops, false_loops = _loop_events(updates, seq)
@@ -236,6 +238,18 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
         acc = {w.stamp_ns: w.accepted for w in stats}
         out["garbage"] = (sum(1 for s in garbage.injected if not acc.get(s, False)), len(garbage.injected))
     return out
+
+
+def _final_poses(p: Pipeline, poses: dict[int, tuple[np.ndarray, int]]) -> None:
+    """Replace, in place, the emitted poses by Pipeline.trajectory()'s (the core's final estimate, e.g.
+    after a loop closure moved the path) for the stamps it has; segments stay as emitted."""
+    try:
+        stamps, T = p.trajectory()
+    except (AttributeError, TypeError, ValueError):
+        return
+    for s, Ti in zip(np.asarray(stamps).tolist(), np.asarray(T)):
+        if int(s) in poses:
+            poses[int(s)] = (Ti, poses[int(s)][1])
 
 
 def _heavy(u: Any) -> bool:
