@@ -284,3 +284,14 @@ def test_every_builder_passes_all_fields_by_keyword() -> None:
     assert [m["__msgtype__"] for m in built][-3:] == [
         "vggt_ros_msgs/msg/Keyframe", "vggt_ros_msgs/msg/WindowStats", "diagnostic_msgs/msg/DiagnosticArray"]
     assert built[-1]["status"][0]["level"] == b"\x00"
+
+
+def test_loop_closure_message(tmp_path: Any, builder: MessageBuilder) -> None:
+    from vggt_ros.slam.updates import LoopClosure
+
+    ev = LoopClosure(STAMP, 40, 2, STAMP - 10**9, 0.93, 120, -1, 0.25, 1.5, 1.02)
+    m = roundtrip(tmp_path, [("loop_closures", builder.loop_closure(ev))])["loop_closures"]
+    assert_stamp(m.header, "map")
+    assert (m.query_keyframe_id, m.match_keyframe_id, m.num_inliers, m.merged_segment) == (40, 2, 120, -1)
+    assert m.match_stamp.sec * 10**9 + m.match_stamp.nanosec == STAMP - 10**9
+    assert m.correction_m == 0.25 and m.correction_scale == pytest.approx(1.02)

@@ -39,7 +39,8 @@ def test_custom_types_serialize_roundtrip() -> None:
     assert back.frames_dropped == 2**40 and list(back.anchor_keyframe_ids) == [1, 2]
     assert (back.tracking_state, back.segment_id) == ("new_segment", 3)
     lc = ts.types["vggt_ros_msgs/msg/LoopClosure"]
-    loop = lc(header=hdr, query_keyframe_id=40, match_keyframe_id=2, score=0.93, num_inliers=120,
+    loop = lc(header=hdr, query_keyframe_id=40, match_keyframe_id=2, match_stamp=time_msg(fam, 3), score=0.93,
+              num_inliers=120,
               merged_segment=-1, correction_m=0.25, correction_deg=1.5, correction_scale=1.02)
     back = ts.deserialize_cdr(ts.serialize_cdr(loop, lc.__msgtype__), lc.__msgtype__)
     assert (back.query_keyframe_id, back.match_keyframe_id, back.merged_segment) == (40, 2, -1)

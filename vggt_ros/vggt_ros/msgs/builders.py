@@ -22,7 +22,7 @@ import numpy as np
 
 from vggt_ros.geometry.quaternion import quat_xyzw_from_matrix
 from vggt_ros.msgs.family import MessageFamily
-from vggt_ros.msgs.stamps import header_msg
+from vggt_ros.msgs.stamps import header_msg, time_msg
 from vggt_ros.slam.updates import DepthFrame, FramePose, KeyframeAdded, LoopClosure, WindowStats
 
 # sensor_msgs/PointField datatypes
@@ -315,6 +315,7 @@ class MessageBuilder:
             header=self.header(ev.stamp_ns, self.map_frame),
             query_keyframe_id=int(ev.query_keyframe_id),
             match_keyframe_id=int(ev.match_keyframe_id),
+            match_stamp=time_msg(self.family, ev.match_stamp_ns),
             score=float(ev.score),
             num_inliers=int(ev.num_inliers),
             merged_segment=int(ev.merged_segment),

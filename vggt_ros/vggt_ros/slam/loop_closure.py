@@ -237,7 +237,7 @@ class LoopCloser:
             big[1],
         )
         return corrections, LoopClosure(
-            q.stamp_ns, q.keyframe_id, m.keyframe_id, ver.score, ver.num_inliers, merged, *big
+            q.stamp_ns, q.keyframe_id, m.keyframe_id, m.stamp_ns, ver.score, ver.num_inliers, merged, *big
         )
 
 
