@@ -25,7 +25,9 @@ Intrinsics = Callable[[tuple[int, int]], "np.ndarray | None"]
 """(H, W) of the decoded image -> K (3, 3) float64 at that resolution, or None."""
 
 
-def image_to_frame(msg: Any, intrinsics: Intrinsics | None = None, bit_depth: BitDepth | None = None) -> Frame:
+def image_to_frame(
+    msg: Any, intrinsics: Intrinsics | None = None, bit_depth: BitDepth | None = None
+) -> Frame:
     """Image or CompressedImage message -> Frame (stamp_ns from the header, optical frame_id).
 
     bit_depth: the stream's BitDepth (one per subscription / input topic) for 16-bit encodings."""

@@ -186,7 +186,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Depth pixels with VGGT confidence below this become NaN in depth/points/map (confidence >= 1).",
        1.0, 1000.0),
     _p("max_window_residual_rel", float, _SLAM.stitch.max_rel_rms,
-       "Reject a window whose Sim(3) inlier RMS, each point relative to its own depth, exceeds this.", 0.0, 10.0),
+       "Reject a window whose Sim(3) inlier RMS, each point relative to its own depth, exceeds this.",
+       0.0, 10.0),
     _p("min_inlier_ratio", float, _SLAM.stitch.min_inlier_ratio,
        "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
     # --- input queue

@@ -130,7 +130,8 @@ class WindowStats:
 class LoopClosure:
     """A verified loop or relocalisation, applied by the pose graph (map frame).
 
-    stamp_ns / match_stamp_ns: image stamps of the query and the matched keyframe; query/match: keyframe ids; merged_segment: the segment folded into match's segment (-1 when
+    stamp_ns / match_stamp_ns: image stamps of the query and the matched keyframe; query/match:
+    keyframe ids; merged_segment: the segment folded into match's segment (-1 when
     both were already one segment: a loop); correction_m / correction_deg / correction_scale:
     the largest change the optimisation made to a keyframe (map units, degrees, scale ratio).
     """
