@@ -100,22 +100,24 @@ def node_config(stitcher: str = "tracks", loop_closure: bool | None = None,
 
 
 class GarbageInjector:
-    """Wraps a predictor: the first window holding each of the given frame stamps gets confident
-    garbage (random depth and tracks, confidences untouched), like tests/test_slam_pipeline's."""
+    """Wraps a predictor: every prediction of a window holding one of the given frame stamps gets
+    confident garbage (random depth and tracks, confidences untouched), like tests/test_slam_pipeline's.
+    Garbage stays garbage: a retry of the same frames (the core's recovery) gets garbage again, as a
+    deterministic network would give."""
 
     def __init__(self, inner: Any, stamps: Sequence[int]) -> None:
         self.inner = inner
         self.name = inner.name
-        self.todo = set(int(s) for s in stamps)
-        self.injected: list[int] = []  #: stamp of the last frame of each corrupted window
+        self.stamps = set(int(s) for s in stamps)
+        self.injected: list[int] = []  #: stamp of the last frame of each corrupted window (once each)
 
     def predict(self, frames: Sequence[Frame], query_points: np.ndarray, depth_for: Sequence[int]
                 ) -> WindowPrediction:
         pred = self.inner.predict(frames, query_points, depth_for)
-        hit = self.todo & {int(f.stamp_ns) for f in frames[1:]}
-        if hit:
-            self.todo -= hit
-            self.injected.append(int(frames[-1].stamp_ns))
+        if self.stamps & {int(f.stamp_ns) for f in frames}:
+            last = int(frames[-1].stamp_ns)
+            if last not in self.injected:
+                self.injected.append(last)
             rng = np.random.default_rng(len(self.injected))
             H, W = frames[0].size
             for i in pred.depth:
