@@ -61,7 +61,8 @@ def test_tiny_run_prints_the_table(bench: ModuleType, capsys: pytest.CaptureFixt
 
 def test_garbage_windows_are_injected_and_counted(bench: ModuleType,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--cases", "garbage", "--frames", "140", "--seeds", "0", "--noise", "0", "--loop-closure", "on",
+    assert bench.main(["--cases", "garbage", "--frames", "140", "--seeds", "0", "--noise", "0",
+                       "--loop-closure", "on",
                        "--no-baseline"]) == 0
     (row,) = _rows(capsys.readouterr().out, "garbage")
     assert row[10] == "2/2"  # garbage at frames 64 and 124: both windows rejected
