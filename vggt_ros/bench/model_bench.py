@@ -35,7 +35,8 @@ HEAD_PRESETS: dict[str, tuple[str, ...]] = {
     "cam+depth": ("camera", "depth"),
     "all": ("camera", "depth", "point", "track"),
 }
-# Reference implementation, fp32, 2-core CPU, full forward (../shared/fixtures/vggt_golden/README.md).
+# Reference implementation, fp32, 2 threads, full forward, as recorded with the golden fixtures
+# (docs/architecture.md#reference-timings).
 REF_CPU_S = {(1, 294, 518): (14.0, 14.0), (2, 294, 518): (28.0, 32.0), (2, 140, 196): (7.8, 7.8)}
 # Reference H100 figures, aggregator only, FlashAttention-3, 518 px (VGGT README): frames -> (s, GB).
 REF_H100_AGG = {

@@ -105,7 +105,7 @@ def test_every_rviz_topic_is_published_by_the_node_or_is_the_launch_input(rviz: 
         assert rviz_durability == ("Transient Local" if latched else "Volatile"), display["Name"]
         assert display["Topic"]["Reliability Policy"] == "Reliable"  # every output is reliable
         seen.add(outputs[topic])
-    # what ARCHITECTURE.md asks RViz to show: global map, window cloud, path, depth, camera image (+ TF)
+    # docs/architecture.md#rviz: RViz shows the global map, window cloud, path, depth, camera image, TF
     assert {"map", "points", "path", "depth", "<camera>"} <= seen
     assert any(d["Class"] == "rviz_default_plugins/TF" for d in rviz_displays(rviz))
 

@@ -15,7 +15,7 @@ from vggt_ros.model.formula_weights import (
     tensor_seed,
 )
 
-# (name, shape, seed, first values, (index, value) of a later element) — FORMULA_WEIGHTS.md
+# (name, shape, seed, first values, (index, value) of a later element) — docs/formula_weights.md
 VECTORS = [
     (
         "aggregator.camera_token",

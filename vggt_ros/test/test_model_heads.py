@@ -1,4 +1,4 @@
-"""Building blocks and heads of the VGGT model, checked against direct formulas of SPEC.md."""
+"""VGGT building blocks and heads, checked against direct formulas (docs/architecture.md#module-tree)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vggt_ros.model.layers import Attention, RotaryPositionEmbedding2D, patch_po
 
 
 def _rope_reference(x: torch.Tensor, pos: torch.Tensor, base: float = 100.0) -> torch.Tensor:
-    """SPEC.md §1 literally: halves by axis, per-axis cat(a, a) angles, rotate-half [-x2, x1]."""
+    """docs/architecture.md#module-tree: halves by axis, per-axis cat(a, a) angles, rotate-half [-x2, x1]."""
 
     def rope1d(t, p):
         d = t.shape[-1]
@@ -66,7 +66,7 @@ def test_attention_normalises_q_k_before_rope():
 
 
 def test_residual_conv_unit_skip_adds_relu_of_input():
-    """The reference's in-place ReLU makes the skip carry relu(x), not x (SPEC.md §7)."""
+    """In-place ReLU: the skip carries relu(x), not x (docs/architecture.md#parity-pitfalls)."""
     rcu = ResidualConvUnit(4)
     for conv in (rcu.conv1, rcu.conv2):
         torch.nn.init.zeros_(conv.weight)

@@ -44,7 +44,7 @@ def golden_head() -> TrackHead:
 def test_state_dict_matches_checkpoint_layout(golden_head: TrackHead, data_dir: Path) -> None:
     sd = golden_head.state_dict()
     assert len(sd) == 394
-    assert sum(v.numel() for v in sd.values()) == 65_941_396  # SPEC.md §2
+    assert sum(v.numel() for v in sd.values()) == 65_941_396  # docs/architecture.md#checkpoint-keys
     assert tuple(sd["tracker.updateformer.virual_tracks"].shape) == (1, 64, 1, 384)
     assert tuple(sd["tracker.updateformer.time_blocks.0.attn.in_proj_weight"].shape) == (1152, 384)
     assert tuple(sd["tracker.corr_mlp.fc1.weight"].shape) == (384, 7 * 81)

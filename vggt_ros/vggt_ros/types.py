@@ -1,7 +1,7 @@
 """Core data types that cross module boundaries: frames in, window predictions out.
 
 Everything here is numpy; no ROS types and no torch tensors cross these boundaries
-(ARCHITECTURE.md, "The contract between them and slam/").
+(docs/architecture.md#predictor-contract).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Depth maps <-> 3D points: unprojection, projection, reprojection between views.
 
-Pixel convention is VGGT's (`unproject_depth_map_to_point_map`, SPEC.md §4): pixel (u, v)
+Pixel convention is VGGT's (`unproject_depth_map_to_point_map`, docs/architecture.md#reference-conventions):
+pixel (u, v)
 with u = 0..W-1 the column and v = 0..H-1 the row, NO +0.5 offset, so
 x = (u - cx) * d / fx, y = (v - cy) * d / fy, z = d (depth along the optical z axis).
 Cameras are OpenCV optical frames. Invalid depth is NaN (or <= 0, treated as invalid).

@@ -43,7 +43,7 @@ def optical_world_to_body_world(T_optw_x: np.ndarray) -> np.ndarray:
     """Re-express a pose (...,4,4) given in a camera's OPTICAL frame in that camera's BODY frame.
 
     Used to turn VGGT's window/map poses (world = first camera, optical axes) into the map frame
-    (= first keyframe's camera body frame, ARCHITECTURE.md): T_body_x = T_BODY_OPTICAL @ T_opt_x.
+    (= first keyframe's camera body frame, docs/architecture.md#frames): T_body_x = T_BODY_OPTICAL @ T_opt_x.
     """
     return T_BODY_OPTICAL @ np.asarray(T_optw_x, dtype=np.float64)
 

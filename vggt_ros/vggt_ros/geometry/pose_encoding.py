@@ -2,7 +2,7 @@
 
 Encoding (..., 9) = [t (3) of the camera-from-world extrinsic (OpenCV optical axes),
 quaternion (x, y, z, w) of its rotation, fov_h, fov_w (radians)] (VGGT
-`vggt/utils/pose_enc.py`; SPEC.md §4). Intrinsics: fy = (H/2)/tan(fov_h/2),
+`vggt/utils/pose_enc.py`; docs/architecture.md#reference-conventions). Intrinsics: fy = (H/2)/tan(fov_h/2),
 fx = (W/2)/tan(fov_w/2), principal point at (W/2, H/2), no skew.
 
 Both functions accept numpy arrays or torch tensors (any float dtype, any device) and

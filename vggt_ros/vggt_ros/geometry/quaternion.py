@@ -1,7 +1,8 @@
 """Quaternions (x, y, z, w) <-> rotation matrices: the ONE conversion point of the package.
 
 Order (x, y, z, w), scalar last, as ROS messages (REP 103 / geometry_msgs) and VGGT's
-absT_quaR_FoV encoding (SPEC.md §4) both use. Works on numpy arrays or torch tensors and
+absT_quaR_FoV encoding (docs/architecture.md#reference-conventions) both use. Works on numpy arrays
+or torch tensors and
 returns the same kind; leading batch dimensions are kept.
 """
 

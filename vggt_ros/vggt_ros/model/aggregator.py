@@ -4,7 +4,7 @@ Per frame the token order is ``[camera, registers..., patches]`` (``patch_start_
 Slot 0 of ``camera_token`` / ``register_token`` goes to frame 0, slot 1 to frames 1..S-1.
 Frame blocks attend within each frame ([B*S, P, C]); global blocks across the window
 ([B, S*P, C]). Layer ``i`` of the output is ``cat(frame_i, global_i)`` -> [B, S, P, 2C]
-(SPEC.md §1).
+(docs/architecture.md#module-tree).
 """
 
 from __future__ import annotations

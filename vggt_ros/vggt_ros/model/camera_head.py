@@ -3,7 +3,7 @@
 Reads the camera token of the last aggregator layer ([B, S, 2C]), and for ``iters`` rounds
 modulates it adaLN-style by the embedded current estimate, runs a 4-block trunk attending
 across frames, and adds ``pose_branch(trunk_norm(.))`` to the estimate. Activations: T and
-quaternion linear, FoV ReLU (SPEC.md §1). Encoding: [t(3), q xyzw(4), fov_h, fov_w].
+quaternion linear, FoV ReLU (docs/architecture.md#module-tree). Encoding: [t(3), q xyzw(4), fov_h, fov_w].
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """DINOv2 ViT with register tokens (the aggregator's ``patch_embed``), inference only.
 
-ViT-L/14-reg in VGGT (SPEC.md §1): patch conv 14x14, ``cls_token``, 4 ``register_tokens``,
+ViT-L/14-reg in VGGT (docs/architecture.md#module-tree):
+patch conv 14x14, ``cls_token``, 4 ``register_tokens``,
 ``pos_embed`` for a 37x37 grid (+1 cls), 24 pre-LN blocks (LayerNorm eps 1e-6, exact GELU,
 LayerScale), final ``norm``. Token order ``[cls + pos[0], registers (no pos), patches + pos]``.
 Other grids resize ``pos_embed`` with antialiased bicubic interpolation to (H/14, W/14).
@@ -67,7 +68,7 @@ class DinoVisionTransformer(nn.Module):
             return self.pos_embed
         pos = self.pos_embed.float()
         patch_pos = pos[:, 1:].reshape(1, m, m, -1).permute(0, 3, 1, 2)
-        # torch's antialiased bicubic uses a = -0.5 (SPEC.md §7); size given, no offset.
+        # antialiased bicubic with a = -0.5, size given, no offset (docs/architecture.md#parity-pitfalls)
         patch_pos = F.interpolate(patch_pos, size=(grid_h, grid_w), mode="bicubic", antialias=True)
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
         return torch.cat((pos[:, :1], patch_pos), dim=1).to(self.pos_embed.dtype)

@@ -4,7 +4,8 @@ Per frame: the patch tokens of layers ``intermediate_layer_idx`` -> LayerNorm ->
 to ``out_channels`` -> (+ sin-cos UV embedding x0.1) -> resize (ConvT k4s4, ConvT k2s2,
 identity, Conv k3s2) -> 3x3 ``layerN_rn`` -> RefineNet fusion (bilinear, align_corners=True)
 -> ``output_conv1`` -> upsample to (H, W) / down_ratio -> (+ embedding) -> ``output_conv2``
--> activation (SPEC.md §1). Every frame is processed independently, so running the head on a
+-> activation (docs/architecture.md#module-tree). Every frame is processed independently,
+so running the head on a
 subset of frames gives exactly the rows of the full run.
 """
 
@@ -59,7 +60,7 @@ def _interpolate(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 class ResidualConvUnit(nn.Module):
     """relu -> conv1 -> relu -> conv2, plus the skip. The reference's ReLU is in-place, so the
-    skip adds ``relu(x)`` rather than ``x`` (SPEC.md §7)."""
+    skip adds ``relu(x)`` rather than ``x`` (docs/architecture.md#parity-pitfalls)."""
 
     def __init__(self, features: int) -> None:
         super().__init__()

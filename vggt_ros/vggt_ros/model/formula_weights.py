@@ -2,7 +2,7 @@
 
 Every value depends only on (state_dict key, tensor shape, flat C-order index) through 64-bit
 integer arithmetic (FNV-1a-64 + splitmix64) and IEEE float64 operations, as specified in
-``../shared/fixtures/vggt_golden/FORMULA_WEIGHTS.md``. The reference implementation was run with
+``docs/formula_weights.md`` (a copy of the golden fixtures' recipe). The reference implementation was run with
 these weights to record the golden outputs, so a model that loads them and reproduces the
 outputs computes what the reference computes.
 

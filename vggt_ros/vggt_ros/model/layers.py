@@ -1,7 +1,7 @@
 """Transformer building blocks shared by DINOv2, the aggregator and the camera head.
 
 Names of sub-modules and parameters follow the reference checkpoint exactly (``norm1``,
-``attn.qkv``, ``attn.q_norm``, ``ls1.gamma``, ``mlp.fc1`` ...), see SPEC.md §2.
+``attn.qkv``, ``attn.q_norm``, ``ls1.gamma``, ``mlp.fc1`` ...), see docs/architecture.md#checkpoint-keys.
 Tokens are [batch, tokens, channels] everywhere; attention is
 ``F.scaled_dot_product_attention`` on [batch, heads, tokens, head_dim].
 """
@@ -44,7 +44,8 @@ class RotaryPositionEmbedding2D(nn.Module):
     """2D RoPE: first half of each head rotates by the row position, second half by the column.
 
     Per axis with d = head_dim / 2: ``inv_freq = base^(-arange(0, d, 2) / d)``, angles duplicated
-    ``cat(a, a)`` and rotate-half ``[-x2, x1]`` (not interleaved) — SPEC.md §1. Computed in the
+    ``cat(a, a)`` and rotate-half ``[-x2, x1]`` (not interleaved; docs/architecture.md#module-tree).
+    Computed in the
     tokens' dtype exactly as the reference does (angles in float32, then cast).
     """
 
@@ -109,7 +110,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        # q/k-norm is a LayerNorm with the default eps 1e-5 in every block (SPEC.md §7).
+        # q/k-norm: a LayerNorm, default eps 1e-5, in every block (docs/architecture.md#parity-pitfalls).
         self.q_norm: nn.Module = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm: nn.Module = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)

@@ -4,7 +4,7 @@ Per window: frames -> preprocessing (crop/pad to 518 px, multiples of 14) -> VGG
 the heads asked (camera always; depth for `depth_for`; tracks when queries are given) -> outputs
 mapped back to each camera's resolution with `PreprocessMap`:
 - T_cam_win (S, 4, 4) float64: VGGT's extrinsics (camera-from-world, world = frame 0's camera,
-  OpenCV optical axes, scale normalised per window; SPEC.md §4) as 4x4.
+  OpenCV optical axes, scale normalised per window; docs/architecture.md#reference-conventions) as 4x4.
 - K (S, 3, 3) float64 at camera resolution: the frame's known K when given (and
   `use_known_intrinsics`), else VGGT's estimate mapped through the preprocessing affine map.
 - depth / depth_conf (H, W) float32 at camera resolution; NaN where the crop removed the view.

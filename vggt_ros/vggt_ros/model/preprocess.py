@@ -1,7 +1,7 @@
 """Frames -> VGGT network input, and the exact mapping back to camera pixels.
 
 Reproduces the reference's `load_and_preprocess_images(paths, mode)` on in-memory frames
-(SPEC.md §4): RGBA is composited on white, then
+(docs/architecture.md#reference-conventions): RGBA is composited on white, then
 - ``crop``: width -> 518, height -> round(H * 518 / W / 14) * 14, PIL BICUBIC resize (PIL
   antialiases when shrinking), centre-crop the height to 518 when larger;
 - ``pad``: the longer side -> 518, the other rounded to a multiple of 14, white (1.0) padding

@@ -1,4 +1,4 @@
-"""VGGT track head: DPT feature extractor (stride 2) + iterative tracker (SPEC.md §1).
+"""VGGT track head: DPT feature extractor (stride 2) + iterative tracker (docs/architecture.md#module-tree).
 
 forward(aggregated_tokens_list, images [B, S, 3, H, W], patch_start_idx, query_points [B, N, 2])
   -> (track_list: iters x [B, S, N, 2] network pixels (x, y), vis [B, S, N], conf [B, S, N]).

@@ -5,7 +5,7 @@ misspelled `updateformer.virual_tracks` and `nn.MultiheadAttention`'s `in_proj_w
 
 Shapes: B batch, S frames, N query points, C feature channels (128), (HH, WW) feature-map size
 (image size / stride). Coordinates are pixel (x, y); sampling uses align_corners=True, i.e.
-x = 0 is the centre of the left-most pixel (SPEC.md §7).
+x = 0 is the centre of the left-most pixel (docs/architecture.md#parity-pitfalls).
 """
 
 from __future__ import annotations

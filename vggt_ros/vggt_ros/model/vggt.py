@@ -1,6 +1,6 @@
 """The VGGT network (Wang et al., CVPR 2025) with the released checkpoint's state_dict layout.
 
-``VGGT().state_dict()`` lists the 1797 keys of ``facebook/VGGT-1B`` (SPEC.md §2).
+``VGGT().state_dict()`` lists the 1797 keys of ``facebook/VGGT-1B`` (docs/architecture.md#checkpoint-keys).
 :meth:`VGGT.forward` reproduces the reference outputs; :meth:`VGGT.infer` runs only the heads a
 caller needs, on the frames it needs, and can reuse per-frame DINOv2 tokens.
 """
@@ -147,7 +147,7 @@ class VGGT(nn.Module):
     # ------------------------------------------------------------------ reference API
     def forward(self, images: Tensor, query_points: Tensor | None = None) -> dict[str, Any]:
         """images [S, 3, H, W] or [B, S, 3, H, W] in [0, 1]; query_points [N, 2] or [B, N, 2]
-        pixels (x, y) in frame 0. Returns the reference's keys (SPEC.md §3)."""
+        pixels (x, y) in frame 0. Returns the reference's keys (docs/architecture.md#forward-outputs)."""
         heads = {h for h in ("camera", "depth", "point") if getattr(self, f"{h}_head") is not None}
         if self.track_head is not None and query_points is not None:
             heads.add("track")

@@ -2,7 +2,7 @@
 
 One `MessageBuilder` per output channel set; it holds the family and the frame names and is
 otherwise stateless (the runtime keeps what accumulates, e.g. the poses of the Path).
-Conventions (ARCHITECTURE.md):
+Conventions (docs/architecture.md#conventions):
 - everything pose-like is in the map frame (`map_frame`, REP 105); camera frames are optical;
 - depth is 32FC1 along optical z, NaN invalid, frame_id optical, stamp = source image stamp,
   with a CameraInfo whose K is at the depth resolution (REP 118);

@@ -1,4 +1,4 @@
-"""The node's behaviour without a transport (ARCHITECTURE.md "runtime/").
+"""The node's behaviour without a transport (docs/architecture.md#package-layout).
 
 - params:     the one parameter table (PARAMETERS, Params, load_params_yaml, ParamSpec.descriptor_kwargs)
 - core:       NodeCore (queue, worker, timing, publishing policy, reset, save_map, diagnostics)

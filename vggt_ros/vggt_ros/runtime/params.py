@@ -11,7 +11,7 @@ node builds descriptors without logic of its own:
                         integer_range=[IntegerRange(**r) for r in kw["integer_range"]],
                         floating_point_range=[FloatingPointRange(**r) for r in kw["floating_point_range"]])
 
-Lengths are map units (arbitrary, fixed by the first window; ARCHITECTURE.md "Scale"), times seconds.
+Lengths are map units (arbitrary, fixed by the first window; docs/architecture.md#scale), times seconds.
 """
 
 from __future__ import annotations

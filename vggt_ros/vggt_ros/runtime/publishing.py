@@ -1,6 +1,7 @@
 """What the node publishes, on which topic, when: pipeline Updates -> `Publication`s.
 
-The policy is transport-free. A `Publication` names its topic (ARCHITECTURE.md's contract, relative to
+The policy is transport-free. A `Publication` names its topic (docs/architecture.md#interface-contract,
+relative to
 the node's namespace; '/tf' and '/diagnostics' are absolute) and carries ROS-free data; a sink turns it
 into a message with vggt_ros.msgs builders (`runtime.sinks`) and publishes it (rclpy) or writes it
 (replay's output bag). Every transport therefore publishes the same things at the same moments.

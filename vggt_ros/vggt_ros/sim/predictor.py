@@ -2,7 +2,7 @@
 
 For a window of S frames it returns what VGGT returns (types.WindowPrediction):
 
-Gauge and scale (VGGT training normalisation, SPEC.md §4 / vggt#37):
+Gauge and scale (VGGT training normalisation, docs/architecture.md#reference-conventions / vggt#37):
   * the window frame is frame 0's optical camera: T_cam_win[0] = identity exactly;
   * window units = metres * scale, with scale chosen so that the mean distance of the valid
     ground-truth depth points of ALL the window's frames from the first camera is 1.

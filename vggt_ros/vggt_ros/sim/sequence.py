@@ -59,7 +59,7 @@ class Cover:
 
 def intrinsics(width: int = 320, height: int = 240, hfov_deg: float = 65.0) -> np.ndarray:
     """(3,3) pinhole K with square pixels, horizontal FoV hfov_deg, principal point (W/2, H/2)
-    (VGGT's convention, SPEC.md §4)."""
+    (VGGT's convention, docs/architecture.md#reference-conventions)."""
     f = (width / 2.0) / np.tan(np.deg2rad(hfov_deg) / 2.0)
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
