@@ -102,16 +102,23 @@ class LoopCloser:
             return None
         recent = self._recent_in_segment(keyframes, kf, cfg.exclude_recent)
         cands = self.places.query(
-            kf.descriptor, k=cfg.max_candidates, exclude_ids=recent, min_score=cfg.min_score
+            kf.descriptor, k=4 * cfg.max_candidates, exclude_ids=recent, min_score=cfg.min_score
         )
+        verified = 0
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]
             if not match.verifiable or match.size != kf.size:
                 continue
+            same = match.segment_id == kf.segment_id
+            if same and not self._within_drift(kf, match):
+                continue  # looks alike but too far for drift: an aliased place, not worth a prediction
+            if verified >= cfg.max_candidates:
+                break
+            verified += 1
             ver = self._verify(kf, match, cand.score, predictor, stitcher, config)
             if ver is None:
                 continue
-            if match.segment_id == kf.segment_id and not self._drift_explains(kf, match, ver):
+            if same and not self._drift_explains(kf, match, ver):
                 tracking.loops_rejected += 1
                 continue
             event = self._close(kf, match, ver, keyframes, tracking)
@@ -184,11 +191,22 @@ class LoopCloser:
                 ratio = float(np.median(r))
         return _Verified(m.keyframe_id, score, res.T_world_cam[1], ratio, res.num_inliers)
 
+    def _drift_bound(self, q: Keyframe, m: Keyframe) -> float:
+        """The largest move drift can explain between keyframes m and q of one segment (world units):
+        max_correction_rel x the path travelled from m to q, plus half of m's scene depth."""
+        travelled = self.path_length.get(q.keyframe_id, 0.0) - self.path_length.get(m.keyframe_id, 0.0)
+        return self.config.max_correction_rel * max(travelled, 0.0) + 0.5 * m.median_depth
+
+    def _within_drift(self, q: Keyframe, m: Keyframe) -> bool:
+        """Before verifying: a true loop's match is within drift of the query's estimate, give or take
+        the distance from which both see the place (m's scene depth)."""
+        gap = float(np.linalg.norm(q.T_world_cam[:3, 3] - m.T_world_cam[:3, 3]))
+        return gap <= self._drift_bound(q, m) + m.median_depth
+
     def _drift_explains(self, q: Keyframe, m: Keyframe, ver: _Verified) -> bool:
         """Within one segment: the query's implied move must be at most drift-sized."""
-        travelled = self.path_length.get(q.keyframe_id, 0.0) - self.path_length.get(m.keyframe_id, 0.0)
         move = float(np.linalg.norm(ver.T_world_query[:3, 3] - q.T_world_cam[:3, 3]))
-        bound = self.config.max_correction_rel * max(travelled, 0.0) + 0.5 * m.median_depth
+        bound = self._drift_bound(q, m)
         if move > bound:
             log.info(
                 "loop %d-%d rejected: implied move %.3g > drift bound %.3g (aliased place?)",
