@@ -23,3 +23,16 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip("../shared/fixtures/vggt_golden is absent in this clone")
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is 10-50x faster than two on a shared, loaded CPU
+    (OpenMP barriers wait for descheduled threads); restored afterwards. Use per module with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

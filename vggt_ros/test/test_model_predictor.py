@@ -26,14 +26,7 @@ from vggt_ros.types import Frame, Predictor
 SIZE = 112
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is 10-50x faster than two on a shared, loaded CPU
-    (OpenMP barriers wait for descheduled threads); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 from vggt_ros.model.formula_weights import fill_module_
 from vggt_ros.model.predictor import PredictorConfig, VGGTPredictor, track_min_side
 from vggt_ros.model.preprocess import PreprocessError, network_hw, preprocess_frames
@@ -19,12 +18,7 @@ from vggt_ros.types import Frame
 REAL_TRACKER_LEVELS = 7  # VGGT-1B's TrackHead: corr_levels 7, stride 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
