@@ -35,7 +35,8 @@ def write_gt_bag(path, stamps, T, log_offset_ns=5_000_000):
     with BagWriter(path) as w:
         for s, Tm in zip(stamps, T):
             fp = FramePose(int(s), 0, "cam", Tm, 0)
-            w.write("/ground_truth/odom", int(s) + log_offset_ns, b.odometry(fp))
+            odom = b.odometry(fp.stamp_ns, fp.T_map_cam, fp.frame_id)
+            w.write("/ground_truth/odom", int(s) + log_offset_ns, odom)
             w.write("/other/pose", int(s) + log_offset_ns, b.pose_stamped(fp))
             tfs = [b.transform_stamped(int(s), "world", "cam", Tm),
                    b.transform_stamped(int(s), "world", "base", np.eye(4))]

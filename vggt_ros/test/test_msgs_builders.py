@@ -162,7 +162,7 @@ def test_path_and_odometry(tmp_path: Any, builder: MessageBuilder) -> None:
         FramePose(STAMP, 2, "cam", T_MAP_CAM, 1),
     ]
     out = roundtrip(tmp_path, [("path", builder.path(STAMP, poses)),
-                               ("odometry", builder.odometry(poses[2]))])
+                               ("odometry", builder.odometry(STAMP, T_MAP_CAM, poses[2].frame_id))])
     path = out["path"]
     assert_stamp(path.header, "map")
     assert len(path.poses) == 3
@@ -276,7 +276,8 @@ def test_every_builder_passes_all_fields_by_keyword() -> None:
     stats = WindowStats(0, STAMP, 2, 1, (0,), True, "ok", 1.0, 0.0, 5, 5)
     depth = DepthFrame(STAMP, 0, "cam", np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), K)
     built = [
-        b.tf_message([b.tf(pose)]), b.path(STAMP, [pose]), b.odometry(pose), *b.depth(depth),
+        b.tf_message([b.tf(pose)]), b.path(STAMP, [pose]), b.odometry(STAMP, T_MAP_CAM, "cam"),
+        *b.depth(depth),
         b.rgb_image(STAMP, "cam", np.zeros((2, 2, 3), np.uint8)),
         b.point_cloud(STAMP, np.ones((2, 3)), np.ones((2, 3), np.uint8), np.ones(2)),
         b.keyframe(kf), b.window_stats(stats), b.diagnostics(STAMP, [Diagnostic("a", 0, "ok")]),

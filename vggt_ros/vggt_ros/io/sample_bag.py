@@ -30,7 +30,6 @@ from vggt_ros.io.bag import QOS_RELIABLE, QOS_SENSOR_DATA, QOS_TF, BagWriter
 from vggt_ros.io.tum import write_tum
 from vggt_ros.msgs.builders import MessageBuilder
 from vggt_ros.msgs.family import RosbagsFamily
-from vggt_ros.slam.updates import FramePose
 
 if TYPE_CHECKING:  # vggt_ros.sim is imported by the caller that renders the sequence
     from vggt_ros.sim.sequence import SyntheticSequence
@@ -82,13 +81,13 @@ def write_sample_bag(path: str | Path, sequence: SyntheticSequence, *, overwrite
             gt = sequence.ground_truth_at(i)
             stamp, fid = frame.stamp_ns, frame.frame_id
             h, w = frame.rgb.shape[:2]
-            pose = FramePose(stamp, i, GT_CAMERA_FRAME, gt.T_world_cam, window_id=-1)
             depth = np.asarray(gt.depth, dtype=np.float32).copy()
             depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
             bag.write(CAMERA_INFO_TOPIC, stamp, builder.camera_info(stamp, fid, gt.K, w, h))
             bag.write(IMAGE_TOPIC, stamp, builder.rgb_image(stamp, fid, frame.rgb))
-            bag.write(GT_ODOMETRY_TOPIC, stamp, builder.odometry(pose))
-            bag.write(TF_TOPIC, stamp, builder.tf_message([builder.tf(pose)]))
+            bag.write(GT_ODOMETRY_TOPIC, stamp, builder.odometry(stamp, gt.T_world_cam, GT_CAMERA_FRAME))
+            bag.write(TF_TOPIC, stamp, builder.tf_message(
+                [builder.transform_stamped(stamp, WORLD_FRAME, GT_CAMERA_FRAME, gt.T_world_cam)]))
             bag.write(GT_DEPTH_TOPIC, stamp, builder.depth_image(stamp, fid, depth))
             dh, dw = depth.shape
             bag.write(GT_DEPTH_INFO_TOPIC, stamp, builder.camera_info(stamp, fid, gt.K, dw, dh))

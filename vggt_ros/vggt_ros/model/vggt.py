@@ -226,7 +226,9 @@ class VGGT(nn.Module):
         with amp:
             if not keep:  # no head asked: only the per-frame DINOv2 tokens (e.g. to warm a cache)
                 return out, self.aggregator.patch_tokens(images, cached_patch_tokens)
-            tokens, psi, patch_tokens = self.aggregator(images, cached_patch_tokens, keep_layers=sorted(keep))
+            tokens, patch_start_idx, patch_tokens = self.aggregator(
+                images, cached_patch_tokens, keep_layers=sorted(keep)
+            )
             # The reference keeps camera/depth/point heads in fp32 (autocast disabled); track is not.
             with torch.autocast(images.device.type, enabled=False):
                 if "camera" in heads:
@@ -238,15 +240,17 @@ class VGGT(nn.Module):
                 if "depth" in heads:
                     assert self.depth_head is not None
                     out["depth"], out["depth_conf"] = self.depth_head(
-                        tokens, images, psi, frames=depth_frames
+                        tokens, images, patch_start_idx, frames=depth_frames
                     )
                 if "point" in heads:
                     assert self.point_head is not None
                     out["world_points"], out["world_points_conf"] = self.point_head(
-                        tokens, images, psi, frames=point_frames
+                        tokens, images, patch_start_idx, frames=point_frames
                     )
             if "track" in heads:
                 assert self.track_head is not None and query_points is not None
-                track_list, vis, conf = self.track_head(tokens, images, psi, query_points, track_iters)
+                track_list, vis, conf = self.track_head(
+                    tokens, images, patch_start_idx, query_points, track_iters
+                )
                 out["track"], out["vis"], out["conf"] = track_list[-1], vis, conf
         return out, patch_tokens

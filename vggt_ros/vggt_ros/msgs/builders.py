@@ -137,8 +137,8 @@ class MessageBuilder:
             poses=[self.pose_stamped(p) for p in poses],
         )
 
-    def odometry(self, pose: FramePose, child_frame_id: str | None = None) -> Any:
-        """nav_msgs/Odometry: header map, child = camera optical frame, pose = T_map_cam.
+    def odometry(self, stamp_ns: int, T_map_cam: np.ndarray, child_frame_id: str) -> Any:
+        """nav_msgs/Odometry: header map, child = camera optical frame, pose = T_map_cam (4, 4).
 
         Covariances are unknown and left all zero; nav_msgs defines no 'unknown' marker (the -1
         convention is sensor_msgs/Imu's), so fusing nodes must configure their own. Twist is zero
@@ -147,10 +147,10 @@ class MessageBuilder:
         zeros36 = np.zeros(36, dtype=np.float64)
         return self._msg(
             "nav_msgs/msg/Odometry",
-            header=self.header(pose.stamp_ns, self.map_frame),
-            child_frame_id=child_frame_id or pose.frame_id,
+            header=self.header(stamp_ns, self.map_frame),
+            child_frame_id=child_frame_id,
             pose=self._msg(
-                "geometry_msgs/msg/PoseWithCovariance", pose=self.pose(pose.T_map_cam), covariance=zeros36
+                "geometry_msgs/msg/PoseWithCovariance", pose=self.pose(T_map_cam), covariance=zeros36
             ),
             twist=self._msg(
                 "geometry_msgs/msg/TwistWithCovariance",

@@ -13,7 +13,6 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from vggt_ros.msgs.builders import Diagnostic, MessageBuilder
-from vggt_ros.slam.updates import FramePose
 
 from .publishing import (
     TOPICS,
@@ -48,8 +47,7 @@ def build_message(builder: MessageBuilder, pub: Publication) -> Any:
                                                              data.T_parent_child)])
     if topic == "odometry":
         assert isinstance(data, OdometryOut)
-        fp = FramePose(data.stamp_ns, -1, data.child_frame, data.T_map_cam, -1)
-        return builder.odometry(fp, data.child_frame)
+        return builder.odometry(data.stamp_ns, data.T_map_cam, data.child_frame)
     if topic == "path":
         assert isinstance(data, PathOut)
         return builder.path(pub.stamp_ns, data.poses)
