@@ -32,9 +32,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from vggt_ros.eval.metrics import evaluate_trajectory  # noqa: E402
 from vggt_ros.geometry.se3 import rotation_angle  # noqa: E402
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor  # noqa: E402
 from vggt_ros.sim.scene import Scene  # noqa: E402
 from vggt_ros.sim.sequence import SyntheticSequence, intrinsics  # noqa: E402
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor  # noqa: E402
 from vggt_ros.sim.trajectories import TRAJECTORIES  # noqa: E402
 from vggt_ros.slam.config import MapConfig, PipelineConfig  # noqa: E402
 from vggt_ros.slam.pipeline import Pipeline  # noqa: E402

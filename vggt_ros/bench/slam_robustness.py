@@ -4,7 +4,7 @@ Every case of vggt_ros.sim.cases (close-range pillars, a 3-lap loop, twin rooms 
 a standing start, a kidnap, a covered camera (black / frozen), confident garbage windows) runs
 x seeds x noise factors through vggt_ros.slam.pipeline.Pipeline configured EXACTLY as the node
 ships it: runtime.factory.pipeline_config(runtime.params.Params()) (not PipelineConfig()).
-The predictor is the simulated one (TEST DOUBLE of VGGT; sim.predictor, with SimNoise.harsh() as
+The predictor is the simulated one (TEST DOUBLE of VGGT; sim.simulated_predictor, with SimNoise.harsh() as
 1x by default); noise factor k multiplies every error magnitude.
 
 Per case a markdown table, medians over seeds with [min-max]:
@@ -54,8 +54,8 @@ from vggt_ros.geometry.alignment import DegenerateInputError, umeyama_sim3  # no
 from vggt_ros.runtime.factory import pipeline_config  # noqa: E402
 from vggt_ros.runtime.params import ParamError, Params  # noqa: E402
 from vggt_ros.sim.cases import CASES, Case, make_case_predictor, make_case_sequence  # noqa: E402
-from vggt_ros.sim.predictor import SimNoise  # noqa: E402
 from vggt_ros.sim.sequence import SyntheticSequence  # noqa: E402
+from vggt_ros.sim.simulated_predictor import SimNoise  # noqa: E402
 from vggt_ros.slam.config import PipelineConfig  # noqa: E402
 from vggt_ros.slam.pipeline import Pipeline  # noqa: E402
 from vggt_ros.slam.updates import FramePose, WindowStats  # noqa: E402

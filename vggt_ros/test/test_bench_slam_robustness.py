@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from vggt_ros.runtime.factory import pipeline_config
 from vggt_ros.runtime.params import Params
-from vggt_ros.sim.predictor import SimNoise
+from vggt_ros.sim.simulated_predictor import SimNoise
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from vggt_ros.io.bag import bag_topics, read_messages
 from vggt_ros.io.tum import read_tum
 from vggt_ros.msgs.decode import camera_info_K, decode_image
 from vggt_ros.msgs.stamps import stamp_ns
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 from vggt_ros.types import Frame
 
 N, W, H = 10, 64, 48

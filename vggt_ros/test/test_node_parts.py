@@ -23,8 +23,8 @@ from vggt_ros.runtime.node_status import GPU_NAME, diagnostic_array, node_counte
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import TOPICS, ListSink, Publication
 from vggt_ros.runtime.sinks import DIAGNOSTIC_NAME, GuardedSink
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from rosbags.typesys import Stores, get_typestore
 from vggt_ros.io.tum import read_tum
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.replay import replay
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 N_FRAMES = 40  # 16 + 12 + 12: every frame leaves in a full window
 

@@ -38,8 +38,8 @@ from vggt_ros.msgs.family import RclpyFamily  # noqa: E402
 from vggt_ros.ros import node as vnode  # noqa: E402
 from vggt_ros.runtime import factory  # noqa: E402
 from vggt_ros.runtime.params import SPECS  # noqa: E402
-from vggt_ros.sim.predictor import SimulatedPredictor  # noqa: E402
 from vggt_ros.sim.sequence import make_sequence  # noqa: E402
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor  # noqa: E402
 
 from vggt_ros_msgs.srv import SaveMap  # noqa: E402
 

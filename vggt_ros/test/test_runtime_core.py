@@ -12,8 +12,8 @@ from vggt_ros.runtime.core import NodeCore, resolve_save_path
 from vggt_ros.runtime.factory import make_pipeline
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import ListSink, TransformOut
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 
 class SlowPredictorDouble:

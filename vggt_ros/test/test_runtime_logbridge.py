@@ -19,8 +19,8 @@ from vggt_ros.runtime.logbridge import RosLogHandler
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import ListSink
 from vggt_ros.runtime.throttle import Throttle
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 
 class RclpyRuleLoggerDouble:

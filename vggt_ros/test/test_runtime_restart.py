@@ -14,8 +14,8 @@ from vggt_ros.runtime.core import CLOCK_JUMP_BACK, NodeCore
 from vggt_ros.runtime.factory import make_pipeline
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import ListSink
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 N = 300  # 10 s at 30 Hz
 

@@ -17,8 +17,8 @@ from vggt_ros.runtime.core import SHUTDOWN, NodeCore
 from vggt_ros.runtime.factory import make_pipeline
 from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import ListSink
-from vggt_ros.sim.predictor import SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
 FIRST_WINDOW = 6  # window_anchors 2 + window_new_frames 4: the first window takes 6 frames
 QUEUED = 5

@@ -17,8 +17,8 @@ from vggt_ros.sim.cases import (
     twin_circle,
     view_groups,
 )
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.sequence import Cover, GroundTruth, SyntheticSequence, intrinsics
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.trajectories import figure_eight
 from vggt_ros.sim.worlds import TWIN_SHIFT, pillar_hall, twin_rooms
 

@@ -12,9 +12,9 @@ from vggt_ros.geometry.depth import (
     unproject_pixels,
 )
 from vggt_ros.geometry.se3 import invert_T, rotation_angle
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor, depth_edges
 from vggt_ros.sim.scene import Scene
 from vggt_ros.sim.sequence import SyntheticSequence, intrinsics, make_sequence
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor, depth_edges
 from vggt_ros.sim.trajectories import look_at
 from vggt_ros.types import Predictor
 

@@ -8,8 +8,8 @@ from vggt_ros.eval.metrics import evaluate_trajectory
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import rotation_angle
 from vggt_ros.io.map_store import load_map, read_saved, save_map
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.pipeline import Pipeline
 from vggt_ros.slam.updates import (

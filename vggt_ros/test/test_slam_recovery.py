@@ -10,9 +10,9 @@ import pytest
 from vggt_ros.eval.metrics import evaluate_trajectory
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.io.map_store import load_map, save_map
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.scene import Scene
 from vggt_ros.sim.sequence import SyntheticSequence, intrinsics
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.trajectories import TRAJECTORIES
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.pipeline import Pipeline

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 from vggt_ros.geometry.se3 import Sim3, rotation_angle, so3_exp
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.sequence import make_sequence
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.slam.config import KeyframeConfig, StitchConfig
 from vggt_ros.slam.keyframes import KeyframeManager
 from vggt_ros.slam.stitching import (

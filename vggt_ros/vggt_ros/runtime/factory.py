@@ -84,7 +84,7 @@ def make_vggt_predictor(params: Params, load: bool = True) -> Predictor:
 
 def make_simulated_predictor(ground_truth: Callable[[int], Any], seed: int = 0) -> Predictor:
     """SimulatedPredictor (the TEST DOUBLE of the network) over a ground-truth lookup by stamp_ns."""
-    from vggt_ros.sim.predictor import SimulatedPredictor
+    from vggt_ros.sim.simulated_predictor import SimulatedPredictor
 
     return SimulatedPredictor(ground_truth, seed=seed)
 

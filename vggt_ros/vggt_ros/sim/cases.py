@@ -5,7 +5,7 @@ Each Case is pure data plus pure functions: `case.poses()` (n, 4, 4) T_world_cam
 (the TEST DOUBLE of VGGT, CaseSimulatedPredictor) that knows only what the images show:
 
 * frozen frames: it gets SyntheticSequence.image_truth (the repeated view's truth);
-* black frames: sim.predictor detects the blank image and returns low-confidence garbage;
+* black frames: sim.simulated_predictor detects the blank image and returns low-confidence garbage;
 * views that share nothing with the window's first frame (a kidnap): arbitrary relative pose;
 * twin rooms: fold_twin_rooms per window, as a network that sees two identical images must
   place them at the same spot.
@@ -35,9 +35,9 @@ import numpy as np
 
 from vggt_ros.geometry.depth import in_image, pixel_grid, project_points, sample_nearest, unproject_pixels
 from vggt_ros.geometry.se3 import invert_T, so3_exp
-from vggt_ros.sim.predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.scene import Scene
 from vggt_ros.sim.sequence import Cover, GroundTruth, SyntheticSequence, intrinsics
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.trajectories import TRAJECTORIES, figure_eight, laps_loop, look_at, waypoint_path
 from vggt_ros.sim.worlds import TWIN_SHIFT, pillar_hall, twin_room_of, twin_rooms
 from vggt_ros.types import Frame, WindowPrediction

@@ -78,7 +78,7 @@ class SyntheticSequence:
     ground truth of the view the image shows, the lookup to give a simulated predictor: on a
     frozen frame it is the repeated frame's pose and depth (the image cannot tell more), on every
     other frame the same as ground_truth. Black frames are the predictor's to detect from the
-    image (sim.predictor does: a near-constant image gives low-confidence garbage).
+    image (sim.simulated_predictor does: a near-constant image gives low-confidence garbage).
     """
 
     def __init__(self, scene: Scene, poses: np.ndarray, K: np.ndarray, size: tuple[int, int] = (320, 240),
