@@ -45,23 +45,30 @@ def _ate(seq, p: Pipeline) -> float:
 
 
 class AnchorBreakingPredictor:
-    """Wraps a predictor: windows whose newest frame is in `broken` get garbage geometry whenever the
-    window holds anchors, as when the camera left the anchors' view; the same frames predicted alone
-    are clean. A window that cannot be stitched must then start a new segment, not drop its frames."""
+    """Wraps a predictor: windows whose newest frame is in `broken` are spoiled whenever the window holds
+    anchors; the same frames predicted alone are clean. mode 'garbage': random depth and tracks (a
+    stitch that fails: the window recovers in its segment); mode 'no_view': no track from frame 0
+    reaches the new frames (their views break off from the map: a new segment)."""
 
     name = "anchor_breaking"
 
-    def __init__(self, inner, broken: set[int]) -> None:
-        self.inner, self.broken = inner, broken
+    def __init__(self, inner, broken: set[int], mode: str = "garbage") -> None:
+        self.inner, self.broken, self.mode = inner, broken, mode
 
     def predict(self, frames, query_points, depth_for):
         pred = self.inner.predict(frames, query_points, depth_for)
         with_anchors = len(frames) > PipelineConfig().num_new  # anchors + new frames
         if frames[-1].stamp_ns in self.broken and with_anchors:
-            rng = np.random.default_rng(len(frames))
-            for i in pred.depth:
-                pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
-            pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+            A = len(frames) - PipelineConfig().num_new
+            if self.mode == "no_view":
+                pred.vis[A:] = 0.0
+            else:
+                rng = np.random.default_rng(len(frames))
+                for i in pred.depth:
+                    pred.depth[i] = rng.uniform(0.2, 3.0, pred.depth[i].shape).astype(np.float32)
+                pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(
+                    np.float32
+                )
         return pred
 
 
@@ -71,12 +78,15 @@ def two_laps():
     return SyntheticSequence(Scene(seed=0), np.concatenate([loop, loop]), intrinsics(W, H), (W, H))
 
 
-def test_an_unstitchable_window_starts_a_new_segment_and_loses_no_frame(two_laps):
+@pytest.mark.parametrize(
+    ("mode", "state", "segment"), [("garbage", "recovered", 0), ("no_view", "new_segment", 1)]
+)
+def test_an_unstitchable_window_recovers_and_loses_no_frame(two_laps, mode, state, segment):
     seq = two_laps
     frames = 160
     # windows: 16 new frames, then 12 each; break the window ending at frame 87 (window 6)
     broken = {int(seq.stamps_ns[87])}
-    p = Pipeline(AnchorBreakingPredictor(SimulatedPredictor(seq.ground_truth, SimNoise()), broken))
+    p = Pipeline(AnchorBreakingPredictor(SimulatedPredictor(seq.ground_truth, SimNoise()), broken, mode))
     ups = []
     for i in range(frames):
         ups += p.push(seq[i])
@@ -84,18 +94,25 @@ def test_an_unstitchable_window_starts_a_new_segment_and_loses_no_frame(two_laps
     stats = _of(ups, WindowStats)
     states = [(w.window_id, w.tracking_state, w.segment_id) for w in stats]
     assert states[0] == (0, "initializing", 0)
-    assert (6, "new_segment", 1) in states, states
+    assert (6, state, segment) in states, states
     assert all(w.accepted for w in stats)
     after = [s for s in states if s[0] > 6]
-    assert after and all(st == "tracking" and seg == 1 for _, st, seg in after)
+    assert after and all(st == "tracking" and seg == segment for _, st, seg in after)
     assert len(_of(ups, FramePose)) == frames and sum(p.counters.frames_dropped.values()) == 0
-    # the new segment continues from the last posed camera: no jump in the path
+    assert p.tracking.segments_started == 1 + segment
+    # the window continues from the last posed camera: no jump in the path
     _, T = p.trajectory()
     steps = np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1)
     assert steps[86] < 5 * np.median(steps)
+    # a recovery stays one pose-graph component (weakly linked); a new segment has its own gauge
+    first_kf = min(k.keyframe_id for k in p.keyframes.keyframes if k.window_id == 6)
+    before = {k.keyframe_id for k in p.keyframes.keyframes if k.window_id < 6}
+    ends = [p.loops.graph.edge(e)[1:3] for e in p.loops.graph.edge_ids()]
+    linked = any(first_kf in (i, j) and ({i, j} - {first_kf}) <= before for i, j in ends)
+    assert linked == (mode == "garbage")
 
 
-def test_garbage_that_cannot_start_a_segment_is_rejected_and_tracking_resumes(two_laps):
+def test_garbage_that_cannot_recover_is_rejected_and_tracking_resumes(two_laps):
     seq = two_laps
 
     class Garbage(AnchorBreakingPredictor):
@@ -116,7 +133,7 @@ def test_garbage_that_cannot_start_a_segment_is_rejected_and_tracking_resumes(tw
         ups += p.push(seq[i])
     stats = _of(ups, WindowStats)
     bad = [w for w in stats if w.window_id == 6][0]
-    assert not bad.accepted and bad.tracking_state == "lost" and "no new segment" in bad.reason
+    assert not bad.accepted and bad.tracking_state == "lost" and "no recovery" in bad.reason
     assert sum(p.counters.frames_dropped.values()) == 12  # only the garbage window's new frames
     assert stats[-1].accepted and stats[-1].tracking_state == "tracking" and stats[-1].segment_id == 0
     assert p.tracking.segments_started == 1

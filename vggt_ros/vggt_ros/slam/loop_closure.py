@@ -32,7 +32,7 @@ from vggt_ros.geometry.se3 import Sim3, rotation_angle
 from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.place_recognition import PlaceDatabase, image_descriptor
-from vggt_ros.slam.pose_graph import PoseGraph, PoseGraphConfig, edge_sigmas
+from vggt_ros.slam.pose_graph import EdgeSigmas, PoseGraph, PoseGraphConfig, edge_sigmas
 from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
 from vggt_ros.slam.updates import LoopClosure
@@ -68,14 +68,30 @@ class LoopCloser:
 
     # --- graph building ---------------------------------------------------------------------------
     def add_keyframe(
-        self, kf: Keyframe, link: Keyframe | None, num_inliers: int, residual_rel: float, path_length: float
+        self,
+        kf: Keyframe,
+        link: Keyframe | None,
+        num_inliers: int,
+        residual_rel: float,
+        path_length: float,
+        weak: bool = False,
     ) -> None:
-        """Node for kf; sequential edge from `link` (the keyframe kf was stitched against, same segment)."""
+        """Node for kf; sequential edge from `link` (the keyframe kf was stitched against, same segment).
+
+        weak: kf was placed by the continuity guess after a failed stitch (a recovery): the edge only
+        says "near the last camera" (sigmas WEAK_LINK: 0.1 rad, half a scene depth, 20 % scale), so a
+        loop can correct it freely while the segment stays one pose-graph component.
+        """
         self.graph.add_node(kf.keyframe_id, kf.T_world_cam, 1.0)
         self.path_length[kf.keyframe_id] = float(path_length)
         if link is not None and self.graph.has_node(link.keyframe_id):
             rel = self.graph.relative(link.keyframe_id, kf.keyframe_id)
-            sig = edge_sigmas(max(int(num_inliers), 100), max(float(residual_rel), 0.01), kf.median_depth)
+            if weak:
+                sig = EdgeSigmas(0.1, 0.5 * max(kf.median_depth, 1e-6), 0.2)
+            else:
+                sig = edge_sigmas(
+                    max(int(num_inliers), 100), max(float(residual_rel), 0.01), kf.median_depth
+                )
             self.graph.add_sequential(link.keyframe_id, kf.keyframe_id, rel, sig)
         if kf.descriptor is None and kf.image is not None:
             kf.descriptor = image_descriptor(kf.image)

@@ -333,16 +333,25 @@ class Pipeline:
             if not (rej.stitch_level and self.config.recover_new_segment):
                 raise
             first = rej
-        log.info("window %d: %s; trying a new map segment", w.window_id, first.reason)
+        # the new frames see another place (kidnap, cut): a new segment with its own gauge; otherwise
+        # (a bad stitch) they continue the segment from the last posed camera, weakly linked
+        view_break = first.reason.startswith("no_track_overlap")
+        log.info(
+            "window %d: %s; re-predicting it alone (%s)",
+            w.window_id,
+            first.reason,
+            "new segment" if view_break else "recovery in the segment",
+        )
         stitch_anchors = w.anchors
         w.anchors, w.pred = [], None
         try:
-            sol = self._bootstrap(w)
-            sol.note = f"new_segment ({first.reason})"
-            return sol
+            sol = self._bootstrap(w, new_segment=view_break)
         except _Rejected as rej:
             w.anchors = stitch_anchors
-            raise _Rejected(f"{first.reason}; no new segment: {rej.reason}", stats=first.stats) from None
+            raise _Rejected(f"{first.reason}; no recovery: {rej.reason}", stats=first.stats) from None
+        sol.note = f"{'new_segment' if view_break else 'recovered'} ({first.reason})"
+        sol.weak_link = not view_break
+        return sol
 
     def _stitch(self, w: _Window) -> WindowSolution:
         assert w.pred is not None and w.K is not None and w.queries is not None
@@ -391,9 +400,10 @@ class Pipeline:
             res.num_correspondences,
         )
 
-    def _bootstrap(self, w: _Window) -> WindowSolution:
-        """A window without anchors: the first of the run (world = its frame 0, scale 1) or the first
-        of a new segment (frame 0 placed at the last posed camera, depth scaled to its depth)."""
+    def _bootstrap(self, w: _Window, new_segment: bool = True) -> WindowSolution:
+        """A window without anchors: the first of the run (world = its frame 0, scale 1), or frames
+        placed at the last posed camera with its depth scale: the first of a new segment
+        (`new_segment`), or a recovery that continues the current segment."""
         cfg = self.config
         t1 = time.perf_counter()
         if w.pred is None:
@@ -416,7 +426,10 @@ class Pipeline:
         poses = {j: origin.transform_pose(T) for j, T in poses.items()}
         depth_scale = {j: s * origin.scale for j, s in depth_scale.items()}
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t1
-        self.tracking.start_segment(first=not self.bootstrapped)
+        if new_segment or not self.bootstrapped:
+            self.tracking.start_segment(first=not self.bootstrapped)
+        else:
+            self.tracking.state = TrackingState.RECOVERED
         return WindowSolution(poses, origin.scale, depth_scale)
 
     def _refine_first_window(
@@ -462,8 +475,12 @@ class Pipeline:
     def _split(self, w: _Window, keep: int) -> None:
         """Use only the first `keep` new frames of w; the rest go back to the buffer for the next window
         (they share no view with these: a kidnap or a cut), so no frame is lost to the break."""
-        log.info("window %d: view breaks after %d of %d new frames; the rest start the next window",
-                 w.window_id, keep, len(w.pending))
+        log.info(
+            "window %d: view breaks after %d of %d new frames; the rest start the next window",
+            w.window_id,
+            keep,
+            len(w.pending),
+        )
         self.window.requeue(w.pending[keep:])
         w.pending = w.pending[:keep]
 
@@ -619,7 +636,8 @@ class Pipeline:
             c_k,
             segment_id=kf.segment_id,
         )
-        self.loops.add_keyframe(kf, link, sol.num_inliers, sol.residual_rel, self._path_length)
+        weak = sol.weak_link and link is not None and link.window_id != w.window_id
+        self.loops.add_keyframe(kf, link, sol.num_inliers, sol.residual_rel, self._path_length, weak=weak)
         return kf
 
     @staticmethod

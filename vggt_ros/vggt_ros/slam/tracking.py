@@ -5,9 +5,12 @@ States (reported per window in WindowStats.tracking_state and on /diagnostics):
 - "tracking": the window was stitched to the current segment's keyframes;
 - "lost": the window could not be stitched and could not start a segment; its frames are dropped
   and the next window tries again (the map is kept, nothing is merged);
-- "new_segment": the window could not be stitched to the map, so it started a new map segment
-  with its own gauge: its frames are posed in that segment, placed where the camera was last
-  seen, with the last known scale (continuity guess, no edge to the old segments);
+- "recovered": the window could not be stitched (a bad alignment) but, re-predicted alone, it is
+  self-consistent: its frames continue the segment from the last posed camera with its depth scale
+  (continuity guess), weakly linked in the pose graph, so loops within the segment still see drift;
+- "new_segment": the window's views break off from the map (no track reaches its first new frame:
+  a kidnap, a cut), so it started a new map segment with its own gauge, placed where the camera
+  was last seen with the last known scale (a guess, no edge to the old segments);
 - "relocalised": a verified loop connected the current segment to an earlier one and the two were
   merged by the pose graph (segment ids of the merged keyframes become the earlier segment's).
 """
@@ -22,6 +25,7 @@ class TrackingState(str, Enum):
     INITIALIZING = "initializing"
     TRACKING = "tracking"
     LOST = "lost"
+    RECOVERED = "recovered"
     NEW_SEGMENT = "new_segment"
     RELOCALISED = "relocalised"
 

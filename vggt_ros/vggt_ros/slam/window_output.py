@@ -28,7 +28,8 @@ class WindowSolution:
     residual_rel: float = 0.0
     num_inliers: int = 0
     num_correspondences: int = 0
-    note: str = "ok"  # WindowStats.reason of the accepted window ("new_segment (<why>)" after a recovery)
+    note: str = "ok"  # WindowStats.reason of the accepted window ("recovered (<why>)", "new_segment (<why>)")
+    weak_link: bool = False  # placed by the continuity guess: its first keyframe is only weakly linked
 
     def depth_scale_of(self, j: int) -> float:
         return float(self.depth_scale.get(j, self.scale))
