@@ -62,7 +62,11 @@ class LoopCloser:
         self.seed = int(seed)
         self.graph = PoseGraph(PoseGraphConfig(loop_chi2_max=config.max_loop_chi2))
         self.places = PlaceDatabase()
+        # camera travel from keyframe to keyframe (world units): the drift gate's yardstick; frame-to-frame
+        # travel would add every frame's jitter and inflate the bound at high noise
         self.path_length: dict[int, float] = {}
+        self._travelled = 0.0
+        self._last_centre: np.ndarray | None = None
         self.changed = False  # a correction moved the map since the last map publication
         self._cooldown = 0
 
@@ -73,7 +77,6 @@ class LoopCloser:
         link: Keyframe | None,
         num_inliers: int,
         residual_rel: float,
-        path_length: float,
         weak: bool = False,
     ) -> None:
         """Node for kf; sequential edge from `link` (the keyframe kf was stitched against, same segment).
@@ -83,7 +86,10 @@ class LoopCloser:
         loop can correct it freely while the segment stays one pose-graph component.
         """
         self.graph.add_node(kf.keyframe_id, kf.T_world_cam, 1.0)
-        self.path_length[kf.keyframe_id] = float(path_length)
+        c = kf.T_world_cam[:3, 3]
+        step = float(np.linalg.norm(c - self._last_centre)) if self._last_centre is not None else 0.0
+        self.path_length[kf.keyframe_id] = self._travelled = self._travelled + step
+        self._last_centre = c.copy()
         if link is not None and self.graph.has_node(link.keyframe_id):
             rel = self.graph.relative(link.keyframe_id, kf.keyframe_id)
             if weak:

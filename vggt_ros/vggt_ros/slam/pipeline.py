@@ -169,7 +169,6 @@ class Pipeline:
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
         self._frame_ref: list[int] = []  # keyframe each emitted pose is attached to (pose-graph moves)
-        self._path_length = 0.0  # camera travel over the emitted poses (map units)
         self._last_posed: tuple[np.ndarray, float] | None = None  # T_world_cam, median depth
         return out
 
@@ -581,8 +580,6 @@ class Pipeline:
             out.append(
                 FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, w.window_id, is_kf)
             )
-            if self._poses:
-                self._path_length += float(np.linalg.norm(T_map_cam[:3, 3] - self._poses[-1][:3, 3]))
             self._stamps.append(int(p.frame.stamp_ns))
             self._poses.append(T_map_cam)
             self._frame_ref.append(ref_id)
@@ -637,7 +634,7 @@ class Pipeline:
             segment_id=kf.segment_id,
         )
         weak = sol.weak_link and link is not None and link.window_id != w.window_id
-        self.loops.add_keyframe(kf, link, sol.num_inliers, sol.residual_rel, self._path_length, weak=weak)
+        self.loops.add_keyframe(kf, link, sol.num_inliers, sol.residual_rel, weak=weak)
         return kf
 
     @staticmethod
