@@ -195,6 +195,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("drop_policy", str, "latest",
        "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
        "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
+    _p("pipelined", bool, True,
+       "Live mode: build and publish window k's messages on a publisher thread while the worker runs the "
+       "next window's prediction (same messages, same order). The replay is always serial.",),
     # --- outputs
     _p("publish_depth", bool, _SLAM.emit_depth,
        "Publish depth (32FC1) and depth/camera_info for every new frame."),
