@@ -222,6 +222,15 @@ class VGGTPredictor:
             if self.device.type == "cuda" and torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def release_memory(self) -> None:
+        """After a CUDA out-of-memory error: forget cached patch tokens, collect, return the allocator's
+        cached blocks (runtime.memory.OomGuardPredictor calls this before a smaller retry)."""
+        with self._lock:
+            self.cache.clear()
+            gc.collect()
+            if self.device.type == "cuda" and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
     def clear_cache(self) -> None:
         """Forget cached patch tokens (e.g. on a pipeline reset)."""
         with self._lock:

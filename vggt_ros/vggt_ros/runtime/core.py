@@ -695,4 +695,10 @@ class NodeCore:
                 segments=self.segments,
                 loop_closures=self.loop_closures,
                 relocalisations=self.relocalisations,
+                **self._predictor_stats(),
             )
+
+    def _predictor_stats(self) -> dict[str, int]:
+        """oom_retries / forward_frames of an OomGuardPredictor (runtime/memory.py), else nothing."""
+        stats = getattr(getattr(self.pipeline, "predictor", None), "stats", None)
+        return {k: int(v) for k, v in stats().items()} if callable(stats) else {}
