@@ -70,7 +70,7 @@ def make_vggt_predictor(params: Params, load: bool = True) -> Predictor:
     try:
         pred = VGGTPredictor(model_spec(params), PredictorConfig(
             device=params["device"], precision=_PRECISION[params["dtype"]],  # type: ignore[arg-type]
-            use_known_intrinsics=params["use_camera_info"]))
+            use_known_intrinsics=params["use_camera_info"], compile_backend=params["compile_backend"]))
         if load:
             pred.load()
     except WeightsError as exc:

@@ -166,6 +166,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Inference dtype; 'auto' = bfloat16 on GPUs with compute capability >= 8, float16 on older GPUs, "
        "float32 on CPU (the official VGGT demo's choice).",
        choices=("auto", "float32", "float16", "bfloat16"), read_only=True),
+    _p("compile_backend", str, "",
+       "Opt-in torch.compile of the aggregator's attention blocks at load: '' = eager; 'inductor' or "
+       "'cudagraphs' on a GPU (the first windows of each size pay the compile time).",
+       choices=("", "inductor", "cudagraphs", "aot_eager"), read_only=True),
     # --- sliding window, keyframes, stitching (slam.config.PipelineConfig explains the defaults)
     _p("window_anchors", int, _SLAM.num_anchors,
        "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
