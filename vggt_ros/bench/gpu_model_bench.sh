@@ -1,26 +1,49 @@
 #!/usr/bin/env bash
-# VGGT GPU benchmark for an H100/H200 device machine: Python 3.12 + torch preinstalled, no
-# package registry, so everything runs from the repo tree (PYTHONPATH, no pip).
+# The ONE prepared GPU script of issue 14, for an H100/H200 device machine (<= 8 minutes): Python 3.12 +
+# torch preinstalled, no package registry, so everything runs from the repo tree (PYTHONPATH, no pip).
 #
-# Measures 1/2/4/8/16/32 frames at 392x518 (H x W), bf16 autocast, aggregator only and with
-# heads, next to the reference's published H100 figures (aggregator only, FlashAttention-3):
-#   1: 0.04 s / 1.88 GB, 2: 0.05 / 2.07, 4: 0.07 / 2.45, 8: 0.11 / 3.23, 10: 0.14 / 3.63,
-#   20: 0.31 / 5.58, 50: 1.04 / 11.41, 100: 3.12 / 21.15 (heads add about 0.03 s per frame).
-# Then the cached-token path vs the plain forward, and a tiny-config CUDA smoke test.
-# Weights are random (timing does not depend on values; formula weights take ~1 min of CPU).
+# Prints, in order (every step has its own time limit; a failing step is reported and the next runs):
+#  0. the card, torch/CUDA versions, and which scaled_dot_product_attention kernels run for VGGT's
+#     frame and global attention shapes (bench/gpu_e2e.py --sections sdpa);
+#  1. a tiny-config CUDA smoke test (autocast dtypes, heads fp32);
+#  2. forward time + peak memory for 1/2/4/8/16/32 frames at 392x518 (H x W), bf16 autocast, aggregator
+#     only and with heads, next to the reference's published H100 figures (aggregator only, FA3):
+#       1: 0.04 s / 1.88 GB, 2: 0.05 / 2.07, 4: 0.07 / 2.45, 8: 0.11 / 3.23, 10: 0.14 / 3.63,
+#       20: 0.31 / 5.58, 50: 1.04 / 11.41, 100: 3.12 / 21.15; random weights (timing does not depend
+#       on values);
+#  3. the cached-token path vs the plain forward;
+#  4. bf16 (and fp32) outputs with the formula weights VGGT-FW1 against the fp32 golden fixtures
+#     (tolerance printed), then a 600-frame 640x480 synthetic sample bag end to end through the real
+#     VGGT path (replay: new frames/s, latency p50/p95, peak GPU memory, drops; live at 30 Hz,
+#     pipelined: drops by reason, image-to-odometry latency p50/p95) (bench/gpu_e2e.py).
+# Step 4 needs the runtime's Python packages (rosbags, gtsam, ...); where the image lacks one it says
+# which and ends.
 #
 # Usage (from anywhere):  OUT=/some/dir bash vggt_ros/bench/gpu_model_bench.sh
-# Writes $OUT/gpu_model_bench.md (the table), $OUT/gpu_compare.md, $OUT/env.txt, $OUT/log.txt.
+# Dry run on a CPU (what test_bench_gpu_script.py runs):  DRY=1 bash vggt_ros/bench/gpu_model_bench.sh
+# Writes $OUT/gpu_model_bench.md (the table), $OUT/gpu_compare.md, $OUT/env.txt, $OUT/log.txt,
+# $OUT/e2e.txt.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKG="$(dirname "$HERE")"                      # vggt_ros/ (the package root with vggt_ros/vggt_ros)
 OUT="${OUT:-$PKG/bench_out}"
 PY="${PYTHON:-python3}"
+if [[ "${DRY:-0}" == "1" ]]; then   # a dry run of this script on a CPU: tiny model, small sizes
+  DEVICE=cpu CONFIG=tiny FRAMES=1,2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
+fi
 FRAMES="${FRAMES:-1,2,4,8,16,32}"
 RES="${RES:-392x518}"
-DEVICE="${DEVICE:-cuda}"    # DEVICE=cpu CONFIG=tiny FRAMES=1,2 RES=56x84: a dry run of this script
+DEVICE="${DEVICE:-cuda}"
 CONFIG="${CONFIG:-full}"
+E2E_ARGS="${E2E_ARGS:---frames 600 --width 640 --height 480}"
+step() {  # step NAME LIMIT_S CMD...: run with a time limit; report a failure and go on
+  local name="$1" limit="$2"; shift 2
+  echo; echo "##### $name (limit ${limit} s)"
+  local t0=$SECONDS
+  if timeout "$limit" "$@"; then echo "##### $name: done in $((SECONDS - t0)) s"
+  else echo "##### $name: FAILED or timed out (exit $?) after $((SECONDS - t0)) s"; fi
+}
 export DEVICE
 mkdir -p "$OUT"
 cd "$PKG"
@@ -41,8 +64,10 @@ EOF
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+step "0. sdpa kernels" 45 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" --sections sdpa 2>&1 | tee -a "$OUT/env.txt"
+
 # 1) tiny config on CUDA: shapes, finiteness, heads fp32 under autocast (seconds).
-"$PY" - <<'EOF' 2>&1 | tee "$OUT/log.txt"
+step "1. tiny smoke" 45 "$PY" - <<'EOF' 2>&1 | tee "$OUT/log.txt"
 import torch
 from vggt_ros.model.vggt import VGGT, VGGTConfig, autocast_dtype
 import os
@@ -61,11 +86,16 @@ print(f"tiny: autocast vs fp32 depth rel diff {err:.2e}")
 EOF
 
 # 2) the table: aggregator only and with heads, bf16 autocast.
-"$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
+step "2. forward table" 120 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
   --frames "$FRAMES" --res "$RES" --heads agg,cam+depth,all --repeats 3 --warmup 2 --out "$OUT/gpu_model_bench.md" 2>&1 | tee -a "$OUT/log.txt"
 
 # 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
-"$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
+step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
   --frames "${CMP_FRAMES:-8,16}" --res "$RES" --heads cam+depth --compare --warmup 2 --repeats 3 --out "$OUT/gpu_compare.md" 2>&1 | tee -a "$OUT/log.txt"
+
+# 4) golden parity in bf16 and the end-to-end replay / live run with the formula weights.
+# shellcheck disable=SC2086
+step "4. golden + end to end" 210 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
+  --sections golden,e2e $E2E_ARGS 2>&1 | tee "$OUT/e2e.txt"
 
 echo "tables in $OUT"

@@ -215,3 +215,21 @@ def test_load_from_file_matches_in_memory(tiny_model: VGGT, tmp_path: Path) -> N
     np.testing.assert_array_equal(a.depth[1], b.depth[1])
     from_file.unload()
     assert not from_file.loaded
+
+
+@pytest.mark.slow
+def test_compiled_aggregator_matches_eager(tiny_model: VGGT) -> None:
+    """Opt-in torch.compile path (aot_eager here: no C++ toolchain needed) against eager, same window."""
+    import copy
+
+    frames = make_frames(3, seed=5)
+    q = np.array([[30.0, 40.0], [64.0, 48.0]], np.float32)
+    eager = predictor(tiny_model).predict(frames, q, [0, 1, 2])
+    compiled_pred = predictor(copy.deepcopy(tiny_model), compile_backend="aot_eager")
+    blocks = compiled_pred._model.aggregator.frame_blocks  # type: ignore[union-attr]
+    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    comp = compiled_pred.predict(frames, q, [0, 1, 2])
+    np.testing.assert_allclose(comp.T_cam_win, eager.T_cam_win, rtol=1e-4, atol=1e-5)
+    for i in range(3):
+        np.testing.assert_allclose(comp.depth[i], eager.depth[i], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(comp.tracks, eager.tracks, atol=1e-2)

@@ -61,6 +61,7 @@ def _running_core(seq, cancellable: bool, **params):
     for i in range(FIRST_WINDOW):
         assert core.submit(seq[i])
     assert pred.in_window.wait(10.0), "the first window did not start"
+    assert core.wait_published(10.0)  # pipelined: what the worker handed over so far is out
     for i in range(FIRST_WINDOW, FIRST_WINDOW + QUEUED):  # queued behind the window in flight
         assert core.submit(seq[i])
     return core, pred, sink

@@ -63,6 +63,10 @@ class PredictorConfig:
     track_iters: tracker refinement iterations (the reference uses 4).
     image_size: network width (crop) / longer side (pad); 518 is VGGT's training resolution,
         smaller multiples of 14 only for tests and speed trials.
+    compile_backend: "" (eager, default) or a torch.compile backend ("inductor", "cudagraphs",
+        "aot_eager", ...) applied in place to the aggregator's 48 attention blocks at load() (opt-in;
+        the parity test checks it against eager). The blocks are where the forward's time goes; the
+        heads and the tracker's control flow stay eager.
     """
 
     mode: Literal["crop", "pad"] = "crop"
@@ -73,6 +77,7 @@ class PredictorConfig:
     depth_interpolation: Literal["linear", "nearest"] = "linear"
     track_iters: int = 4
     image_size: int = 518
+    compile_backend: str = ""
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -199,17 +204,30 @@ class VGGTPredictor:
             if self._model is not None:
                 return self.load_report
             if self._owned_model is not None:
-                self._model = self._owned_model.to(self.device).eval()
+                self._model = self._compiled(self._owned_model.to(self.device).eval())
                 return None
             if self.source is None:
                 raise PredictorNotLoadedError("no model source: pass a hub id or a file path")
             model = VGGT.empty(self.model_config, device="meta")
             report = load_weights(model, self.source, assign=True)
-            self._model = model.to(self.device).eval()
+            self._model = self._compiled(model.to(self.device).eval())
             self.load_report = report
             LOG.info("VGGT loaded from %s in %.1f s on %s (%s)", report.path, report.seconds, self.device,
                      self.dtype or torch.float32)
             return report
+
+    def _compiled(self, model: VGGT) -> VGGT:
+        """The aggregator's frame and global blocks compiled in place (Module.compile keeps the
+        state_dict keys), when `compile_backend` is set; the model otherwise untouched."""
+        backend = self.config.compile_backend
+        if not backend:
+            return model
+        agg = model.aggregator
+        for block in [*agg.frame_blocks, *agg.global_blocks]:
+            block.compile(backend=backend, dynamic=None)
+        LOG.info("aggregator blocks compiled with torch.compile(backend=%r); the first windows of each "
+                 "size pay the compile time", backend)
+        return model
 
     def unload(self) -> None:
         """Drop the weights (kept on CPU for from_model), the token cache and the CUDA cache."""
@@ -218,6 +236,15 @@ class VGGTPredictor:
             if self._owned_model is not None and self._model is not None:
                 self._owned_model = self._model.to("cpu")
             self._model = None
+            gc.collect()
+            if self.device.type == "cuda" and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def release_memory(self) -> None:
+        """After a CUDA out-of-memory error: forget cached patch tokens, collect, return the allocator's
+        cached blocks (runtime.memory.OomGuardPredictor calls this before a smaller retry)."""
+        with self._lock:
+            self.cache.clear()
             gc.collect()
             if self.device.type == "cuda" and torch.cuda.is_available():
                 torch.cuda.empty_cache()

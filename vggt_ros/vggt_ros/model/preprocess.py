@@ -189,7 +189,7 @@ def preprocess_frames(
         if hr < PATCH or wr < PATCH:
             raise PreprocessError(f"frame {h0}x{w0} is too thin to resize to multiples of {PATCH}")
         arr = np.asarray(img.resize((wr, hr), Image.Resampling.BICUBIC))
-        t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0)
+        t = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8; to [0, 1] once for the batch below
         ox = oy = 0
         if mode == "crop" and hr > size:
             start = (hr - size) // 2
@@ -198,7 +198,7 @@ def preprocess_frames(
         if mode == "pad":
             ph, pw = size - t.shape[1], size - t.shape[2]
             top, left = ph // 2, pw // 2
-            t = torch.nn.functional.pad(t, (left, pw - left, top, ph - top), value=1.0)
+            t = torch.nn.functional.pad(t, (left, pw - left, top, ph - top), value=255)  # white
             ox, oy = left, top
         tensors.append(t)
         geo.append(((h0, w0), (hr, wr), ox, oy))
@@ -206,10 +206,13 @@ def preprocess_frames(
         raise PreprocessError(f"min_hw must be multiples of {PATCH}, got {min_hw}")
     hn = max(max(t.shape[1] for t in tensors), int(min_hw[0]))
     wn = max(max(t.shape[2] for t in tensors), int(min_hw[1]))
-    out = torch.ones(len(tensors), 3, hn, wn, dtype=torch.float32)
+    # uint8 frames into one white canvas, then one conversion to [0, 1] (x / 255, as per frame before:
+    # the same values bit for bit, without a strided float pass per frame).
+    canvas = torch.full((len(tensors), 3, hn, wn), 255, dtype=torch.uint8)
     maps = []
     for i, (t, (orig, res, ox, oy)) in enumerate(zip(tensors, geo)):
         top, left = (hn - t.shape[1]) // 2, (wn - t.shape[2]) // 2
-        out[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
+        canvas[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
         maps.append(PreprocessMap(mode, orig, res, (hn, wn), (ox + left, oy + top)))
+    out = canvas.float().div_(255.0)
     return out, maps

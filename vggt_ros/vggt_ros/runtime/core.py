@@ -8,7 +8,9 @@ Modes:
 - "sync": deterministic replay. `submit` processes the frame in the caller's thread; nothing is dropped
   for load; periodic outputs (map, diagnostics) are timed by the data's stamps, so a replay gives the
   same output bag however fast the machine is. `finish()` flushes the pipeline's partial window.
-- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time.
+- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time. With
+  the `pipelined` parameter (default) a `PublisherThread` builds and publishes window k's messages
+  while the worker runs window k+1's prediction; publications keep their order, frames their accounting.
 
 Stopping (live): `stop()` = `request_stop()` (non-blocking: refuse input, drop every queued frame as
 'shutdown' without starting it) + ONE bounded wait for the window in flight: it may finish and publish
@@ -64,6 +66,7 @@ from vggt_ros.types import Frame
 
 from .cancel import CANCELLED_MARK
 from .params import Params
+from .publisher import PublisherThread
 from .publishing import (
     KeyframeOut,
     OdometryOut,
@@ -163,6 +166,7 @@ class NodeCore:
         self._pipeline_lock = threading.RLock()
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self._publisher: PublisherThread[Publication] | None = None  # live + pipelined: message building
         self._stop = threading.Event()  # the current worker's; each start() makes a new one
         self.cancel = cancel if cancel is not None else threading.Event()  # set: abort the window in flight
         self._wall = wall_clock
@@ -466,15 +470,54 @@ class NodeCore:
         self._emit(pubs)
 
     def _emit(self, pubs: Sequence[Publication]) -> None:
-        """Hand each publication to the sink; in live mode one failing publisher does not stop the others."""
+        """Hand each publication to the sink (or, pipelined, to the publisher thread, in order); in live
+        mode one failing publisher does not stop the others."""
         if pubs and self._discarding():
             with self._state_lock:
                 self.publications_suppressed += len(pubs)
             return
+        publisher = self._publisher
+        if pubs and publisher is not None and publisher.alive:
+            try:
+                publisher.submit(pubs)
+                return
+            except RuntimeError:  # closed by stop() meanwhile: publish here
+                pass
         for pub in pubs:
             self._publish_safely(lambda pub=pub: self.sink.publish(pub))  # type: ignore[misc]
         if pubs:
             self.last_publish = time.monotonic()
+
+    def wait_published(self, timeout: float | None = None) -> bool:
+        """Wait until the publisher thread (pipelined live mode) has published everything handed to it;
+        True at once when there is none."""
+        publisher = self._publisher
+        return publisher.flush(timeout) if publisher is not None else True
+
+    def _publish_piped(self, pub: Publication) -> None:
+        """The publisher thread's step: nothing once the output is closed (counted), else the sink."""
+        if self._output_closed:
+            with self._state_lock:
+                self.publications_suppressed += 1
+            return
+        self.sink.publish(pub)
+        self.last_publish = time.monotonic()
+
+    def _publisher_error(self, exc: BaseException) -> None:
+        with self._state_lock:
+            self.worker_errors += 1
+        log.error("publishing failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+
+    def _close_publisher(self, deadline: float) -> None:
+        """Publish what the worker handed over until `deadline` (wall clock), then end the thread;
+        batches still waiting then are counted as suppressed publications."""
+        publisher, self._publisher = self._publisher, None
+        if publisher is None:
+            return
+        if not publisher.close(max(0.0, deadline - self._wall())):
+            left = publisher.discard()
+            with self._state_lock:
+                self.publications_suppressed += left
 
     # ------------------------------------------------------------------ live worker
     def start(self) -> None:
@@ -493,6 +536,8 @@ class NodeCore:
             self.cancel.clear()
             self._stop = stop = threading.Event()
             self.queue.reopen()
+            if self.params["pipelined"] and (self._publisher is None or not self._publisher.alive):
+                self._publisher = PublisherThread(self._publish_piped, self._publisher_error)
             self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
                                             daemon=True)
             self._worker.start()
@@ -543,6 +588,7 @@ class NodeCore:
         worker = self._worker
         if worker is None or not worker.is_alive():
             self._worker = None
+            self._close_publisher(self._stop_deadline)
             return True
         budget = float(self.params["shutdown_timeout"] if timeout is None else timeout)
         grace = min(1.0, budget / 4)
@@ -553,7 +599,9 @@ class NodeCore:
         if not worker.is_alive():
             if self._worker is worker:
                 self._worker = None
+            self._close_publisher(self._stop_deadline)
             return True
+        self._close_publisher(self._stop_deadline)
         with self._state_lock:
             first = worker.ident not in self._abandoned
             if worker.ident is not None:
@@ -647,4 +695,10 @@ class NodeCore:
                 segments=self.segments,
                 loop_closures=self.loop_closures,
                 relocalisations=self.relocalisations,
+                **self._predictor_stats(),
             )
+
+    def _predictor_stats(self) -> dict[str, int]:
+        """oom_retries / forward_frames of an OomGuardPredictor (runtime/memory.py), else nothing."""
+        stats = getattr(getattr(self.pipeline, "predictor", None), "stats", None)
+        return {k: int(v) for k, v in stats().items()} if callable(stats) else {}

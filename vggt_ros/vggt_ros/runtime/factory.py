@@ -70,7 +70,7 @@ def make_vggt_predictor(params: Params, load: bool = True) -> Predictor:
     try:
         pred = VGGTPredictor(model_spec(params), PredictorConfig(
             device=params["device"], precision=_PRECISION[params["dtype"]],  # type: ignore[arg-type]
-            use_known_intrinsics=params["use_camera_info"]))
+            use_known_intrinsics=params["use_camera_info"], compile_backend=params["compile_backend"]))
         if load:
             pred.load()
     except WeightsError as exc:
@@ -89,8 +89,22 @@ def make_simulated_predictor(ground_truth: Callable[[int], Any], seed: int = 0) 
     return SimulatedPredictor(ground_truth, seed=seed)
 
 
-def make_pipeline(params: Params, predictor: Predictor) -> Any:
-    """slam.Pipeline(predictor, pipeline_config(params))."""
+def make_pipeline(params: Params, predictor: Predictor, oom_guard: bool | None = None,
+                  free_bytes: Callable[[], int] | None = None) -> Any:
+    """slam.Pipeline(predictor, pipeline_config(params)).
+
+    On CUDA (or with oom_guard=True) the predictor is wrapped in runtime.memory.OomGuardPredictor (an
+    OOM splits the window instead of killing the node), and the new frames per window are capped to
+    what the free GPU memory holds (`free_bytes`, default torch.cuda.mem_get_info; logged)."""
     from vggt_ros.slam.pipeline import Pipeline
 
+    from .memory import OomGuardPredictor, cuda_free_bytes, device_of, fit_window_to_gpu
+
+    on_cuda = device_of(predictor) == "cuda"
+    if on_cuda or free_bytes is not None:
+        new = fit_window_to_gpu(params["window_anchors"], params["window_new_frames"],
+                                free_bytes or cuda_free_bytes)
+        params = params.replace(window_new_frames=new)
+    if oom_guard if oom_guard is not None else on_cuda:
+        predictor = OomGuardPredictor(predictor)
     return Pipeline(predictor, pipeline_config(params))

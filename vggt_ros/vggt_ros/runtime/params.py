@@ -166,6 +166,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Inference dtype; 'auto' = bfloat16 on GPUs with compute capability >= 8, float16 on older GPUs, "
        "float32 on CPU (the official VGGT demo's choice).",
        choices=("auto", "float32", "float16", "bfloat16"), read_only=True),
+    _p("compile_backend", str, "",
+       "Opt-in torch.compile of the aggregator's attention blocks at load: '' = eager; 'inductor' or "
+       "'cudagraphs' on a GPU (the first windows of each size pay the compile time).",
+       choices=("", "inductor", "cudagraphs", "aot_eager"), read_only=True),
     # --- sliding window, keyframes, stitching (slam.config.PipelineConfig explains the defaults)
     _p("window_anchors", int, _SLAM.num_anchors,
        "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
@@ -195,6 +199,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("drop_policy", str, "latest",
        "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
        "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
+    _p("pipelined", bool, True,
+       "Live mode: build and publish window k's messages on a publisher thread while the worker runs the "
+       "next window's prediction (same messages, same order). The replay is always serial.",),
     # --- outputs
     _p("publish_depth", bool, _SLAM.emit_depth,
        "Publish depth (32FC1) and depth/camera_info for every new frame."),

@@ -94,6 +94,8 @@ class Diagnostics:
     segments: int = 0  # segments started so far (merged ones included)
     loop_closures: int = 0  # verified loops applied by the pose graph (relocalisations included)
     relocalisations: int = 0  # loops that merged a segment into an earlier one
+    oom_retries: int = 0  # CUDA out-of-memory errors survived by splitting the window (runtime/memory.py)
+    forward_frames: int = 0  # frames per network forward after an OOM; 0 = the whole window
 
     @property
     def level(self) -> int:

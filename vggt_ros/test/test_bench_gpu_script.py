@@ -1,0 +1,28 @@
+"""The one prepared GPU script (bench/gpu_model_bench.sh) runs blind on a GPU machine: its dry mode
+(DRY=1: CPU, tiny model, small sizes) goes through every step here, so a broken step shows up before a
+GPU session spends its minutes on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # ~40 s on 2 shared cores
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_model_bench.sh"
+STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "3. cached tokens", "4. golden + end to end")
+
+
+def test_gpu_script_dry_run_completes_every_step(tmp_path):
+    env = {**os.environ, "DRY": "1", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    res = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    for step in STEPS:
+        assert f"##### {step}: done" in out, f"step {step!r} did not complete:\n{out[-3000:]}"
+    assert "backends that run:" in out and "bf16 tolerance" in out
+    assert "replay (sync):" in out and "live 30 Hz, pipelined, queue_size 16" in out
+    assert (tmp_path / "gpu_model_bench.md").is_file() and (tmp_path / "e2e.txt").is_file()
