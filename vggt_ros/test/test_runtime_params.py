@@ -89,7 +89,7 @@ def test_int_is_accepted_for_double_and_coerced():
 def test_replace_validates_and_guards_read_only():
     p = Params()
     q = p.replace(queue_size=8)
-    assert q["queue_size"] == 8 and p["queue_size"] == 4
+    assert q["queue_size"] == 8 and p["queue_size"] == SPECS["queue_size"].default != 8
     with pytest.raises(ParamError, match="read-only"):
         p.replace(allow_read_only=False, device="cpu")
     with pytest.raises(ParamError, match="below the range"):

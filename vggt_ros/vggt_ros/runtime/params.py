@@ -195,7 +195,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("min_inlier_ratio", float, _SLAM.stitch.min_inlier_ratio,
        "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
     # --- input queue
-    _p("queue_size", int, 4, "Frames waiting for the worker; when full the drop_policy applies.", 1, 1000),
+    _p("queue_size", int, _SLAM.window_size,
+       "Frames waiting for the worker; when full the drop_policy applies. Default: one window, so a 30 Hz "
+       "camera does not drop frames while a window of up to ~0.5 s is predicted.", 1, 1000),
     _p("drop_policy", str, "latest",
        "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
        "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
