@@ -145,7 +145,7 @@ def decode_image(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
     return cv2.cvtColor(img, layout.convert)
 
 
-_DEPTH_ENCODINGS = {"16UC1": ("u2", 0.001), "mono16": ("u2", 0.001), "32FC1": ("f4", 1.0)}
+_DEPTH_ENCODINGS = {"16UC1": ("u2", 1000.0), "mono16": ("u2", 1000.0), "32FC1": ("f4", 1.0)}  # per metre
 
 
 def decode_depth_m(msg: Any) -> np.ndarray:
@@ -158,7 +158,7 @@ def decode_depth_m(msg: Any) -> np.ndarray:
     spec = _DEPTH_ENCODINGS.get(encoding.upper() if encoding.lower() != "mono16" else "mono16")
     if spec is None:
         raise ImageDecodeError("unsupported_encoding", encoding, "metric depth needs 16UC1 or 32FC1")
-    kind, unit = spec
+    kind, per_metre = spec
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     buf = _bytes_of(msg.data)
     if height <= 0 or width <= 0 or buf.size == 0:
@@ -175,7 +175,7 @@ def decode_depth_m(msg: Any) -> np.ndarray:
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
     rows = np.ascontiguousarray(rows)
     dtype = (">" if int(msg.is_bigendian) else "<") + kind
-    d = rows.view(dtype).astype(np.float32) * np.float32(unit)
+    d = (rows.view(dtype).astype(np.float64) / per_metre).astype(np.float32)
     d[~(np.isfinite(d) & (d > 0))] = np.nan
     return d
 
