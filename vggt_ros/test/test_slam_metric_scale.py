@@ -63,20 +63,31 @@ def test_filter_first_estimate_then_bounded_steps_and_holds() -> None:
     assert f.step(None) == 1.0 and f.scale == pytest.approx(4.2)
 
 
-def test_odometry_increments_hold_when_still_and_reject_a_tf_jump() -> None:
+def _pose(x: float, yaw_deg: float = 0.0) -> np.ndarray:
+    T = np.eye(4)
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    T[:2, :2] = [[c, -s], [s, c]]
+    T[0, 3] = x
+    return T
+
+
+def test_odometry_increments_hold_when_still_or_turning_and_reject_a_tf_jump() -> None:
     inc = OdometryIncrements(ScaleConfig(source="odometry"))
     t = 0
-    for i in range(10):  # moving 0.1 m per 0.1 s in odometry, 0.05 map units
-        assert inc.add(t, np.array([0.05 * i, 0, 0]), np.array([0.1 * i, 0, 0])) is None
+    for i in range(10):  # moving 0.4 m per 0.1 s in odometry, 0.2 map units
+        assert inc.add(t, np.array([0.2 * i, 0, 0]), _pose(0.4 * i)) is None
         t += 100_000_000
     assert inc.added == 9
     obs = inc.observation()
     assert math.exp(obs.log_scale) == pytest.approx(2.0, rel=1e-6)
     for _ in range(5):  # standing still: no increments
-        inc.add(t, np.array([0.45, 0, 0]), np.array([0.9, 0, 0]))
+        inc.add(t, np.array([1.8, 0, 0]), _pose(3.6))
+        t += 100_000_000
+    for k in range(1, 6):  # turning in place with the camera 0.2 m off the axis: 0.35 m chords, no scale
+        inc.add(t, np.array([1.8, 0, 0]), _pose(3.6 + (0.35 if k % 2 else 0.0), 60.0 * k))
         t += 100_000_000
     assert inc.added == 9
-    assert inc.add(t, np.array([0.5, 0, 0]), np.array([10.9, 0, 0])) == "odometry_jump"  # 10 m in 0.1 s
+    assert inc.add(t, np.array([2.0, 0, 0]), _pose(13.6)) == "odometry_jump"  # 10 m in 0.1 s
     assert inc.added == 9
 
 

@@ -158,7 +158,10 @@ class ScaleConfig:
         (the map's own scale random walk between windows), the filter's process noise.
     min_sigma: floor of an observation's relative uncertainty (pixels of one frame are correlated).
     odom_min_step_m: odometry increments shorter than this are not used (standing, rotating in place:
-        the scale is held). odom_horizon: increments in the robust estimate (slip resistance).
+        the scale is held); long enough that the map's per-frame position jitter (a few cm) does not bias
+        |increment| upward. odom_max_turn_deg_per_m: an increment turning more than this per metre is a
+        rotation (a camera off the rotation axis moves on a small circle): not used either.
+        odom_horizon: increments in the robust estimate (slip resistance).
     odom_min_increments: fewest increments for an odometry observation. odom_max_speed_mps: an
         increment faster than this is a TF jump: rejected and the increment chain restarts.
     max_buffer: metric samples buffered per source while waiting for their colour frame.
@@ -174,9 +177,10 @@ class ScaleConfig:
     max_step: float = 0.05
     process_sigma: float = 0.002
     min_sigma: float = 0.002
-    odom_min_step_m: float = 0.05
-    odom_horizon: int = 30
-    odom_min_increments: int = 4
+    odom_min_step_m: float = 0.3
+    odom_max_turn_deg_per_m: float = 90.0
+    odom_horizon: int = 20
+    odom_min_increments: int = 3
     odom_max_speed_mps: float = 5.0
     max_buffer: int = 256
 

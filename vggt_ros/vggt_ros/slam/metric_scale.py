@@ -24,6 +24,7 @@ from enum import Enum
 
 import numpy as np
 
+from vggt_ros.geometry.se3 import rotation_angle
 from vggt_ros.slam.config import ScaleConfig
 
 ROBUST_SIGMA = 1.4826  # MAD -> standard deviation of a normal distribution
@@ -203,27 +204,31 @@ class OdometryIncrements:
     odom_min_step_m apart in odometry; the newest odom_horizon are kept."""
 
     cfg: ScaleConfig
-    last: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp, c_map, c_odom
+    last: tuple[int, np.ndarray, np.ndarray] | None = None  # stamp, c_map, T_odom_cam
     pairs: list[tuple[float, float]] = field(default_factory=list)  # (|d map|, |d odom|)
     added: int = 0  # increments ever added (the horizon keeps the newest)
 
-    def add(self, stamp_ns: int, c_map: np.ndarray, c_odom: np.ndarray) -> str | None:
-        """One posed frame with its odometry; returns a rejection reason or None."""
+    def add(self, stamp_ns: int, c_map: np.ndarray, T_odom_cam: np.ndarray) -> str | None:
+        """One posed frame (camera centre in the map) with its odometry pose; a rejection reason or None."""
         if self.last is None:
-            self.last = (stamp_ns, c_map, c_odom)
+            self.last = (stamp_ns, c_map, T_odom_cam)
             return None
-        s0, m0, o0 = self.last
-        d_odom = float(np.linalg.norm(c_odom - o0))
+        s0, m0, T0 = self.last
+        d_odom = float(np.linalg.norm(T_odom_cam[:3, 3] - T0[:3, 3]))
         dt = max((stamp_ns - s0) * 1e-9, 1e-3)
         if d_odom / dt > self.cfg.odom_max_speed_mps:
-            self.last = (stamp_ns, c_map, c_odom)  # a TF jump: restart the chain after it
+            self.last = (stamp_ns, c_map, T_odom_cam)  # a TF jump: restart the chain after it
             return "odometry_jump"
         if d_odom < self.cfg.odom_min_step_m:
+            return None
+        turn = math.degrees(rotation_angle(T0[:3, :3].T @ T_odom_cam[:3, :3]))
+        if turn > self.cfg.odom_max_turn_deg_per_m * d_odom:
+            self.last = (stamp_ns, c_map, T_odom_cam)  # turning in place: no scale information, restart
             return None
         self.pairs.append((float(np.linalg.norm(c_map - m0)), d_odom))
         self.added += 1
         del self.pairs[: max(0, len(self.pairs) - self.cfg.odom_horizon)]
-        self.last = (stamp_ns, c_map, c_odom)
+        self.last = (stamp_ns, c_map, T_odom_cam)
         return None
 
     def rescale(self, ratio: float) -> None:
@@ -354,7 +359,7 @@ class MetricScale:
             T = self.odom.nearest(f.stamp_ns, self._max_dt_ns)
             if not isinstance(T, np.ndarray):
                 continue
-            why = self.increments.add(f.stamp_ns, f.T_world_cam[:3, 3].copy(), T[:3, 3].copy())
+            why = self.increments.add(f.stamp_ns, f.T_world_cam[:3, 3].copy(), T)
             if why is not None:
                 self.rejected[why] += 1
         if self.increments.added == before:
