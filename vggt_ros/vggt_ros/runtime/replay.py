@@ -586,16 +586,18 @@ def _summary(res: ReplayResult) -> None:
     if "ate_rmse" in rep:
         print(f"ATE RMSE {rep['ate_rmse']:.6f} (Sim(3)-aligned, {rep['ate_percent']:.3f} % of path), "
               f"RPE {rep['rpe_trans_rmse']:.6f} / {rep['rpe_rot_deg']:.4f} deg vs {rep.get('ground_truth')}")
-        if rep.get("ate_se3_rmse") is not None:
-            print(f"ATE RMSE {rep['ate_se3_rmse']:.6f} SE(3)-aligned, no scale alignment "
-                  f"({rep.get('ate_se3_percent', float('nan')):.3f} % of path): the error in metres "
-                  f"when the output claims metres")
+        metric = rep.get("scale_source") not in (None, "none")
+        if rep.get("ate_se3_rmse") is not None and metric:
+            print(f"ATE RMSE {rep['ate_se3_rmse']:.6f} m SE(3)-aligned, no scale alignment "
+                  f"({rep.get('ate_se3_percent', float('nan')):.3f} % of path): the outputs' error in metres")
+    else:
+        print(str(rep.get("evaluation")))
     if rep.get("scale_source") not in (None, "none"):
         print(f"metric scale ({rep['scale_source']}): {rep.get('scale_state')}, "
               f"{rep.get('metric_scale')} +- {rep.get('metric_scale_sigma')} (relative); rejected samples "
               f"{rep.get('scale_rejected') or {}}, input {rep.get('metric_input_rejected') or {}}")
     else:
-        print(str(rep.get("evaluation")))
+        print("map units are arbitrary (scale_source none): set scale_source depth|odometry for metres")
     lat = rep.get("latency_p50_s")
     if lat is not None:
         print(f"latency p50 {lat:.3f} s, p95 {rep.get('latency_p95_s'):.3f} s, "

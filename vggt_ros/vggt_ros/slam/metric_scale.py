@@ -362,8 +362,8 @@ class MetricScale:
             why = self.increments.add(f.stamp_ns, f.T_world_cam[:3, 3].copy(), T)
             if why is not None:
                 self.rejected[why] += 1
-        if self.increments.added == before:
-            return None  # no new increment with enough motion: hold
+        if self.increments.added == before or len(self.increments.pairs) < self.cfg.odom_min_increments:
+            return None  # no new increment with enough motion (hold), or not enough travel yet
         try:
             return self.increments.observation()
         except Rejected as rej:
