@@ -35,7 +35,7 @@ def test_topics_counts_types_and_qos(written: tuple) -> None:
     _, bag, _ = written
     topics = bag_topics(bag)
     assert {t: (i.msgtype, i.count) for t, i in topics.items()} == {
-        t: (sample.TOPIC_TYPES[t], N) for t in sample.TOPIC_TYPES}
+        t: (sample.TOPIC_TYPES[t], 1 if t == sample.TF_STATIC_TOPIC else N) for t in sample.TOPIC_TYPES}
     assert topics["/camera/image_raw"].qos[0].reliability.name == "BEST_EFFORT"
     assert topics["/camera/camera_info"].qos[0].reliability.name == "BEST_EFFORT"
     assert topics["/ground_truth/odometry"].qos[0].reliability.name == "RELIABLE"
@@ -49,10 +49,10 @@ def test_rosbags_readback_exact(written: tuple) -> None:
     by_topic: dict[str, list] = {}
     for m in read_messages(bag):
         assert m.error is None
-        header = m.message.transforms[0].header if m.topic == "/tf" else m.message.header
+        header = m.message.transforms[0].header if m.topic.startswith("/tf") else m.message.header
         assert stamp_ns(header.stamp) == m.stamp_ns  # logged at the header stamp
         by_topic.setdefault(m.topic, []).append(m)
-    order = [m.topic for m in read_messages(bag)][:6]
+    order = [m.topic for m in read_messages(bag)][: len(sample.TOPIC_TYPES)]
     assert order == list(sample.TOPIC_TYPES)  # camera_info before its image, per frame
     for i in range(N):
         frame, gt = seq[i], seq.ground_truth_at(i)
@@ -87,7 +87,7 @@ def test_rosbags_readback_exact(written: tuple) -> None:
 def test_independent_mcap_reader_exact(written: tuple) -> None:
     seq, bag, _ = written
     decoded = read_mcap(bag)
-    assert len(decoded) == 6 * N
+    assert len(decoded) == 8 * N + 1  # + the one /tf_static
     images = [d for d in decoded if d.topic == "/camera/image_raw"]
     odos = [d for d in decoded if d.topic == "/ground_truth/odometry"]
     depths = [d for d in decoded if d.topic == "/ground_truth/depth"]
@@ -163,3 +163,37 @@ def test_cli_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert bag_topics(out / "sample.mcap")["/camera/image_raw"].count == 4
     bad = parser.parse_args(["sample", str(out), "--frames", "0"])
     assert bad.func(bad) == 2
+
+
+def test_sensor_topics_metric_depth_and_odometry_chain(tmp_path: Path) -> None:
+    """The robot sensors: half-resolution 16UC1 depth near the truth (1 % noise, ~10 % holes, ~2 %
+    outliers) registered to the colour camera, and odom -> base_link -> camera with 2 % drift."""
+    from vggt_ros.geometry.se3 import invert_T
+    from vggt_ros.msgs.convert import transform_to_matrix
+    from vggt_ros.msgs.decode import decode_depth_m
+    from vggt_ros.sim.sensors import DepthSensor, OdometryNoise, OdometrySensor
+
+    seq = make_sequence("forward", 40, width=160, height=120)
+    sensors = sample.SensorOptions(DepthSensor(), OdometrySensor(OdometryNoise(slip_every=0)), seed=3)
+    bag, _ = sample.write_sample(tmp_path, seq, sensors=sensors)
+    depth = [m.message for m in read_messages(bag, [sample.DEPTH_TOPIC])]
+    info = [m.message for m in read_messages(bag, [sample.DEPTH_INFO_TOPIC])]
+    assert depth[0].encoding == "16UC1" and (depth[0].width, depth[0].height) == (80, 60)
+    K_d, _ = camera_info_K(info[0], (60, 80))
+    assert K_d is not None and np.allclose(K_d[:2], seq.K[:2] / 2)
+    d = decode_depth_m(depth[5])
+    truth = seq.ground_truth_at(5).depth[::2, ::2]
+    holes = float(np.mean(~np.isfinite(d)))
+    assert 0.08 < holes < 0.13
+    ratio = d[np.isfinite(d)] / truth[np.isfinite(d)]
+    assert abs(float(np.median(ratio)) - 1.0) < 0.003
+    assert 0.01 < float(np.mean(np.abs(ratio - 1) > 0.1)) < 0.03  # the outliers
+    static = [m.message for m in read_messages(bag, [sample.TF_STATIC_TOPIC])]
+    T_base_cam = transform_to_matrix(static[0].transforms[0].transform)
+    odom = [next(t for t in m.message.transforms if t.child_frame_id == "base_link")
+            for m in read_messages(bag, [sample.TF_TOPIC])]
+    T_odom_cam = [transform_to_matrix(t.transform) @ T_base_cam for t in odom]
+    travel_odom = np.linalg.norm(T_odom_cam[-1][:3, 3] - T_odom_cam[0][:3, 3])
+    P = seq.poses
+    travel_true = np.linalg.norm((invert_T(P[0]) @ P[-1])[:3, 3])
+    assert 0.012 < travel_odom / travel_true - 1 < 0.028

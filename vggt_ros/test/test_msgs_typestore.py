@@ -28,16 +28,18 @@ def test_custom_types_serialize_roundtrip() -> None:
     cls = ts.types["vggt_ros_msgs/msg/WindowStats"]
     names = [f[0] for f in ts.fielddefs["vggt_ros_msgs/msg/WindowStats"][1]]
     assert names[:3] == ["header", "window_id", "num_frames"]
-    assert names[-2:] == ["tracking_state", "segment_id"]
+    assert names[-5:] == ["tracking_state", "segment_id", "scale_state", "metric_scale", "metric_scale_sigma"]
     hdr = ts.types["std_msgs/msg/Header"](stamp=time_msg(fam, 5), frame_id="map")
     msg = cls(header=hdr, window_id=3, num_frames=8, num_new_frames=4,
               anchor_keyframe_ids=np.array([1, 2], np.uint32), accepted=True, reason="ok", scale=2.0,
               residual_rms=0.5, num_inliers=7, num_correspondences=9, predict_time_s=0.25,
               stitch_time_s=0.125, total_time_s=1.0, frames_dropped=2**40, windows_rejected=1,
-              tracking_state="new_segment", segment_id=3)
+              tracking_state="new_segment", segment_id=3, scale_state="metric", metric_scale=4.25,
+              metric_scale_sigma=0.0025)
     back = ts.deserialize_cdr(ts.serialize_cdr(msg, cls.__msgtype__), cls.__msgtype__)
     assert back.frames_dropped == 2**40 and list(back.anchor_keyframe_ids) == [1, 2]
     assert (back.tracking_state, back.segment_id) == ("new_segment", 3)
+    assert (back.scale_state, back.metric_scale, back.metric_scale_sigma) == ("metric", 4.25, 0.0025)
     lc = ts.types["vggt_ros_msgs/msg/LoopClosure"]
     loop = lc(header=hdr, query_keyframe_id=40, match_keyframe_id=2, match_stamp=time_msg(fam, 3), score=0.93,
               num_inliers=120,

@@ -61,9 +61,12 @@ def test_every_parameter_reaches_something(spec):
     )
 
 
+SUB_CONFIGS = ("keyframes", "stitch", "map", "recovery", "loop", "scale")
+
+
 def _fields(cls, prefix=""):
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type) or f.name in ("keyframes", "stitch", "map", "recovery", "loop"):
+        if dataclasses.is_dataclass(f.type) or f.name in SUB_CONFIGS:
             sub = getattr(PipelineConfig(), f.name, None)
             if dataclasses.is_dataclass(sub):
                 yield from _fields(type(sub), f"{prefix}{f.name}.")

@@ -70,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if rep.get("evaluation") != "ok":
         print(f"vggt-ros eval: {rep.get('evaluation')}", file=sys.stderr)
         return 1
-    print(f"ATE RMSE {rep['ate_rmse']:.6f} m ({rep['ate_percent']:.3f} % of path), "
+    print(f"ATE RMSE {rep['ate_rmse']:.6f} m ({rep['ate_percent']:.3f} % of path) Sim(3)-aligned, "
+          f"{rep.get('ate_se3_rmse', float('nan')):.6f} m ({rep.get('ate_se3_percent', float('nan')):.3f} %) "
+          f"SE(3)-aligned without scale (metric), "
           f"RPE {rep['rpe_trans_rmse']:.6f} m / {rep['rpe_rot_deg']:.4f} deg, scale {rep['scale']:.6f}, "
           f"{rep['poses_matched']} poses matched -> {args.output}")
     if rep.get("predictor_note"):

@@ -33,6 +33,8 @@ class TrajectoryMetrics:
     scale_drift: |s_end / s_start - 1|, s = Sim(3) scale (estimate per reference unit) of the first
         and last `drift_fraction` of the matched poses, each aligned on its own (see scale_drift).
     align_scale: the Sim(3) scale that maps the estimate into reference units.
+    ate_se3_rmse / ate_se3_percent: ATE after an SE(3)-only alignment (no scale: `evo_ape -a`): the
+        error of an estimate that claims metres (scale_source depth/odometry, docs/architecture.md#scale).
     num_matched: poses associated by stamp; num_reference / num_estimate: input sizes.
     """
 
@@ -48,6 +50,8 @@ class TrajectoryMetrics:
     num_matched: int
     num_reference: int
     num_estimate: int
+    ate_se3_rmse: float = float("nan")
+    ate_se3_percent: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -114,6 +118,19 @@ def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.
     return float(abs(s1 / s0 - 1.0)) if np.isfinite(s0) and np.isfinite(s1) and s0 > 0 else float("nan")
 
 
+def _ate_se3(ref: PoseTrajectory3D, P_est: np.ndarray, ts: np.ndarray) -> float:
+    """ATE RMSE after a rigid (SE(3)) alignment only: the estimate's own scale is kept (NaN when the
+    alignment is degenerate)."""
+    est = PoseTrajectory3D(poses_se3=list(P_est), timestamps=ts)
+    try:
+        est.align(ref, correct_scale=False)
+    except Exception:  # evo's GeometryException on degenerate positions
+        return float("nan")
+    ape = evo_metrics.APE(evo_metrics.PoseRelation.translation_part)
+    ape.process_data((ref, est))
+    return float(ape.get_statistic(evo_metrics.StatisticsType.rmse))
+
+
 def evaluate_trajectory(
     stamps_ref: np.ndarray,
     T_ref: np.ndarray,
@@ -137,6 +154,7 @@ def evaluate_trajectory(
     ts = s_ref[i_ref].astype(np.float64) * 1e-9
     ref = PoseTrajectory3D(poses_se3=list(P_ref[i_ref]), timestamps=ts)
     est = PoseTrajectory3D(poses_se3=list(P_est[i_est]), timestamps=ts)
+    ate_se3 = _ate_se3(ref, P_est[i_est], ts)
     try:
         _, _, align_scale = est.align(ref, correct_scale=True)
     except Exception as exc:  # evo raises GeometryException on degenerate positions (e.g. all equal)
@@ -166,6 +184,8 @@ def evaluate_trajectory(
         ate_mean=float(ate["mean"]),
         ate_max=float(ate["max"]),
         ate_percent=100.0 * float(ate["rmse"]) / path_length if path_length > 0 else float("nan"),
+        ate_se3_rmse=ate_se3,
+        ate_se3_percent=100.0 * ate_se3 / path_length if path_length > 0 else float("nan"),
         rpe_trans_rmse=float(rpe_t.get_statistic(evo_metrics.StatisticsType.rmse)),
         rpe_rot_deg=float(rpe_r.get_statistic(evo_metrics.StatisticsType.rmse)),
         scale_drift=drift,

@@ -130,12 +130,14 @@ def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None =
     }
     if metrics is not None:
         rep.update(ate_rmse=metrics.ate_rmse, ate_percent=metrics.ate_percent,
+                   ate_se3_rmse=metrics.ate_se3_rmse, ate_se3_percent=metrics.ate_se3_percent,
                    rpe_trans_rmse=metrics.rpe_trans_rmse, rpe_rot_deg=metrics.rpe_rot_deg,
                    scale=metrics.align_scale, scale_drift=metrics.scale_drift,
                    poses_matched=metrics.num_matched)
     for key in ("frames_received", "frames_processed", "frames_dropped", "drops", "windows_accepted",
                 "windows_rejected", "rejections", "keyframes", "map_points", "latency_p50_s", "latency_p95_s",
-                "throughput_fps", "wall_time_s"):
+                "throughput_fps", "wall_time_s", "scale_source", "scale_state", "metric_scale",
+                "metric_scale_sigma", "scale_rejected"):
         if key in run:
             rep[key] = run[key]
     if metrics is not None:
@@ -196,6 +198,13 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         ("predictor", rep.get("predictor")),
         ("ATE RMSE (Sim(3)-aligned)", _fmt(rep.get("ate_rmse"), " m")),
         ("ATE / path length", _fmt(rep.get("ate_percent"), " %", 3)),
+        ("ATE RMSE (SE(3) only: metric, no scale)", _fmt(rep.get("ate_se3_rmse"), " m")),
+        ("ATE SE(3) / path length", _fmt(rep.get("ate_se3_percent"), " %", 3)),
+        ("scale source / state", f"{rep['scale_source']} / {rep.get('scale_state')}"
+         if rep.get("scale_source") not in (None, "none") else None),
+        ("metric scale (m per first-window unit)",
+         f"{_fmt(rep.get('metric_scale'))} +- {_fmt(100 * (rep.get('metric_scale_sigma') or 0.0), ' %', 2)}"
+         if rep.get("metric_scale") is not None else None),
         ("RPE translation RMSE", _fmt(rep.get("rpe_trans_rmse"), " m")),
         ("RPE rotation RMSE", _fmt(rep.get("rpe_rot_deg"), " deg")),
         ("scale (estimate -> ground truth)", _fmt(rep.get("scale"))),

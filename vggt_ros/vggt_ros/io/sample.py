@@ -23,16 +23,20 @@ from vggt_ros.io.progress import Progress
 from vggt_ros.io.sample_bag import (  # noqa: F401  (re-exported)
     BAG_NAME,
     CAMERA_INFO_TOPIC,
+    DEPTH_INFO_TOPIC,
+    DEPTH_TOPIC,
     GT_CAMERA_FRAME,
     GT_DEPTH_INFO_TOPIC,
     GT_DEPTH_TOPIC,
     GT_ODOMETRY_TOPIC,
     IMAGE_TOPIC,
+    TF_STATIC_TOPIC,
     TF_TOPIC,
     TOPIC_QOS,
     TOPIC_TYPES,
     TUM_NAME,
     WORLD_FRAME,
+    SensorOptions,
     write_sample,
     write_sample_bag,
 )
@@ -44,7 +48,9 @@ def register(subparsers: Any) -> None:
         "sample",
         help="write a synthetic sequence as a ROS 2 bag (sample.mcap) + ground_truth.tum",
         description="Render a synthetic room sequence and write OUT_DIR/sample.mcap (image, camera_info, "
-        "ground-truth odometry, /tf and depth, 30 Hz) and OUT_DIR/ground_truth.tum. Exit codes: 0 done, "
+        "ground-truth odometry, /tf and depth, 30 Hz; robot sensors: a noisy 16UC1 depth camera and an "
+        "odom -> base_link -> camera_optical_frame TF chain with drift and slip) and "
+        "OUT_DIR/ground_truth.tum. Exit codes: 0 done, "
         "2 bad arguments or output folder, 130/143 interrupted (partial sample, marked PARTIAL.txt).",
     )
     p.add_argument("out_dir", type=Path, help="output folder (created; sample.mcap is replaced)")
@@ -54,6 +60,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
     p.add_argument("--seed", type=int, default=0, help="texture seed of the room (default 0)")
+    p.add_argument("--no-depth-sensor", action="store_true",
+                   help="no metric depth camera topic (/camera/depth/image_rect_raw, 16UC1 mm, half size)")
+    p.add_argument("--no-odometry", action="store_true",
+                   help="no wheel odometry TF chain (odom -> base_link -> camera_optical_frame)")
+    p.add_argument("--odometry-drift", type=float, default=0.02,
+                   help="odometry translation scale error (default 0.02 = 2 %%)")
+    p.add_argument("--slip-every", type=int, default=120,
+                   help="a wheel-slip event every N frames (default 120; 0 = none)")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -69,12 +83,14 @@ def run(args: argparse.Namespace) -> int:
     except OutputDirError as exc:
         print(f"vggt-ros sample: {exc}", file=sys.stderr)
         return 2
+    sensors = _sensors(args)
     seq = make_sequence(args.kind, args.frames, width=args.width, height=args.height, seed=args.seed)
     t0 = time.monotonic()
     bar = Progress(len(seq), "sample", enabled=not args.no_progress)
     try:
         with stop_on_signals() as stop:
-            bag, tum = write_sample(stage.path, seq, progress=lambda i, n: bar.update(1), stop=stop)
+            bag, tum = write_sample(stage.path, seq, progress=lambda i, n: bar.update(1), stop=stop,
+                                    sensors=sensors)
             bar.close()
             written = bar.done
             note = None
@@ -92,3 +108,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"vggt-ros sample: {note}; in {where}", file=sys.stderr)
         return stop.exit_code
     return 0
+
+
+def _sensors(args: argparse.Namespace) -> SensorOptions:
+    """The robot sensor topics the flags ask for (noise seed = the room's seed)."""
+    from vggt_ros.sim.sensors import DepthSensor, OdometryNoise, OdometrySensor
+
+    odom = OdometrySensor(OdometryNoise(drift=args.odometry_drift, slip_every=max(0, args.slip_every)))
+    return SensorOptions(depth=None if args.no_depth_sensor else DepthSensor(),
+                         odometry=None if args.no_odometry else odom, seed=args.seed)

@@ -363,6 +363,9 @@ class MessageBuilder:
             windows_rejected=int(windows_rejected),
             tracking_state=str(stats.tracking_state),
             segment_id=int(stats.segment_id),
+            scale_state=str(stats.scale_state),
+            metric_scale=float(stats.metric_scale),
+            metric_scale_sigma=float(stats.metric_scale_sigma),
         )
 
     def diagnostics(self, stamp_ns: int, statuses: Sequence[Diagnostic]) -> Any:

@@ -145,6 +145,41 @@ def decode_image(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
     return cv2.cvtColor(img, layout.convert)
 
 
+_DEPTH_ENCODINGS = {"16UC1": ("u2", 1000.0), "mono16": ("u2", 1000.0), "32FC1": ("f4", 1.0)}  # per metre
+
+
+def decode_depth_m(msg: Any) -> np.ndarray:
+    """A metric depth sensor_msgs/Image (REP 118: 16UC1 millimetres or 32FC1 metres) -> (H, W) float32
+    metres along optical z, NaN where there is no return (0, NaN, inf or negative).
+
+    Raises ImageDecodeError: unsupported_encoding (anything else), empty, bad_step, truncated, bad_size.
+    """
+    encoding = str(msg.encoding)
+    spec = _DEPTH_ENCODINGS.get(encoding.upper() if encoding.lower() != "mono16" else "mono16")
+    if spec is None:
+        raise ImageDecodeError("unsupported_encoding", encoding, "metric depth needs 16UC1 or 32FC1")
+    kind, per_metre = spec
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = _bytes_of(msg.data)
+    if height <= 0 or width <= 0 or buf.size == 0:
+        raise ImageDecodeError("empty", encoding, f"{width}x{height}, {buf.size} bytes")
+    item = int(kind[1])
+    row_bytes = width * item
+    if step < row_bytes:
+        raise ImageDecodeError("bad_step", encoding, f"step {step} < {row_bytes} bytes per row")
+    if buf.size < step * (height - 1) + row_bytes:
+        raise ImageDecodeError("truncated", encoding, f"{buf.size} bytes for {width}x{height}")
+    if buf.size > step * height:
+        raise ImageDecodeError("bad_size", encoding, f"{buf.size} bytes > step*height {step * height}")
+    buf = np.ascontiguousarray(buf)
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
+    rows = np.ascontiguousarray(rows)
+    dtype = (">" if int(msg.is_bigendian) else "<") + kind
+    d = (rows.view(dtype).astype(np.float64) / per_metre).astype(np.float32)
+    d[~(np.isfinite(d) & (d > 0))] = np.nan
+    return d
+
+
 def decode_compressed_image(msg: Any) -> np.ndarray:
     """sensor_msgs/CompressedImage (jpeg/png, as image_transport's compressed plugin) -> RGB uint8.
 

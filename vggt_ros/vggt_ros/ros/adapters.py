@@ -18,6 +18,7 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tf2_msgs.msg import TFMessage
 from tf2_ros import Buffer, TransformException, TransformListener
 
 from vggt_ros.msgs.convert import transform_to_matrix
@@ -32,6 +33,7 @@ from vggt_ros.msgs.qos import (
 )
 from vggt_ros.ros.ground_truth import GroundTruthCache
 from vggt_ros.runtime.live_input import LiveInput
+from vggt_ros.runtime.metric_input import depth_info_topics
 from vggt_ros.runtime.params import SPECS
 from vggt_ros.runtime.publishing import TopicSpec
 
@@ -88,7 +90,27 @@ def subscribe_inputs(node: Any, params: Mapping[str, Any], live_input: LiveInput
     if params["use_camera_info"]:
         subs.append(node.create_subscription(CameraInfo, params["camera_info_topic"],
                                              live_input.on_camera_info, sensor, callback_group=group))
-    return subs
+    return subs + subscribe_metric(node, params, live_input, group)
+
+
+def subscribe_metric(node: Any, params: Mapping[str, Any], live_input: LiveInput, group: Any) -> list[Any]:
+    """scale_source's sensor topics: the metric depth image and its CameraInfo candidates (sensor data
+    QoS), or /tf and /tf_static (tf2's QoS) for the odom -> camera chain; none for 'none'."""
+    metric = live_input.metric
+    if params["scale_source"] == "depth" and params["metric_depth_topic"]:
+        sensor = qos_profile(qos_spec("sensor_data"))
+        subs = [node.create_subscription(Image, params["metric_depth_topic"], metric.on_depth, sensor,
+                                         callback_group=group)]
+        infos = depth_info_topics(params)  # type: ignore[arg-type]
+        return subs + [node.create_subscription(CameraInfo, t, metric.on_depth_info, sensor,
+                                                callback_group=group) for t in infos]
+    if params["scale_source"] == "odometry":
+        static = functools.partial(metric.on_tf, static=True)
+        return [node.create_subscription(TFMessage, "/tf", metric.on_tf, qos_profile(qos_spec("tf")),
+                                         callback_group=group),
+                node.create_subscription(TFMessage, "/tf_static", static,
+                                         qos_profile(qos_spec("tf_static")), callback_group=group)]
+    return []
 
 
 def subscribe_ground_truth(node: Any, cache: GroundTruthCache, group: Any) -> list[Any]:

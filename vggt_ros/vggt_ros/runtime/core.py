@@ -36,6 +36,7 @@ What the rclpy node calls: `NodeCore(params, pipeline, sink, mode="live", clock_
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
@@ -44,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -87,6 +88,7 @@ log = logging.getLogger("vggt_ros.runtime")
 
 MODES = ("sync", "live")
 SHUTDOWN = "shutdown"  # drop reason: queued at stop(), or inside a window that stop() cancelled/abandoned
+METRIC_PENDING_MAX = 256  # metric samples waiting for the worker (oldest dropped beyond; a stalled worker)
 CLOCK_JUMP_BACK = "clock_jump_back"  # drop reason of frames pending in the pipeline at a source restart
 
 
@@ -202,6 +204,12 @@ class NodeCore:
         self.segments = 0
         self.loop_closures = 0
         self.relocalisations = 0
+        self.scale_state = "none" if params["scale_source"] == "none" else "not_metric_yet"
+        self.metric_scale: float | None = None
+        self.metric_scale_sigma: float | None = None
+        self.camera_frame_seen = ""  # the image's optical frame (metric input composes odom -> it)
+        self._metric_lock = threading.Lock()
+        self._metric_pending: list[tuple[str, int, Any]] = []  # (kind, stamp, payload) for the worker
         self._pending_map: MapChanged | None = None
         self._last_map_t: float | None = None
         self._last_diag_t: float | None = None
@@ -236,6 +244,31 @@ class NodeCore:
             return dropped[0] is not frame
         return True
 
+    def submit_metric_depth(self, stamp_ns: int, depth_m: np.ndarray, K: np.ndarray) -> None:
+        """A metric depth image (metres, NaN = hole) with its K; handed to the pipeline by the worker
+        before the next frame (Pipeline.push_metric_depth). Never blocks on the pipeline."""
+        with self._metric_lock:
+            self._metric_pending.append(("depth", int(stamp_ns), (depth_m, K)))
+            del self._metric_pending[: max(0, len(self._metric_pending) - METRIC_PENDING_MAX)]
+
+    def submit_odometry(self, stamp_ns: int, T_odom_cam: np.ndarray) -> None:
+        """An odometry pose of the camera (metres); handed over like submit_metric_depth."""
+        with self._metric_lock:
+            self._metric_pending.append(("odometry", int(stamp_ns), T_odom_cam))
+            del self._metric_pending[: max(0, len(self._metric_pending) - METRIC_PENDING_MAX)]
+
+    def _drain_metric(self) -> None:
+        """Pipeline lock held: give the buffered metric samples to the pipeline (it pairs them by stamp)."""
+        with self._metric_lock:
+            pending, self._metric_pending = self._metric_pending, []
+        push_depth = getattr(self.pipeline, "push_metric_depth", None)
+        push_odom = getattr(self.pipeline, "push_odometry", None)
+        for kind, stamp, payload in pending:
+            if kind == "depth" and callable(push_depth):
+                push_depth(stamp, *payload)
+            elif kind == "odometry" and callable(push_odom):
+                push_odom(stamp, payload)
+
     def count_drop(self, reason: str, detail: str = "") -> None:
         """Count a frame the transport could not turn into a Frame (decode error: reason names why)."""
         with self._state_lock:
@@ -263,7 +296,9 @@ class NodeCore:
     def _process(self, frame: Frame) -> None:
         with self._pipeline_lock:  # reset/save_map wait for the window in flight and its publications
             self._check_restart(frame)
+            self.camera_frame_seen = self.camera_frame_seen or str(getattr(frame, "frame_id", "") or "")
             try:
+                self._drain_metric()
                 updates = self.pipeline.push(frame)
             except Exception as exc:  # a broken window must not kill the node; counted and logged
                 self.worker_errors += 1
@@ -434,6 +469,9 @@ class NodeCore:
 
     def _stats_publication(self, u: WindowStats, now: float) -> Publication:
         self.tracking_state, self.segment_id = u.tracking_state, int(u.segment_id)
+        self.scale_state = u.scale_state
+        if math.isfinite(u.metric_scale):
+            self.metric_scale, self.metric_scale_sigma = float(u.metric_scale), float(u.metric_scale_sigma)
         self.segments = max(self.segments, self.segment_id + 1)
         if u.accepted:
             self.windows_accepted += 1
@@ -695,6 +733,11 @@ class NodeCore:
                 segments=self.segments,
                 loop_closures=self.loop_closures,
                 relocalisations=self.relocalisations,
+                scale_source=str(self.params["scale_source"]),
+                scale_state=self.scale_state,
+                metric_scale=self.metric_scale,
+                metric_scale_sigma=self.metric_scale_sigma,
+                scale_rejected=self._scale_rejected(),
                 **self._predictor_stats(),
             )
 
@@ -702,3 +745,11 @@ class NodeCore:
         """oom_retries / forward_frames of an OomGuardPredictor (runtime/memory.py), else nothing."""
         stats = getattr(getattr(self.pipeline, "predictor", None), "stats", None)
         return {k: int(v) for k, v in stats().items()} if callable(stats) else {}
+
+    def _scale_rejected(self) -> dict[str, int]:
+        metric = getattr(self.pipeline, "metric", None)
+        rejected = getattr(metric, "rejected", None)
+        try:  # read without the pipeline lock: the worker may be counting right now
+            return counter_dict(Counter(dict(rejected))) if isinstance(rejected, Counter) else {}
+        except RuntimeError:
+            return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vggt_ros.slam.config import KeyframeConfig, MapConfig, PipelineConfig, StitchConfig
+from vggt_ros.slam.config import KeyframeConfig, MapConfig, PipelineConfig, ScaleConfig, StitchConfig
 from vggt_ros.types import Predictor
 
 from .params import Params
@@ -44,6 +44,12 @@ def pipeline_config(params: Params) -> PipelineConfig:
             voxel_size_rel=params["map_voxel_size_rel"],
             max_bytes=params["map_max_mb"] * 1024 * 1024,
             points_per_keyframe=params["map_points_per_keyframe"],
+        ),
+        scale=ScaleConfig(
+            source=params["scale_source"],
+            max_dt_s=params["metric_depth_max_dt"],
+            min_depth_m=params["metric_depth_min"],
+            max_depth_m=params["metric_depth_max"],
         ),
     )
 

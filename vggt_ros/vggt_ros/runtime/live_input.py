@@ -5,8 +5,9 @@ the stream's 16-bit depth msgs.decode.BitDepth), attaches the latest usable Came
 image's size, brings it to the stream's working size (slam.validation.FrameSizer, as the replay does:
 a camera whose resolution changes is rescaled, not refused) and submits it. It never raises:
 undecodable input is a counted drop by reason (NodeCore.count_drop), an unusable CameraInfo is
-counted in `camera_info_rejected` (the network then estimates K). Logging goes through Python logging
-(throttled by the ROS log bridge).
+counted in `camera_info_rejected` (the network then estimates K). `metric` (runtime.metric_input)
+takes the metric-scale sensor topics of params scale_source (the replay uses the same class). Logging
+goes through Python logging (throttled by the ROS log bridge).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vggt_ros.msgs.frame import image_to_frame
 from vggt_ros.slam.validation import FrameSizer
 
 from .core import NodeCore
+from .metric_input import MetricInput
 
 log = logging.getLogger("vggt_ros.input")
 
@@ -37,13 +39,15 @@ class LiveInput:
         self.sizer = FrameSizer(min(window, int(core.params["queue_size"])))
         self.camera_info: Any = None
         self.camera_info_rejected: dict[str, int] = {}
+        self.metric = MetricInput(core, core.params)  # scale_source's sensor input (depth or TF)
 
     def on_camera_info(self, msg: Any) -> None:
         self.camera_info = msg
 
     def clear(self) -> None:
-        """Forget the camera's CameraInfo (unsubscribed)."""
+        """Forget the camera's CameraInfo and the metric input's (unsubscribed)."""
         self.camera_info = None
+        self.metric.depth_info = None
 
     def intrinsics(self, size_hw: tuple[int, int]) -> np.ndarray | None:
         """K of the latest CameraInfo for this image size, or None (the network estimates K)."""

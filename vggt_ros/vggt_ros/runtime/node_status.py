@@ -58,6 +58,9 @@ def node_counters(live_input: Any, sink: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     if live_input is not None:
         out.update({f"camera_info_rejected.{k}": v for k, v in live_input.camera_info_rejected.items()})
+        metric = getattr(live_input, "metric", None)
+        if metric is not None:
+            out.update({f"metric_input_rejected.{k}": v for k, v in metric.as_dict().items()})
     if sink is not None:
         out.update(sink_errors=int(sink.errors), sink_suppressed=int(sink.suppressed))
     return out

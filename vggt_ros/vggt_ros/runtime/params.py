@@ -194,6 +194,24 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        0.0, 10.0),
     _p("min_inlier_ratio", float, _SLAM.stitch.min_inlier_ratio,
        "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
+    # --- metric scale (slam.config.ScaleConfig; docs/architecture.md#scale)
+    _p("scale_source", str, _SLAM.scale.source,
+       "Where metres come from: 'none' = map units stay the first window's (arbitrary); 'depth' = a "
+       "metric depth image registered to the colour camera (metric_depth_topic); 'odometry' = the "
+       "odom_frame -> camera TF (wheel odometry / VIO).", choices=("none", "depth", "odometry")),
+    _p("metric_depth_topic", str, "",
+       "Metric depth image (sensor_msgs/Image 16UC1 mm or 32FC1 m, REP 118) registered to the colour "
+       "camera, any resolution; needed by scale_source 'depth'."),
+    _p("metric_depth_info_topic", str, "",
+       "CameraInfo of metric_depth_topic; empty = '<metric_depth_topic>/../camera_info' (image_transport's "
+       "rule)."),
+    _p("metric_depth_max_dt", float, _SLAM.scale.max_dt_s,
+       "A metric depth image or odometry sample pairs with the colour frame nearest in stamp within "
+       "this many seconds.", 0.0, 10.0),
+    _p("metric_depth_min", float, _SLAM.scale.min_depth_m,
+       "Metric depth below this many metres is not used (sensor minimum range).", 0.0, 1000.0),
+    _p("metric_depth_max", float, _SLAM.scale.max_depth_m,
+       "Metric depth above this many metres is not used (sensor maximum range).", 0.0, 1000.0),
     # --- input queue
     _p("queue_size", int, _SLAM.window_size,
        "Frames waiting for the worker; when full the drop_policy applies. Default: one window, so a 30 Hz "

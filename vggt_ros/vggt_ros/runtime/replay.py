@@ -52,6 +52,7 @@ from .factory import (
     make_vggt_predictor,
     model_spec,
 )
+from .metric_input import MetricInput
 from .params import ParamError, Params, load_params_yaml
 from .publishing import TOPICS, PathOut, Publication
 
@@ -173,6 +174,7 @@ class BagInput:
     info_topic: str | None
     n_images: int
     truncated: str | None
+    metric_topics: dict[str, str] = field(default_factory=dict)  # topic -> role (scale_source inputs)
 
 
 def open_input(bag: Path, params: Params, image_topic: str | None,
@@ -202,7 +204,33 @@ def open_input(bag: Path, params: Params, image_topic: str | None,
     if info.truncated:
         log.warning("%s is truncated (%s); replaying the readable part. `mcap recover %s -o fixed.mcap` "
                     "(the mcap CLI) may rescue more.", bag, info.truncated, bag)
-    return BagInput(bag, img_topic, info_topic, info.topics[img_topic].count, info.truncated)
+    return BagInput(bag, img_topic, info_topic, info.topics[img_topic].count, info.truncated,
+                    metric_topics(bag, params, types))
+
+
+def metric_topics(bag: Path, params: Params, types: dict[str, str]) -> dict[str, str]:
+    """The bag's topics for scale_source (topic -> role: depth, depth_info, tf, tf_static), as the live
+    node would subscribe them; ReplayError when a needed one is missing."""
+    from vggt_ros.runtime.metric_input import depth_info_topics
+
+    source = params["scale_source"]
+    if source == "depth":
+        topic = params["metric_depth_topic"]
+        if not topic or types.get(topic) != IMAGE_TYPE:
+            raise ReplayError(f"{bag}: scale_source 'depth' needs metric_depth_topic, a sensor_msgs/Image "
+                              f"topic of the bag (got {topic!r})")
+        infos = [t for t in depth_info_topics(params) if types.get(t) == CAMERA_INFO_TYPE]
+        if not infos:
+            tried = ", ".join(depth_info_topics(params))
+            raise ReplayError(f"{bag}: no CameraInfo for {topic} (tried {tried}; set metric_depth_info_topic)"
+                              )
+        return {topic: "depth", infos[0]: "depth_info"}
+    if source == "odometry":
+        if "/tf" not in types:
+            raise ReplayError(f"{bag}: scale_source 'odometry' needs /tf with "
+                              f"{params['odom_frame']} -> camera")
+        return {"/tf": "tf", **({"/tf_static": "tf_static"} if "/tf_static" in types else {})}
+    return {}
 
 
 def _ground_truth_lookup(bag: Path) -> Any:
@@ -273,14 +301,33 @@ class FrameFeed:
         self.info_problems: dict[str, int] = {}
         self.images_read = 0
         self.truth_end_ns = truth_end_ns
+        self.metric_roles: dict[str, str] = {}
+        self.image_topic = ""
+        self.metric = MetricInput(core, params)
 
     def message(self, m: Any) -> None:
-        """One bag message (BagMessage) of the image or camera_info topic."""
+        """One bag message (BagMessage) of the image, camera_info or a metric-scale topic."""
+        role = self.metric_roles.get(m.topic)
+        if role is not None:
+            self._metric(role, m)
+            if m.topic not in (self.info_topic, self.image_topic):
+                return
         if m.topic == self.info_topic:
             self._camera_info(m.message)
             return
         self.images_read += 1
         self._image(m)
+
+    def _metric(self, role: str, m: Any) -> None:
+        """A metric-scale message: the live node's callbacks (runtime.metric_input), same code path."""
+        if m.message is None:
+            self.metric.rejected[f"{role}_deserialize"] += 1
+        elif role == "depth":
+            self.metric.on_depth(m.message)
+        elif role == "depth_info":
+            self.metric.on_depth_info(m.message)
+        else:
+            self.metric.on_tf(m.message, static=role == "tf_static")
 
     def _camera_info(self, msg: Any) -> None:
         from vggt_ros.msgs.decode import camera_info_K
@@ -335,15 +382,36 @@ def _feed(inp: BagInput, feed: FrameFeed, bar: Any, stop: Callable[[], bool]) ->
 
     core = feed.core
     topics = [inp.image_topic] + ([inp.info_topic] if inp.info_topic else [])
+    topics += [t for t in inp.metric_topics if t not in topics]
+    feed.metric_roles, feed.image_topic = dict(inp.metric_topics), inp.image_topic
+    # with metric topics, an image waits for the messages logged at its time (its depth / TF come after
+    # it in the bag), as a live node's queue lets them arrive before the worker takes the frame
+    hold = bool(inp.metric_topics)
+    held: Any = None
     for m in read_messages(inp.bag, topics):
-        feed.message(m)
-        if m.topic != inp.image_topic:
+        if held is not None and m.stamp_ns != held.stamp_ns:
+            if _image_done(feed, held, bar, stop):
+                held = None
+                break
+            held = None
+        if m.topic == inp.image_topic and hold:
+            held = m
             continue
-        bar.update(1, processed=core.frames_processed, dropped=core.frames_dropped)
-        if stop():
+        feed.message(m)
+        if m.topic == inp.image_topic and _image_done(feed, None, bar, stop):
             break
+    if held is not None:
+        _image_done(feed, held, bar, stop)
     feed.finish()
     bar.close(processed=core.frames_processed, dropped=core.frames_dropped)
+
+
+def _image_done(feed: FrameFeed, m: Any, bar: Any, stop: Callable[[], bool]) -> bool:
+    """Feed a held image message (m, if any), update the bar; True when stop() asks to end."""
+    if m is not None:
+        feed.message(m)
+    bar.update(1, processed=feed.core.frames_processed, dropped=feed.core.frames_dropped)
+    return stop()
 
 
 def _write_products(out: Path, recorder: Recorder, pipeline: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -415,6 +483,7 @@ def _report(out: Path, core: NodeCore, feed: FrameFeed, inp: BagInput, gt_data: 
         "image_topic": inp.image_topic, "camera_info_topic": inp.info_topic,
         "ground_truth": gt_data[2] if gt_data is not None else None,
         "camera_info_problems": feed.info_problems, "resolution": feed.resolution(),
+        "metric_topics": inp.metric_topics, "metric_input_rejected": feed.metric.as_dict(),
         "output_topics": counts, "params": params.as_dict(),
     }
     return write_report(out, est[0], est[1], gt_data[0] if gt_data else None,
@@ -517,8 +586,18 @@ def _summary(res: ReplayResult) -> None:
     if "ate_rmse" in rep:
         print(f"ATE RMSE {rep['ate_rmse']:.6f} (Sim(3)-aligned, {rep['ate_percent']:.3f} % of path), "
               f"RPE {rep['rpe_trans_rmse']:.6f} / {rep['rpe_rot_deg']:.4f} deg vs {rep.get('ground_truth')}")
+        metric = rep.get("scale_source") not in (None, "none")
+        if rep.get("ate_se3_rmse") is not None and metric:
+            print(f"ATE RMSE {rep['ate_se3_rmse']:.6f} m SE(3)-aligned, no scale alignment "
+                  f"({rep.get('ate_se3_percent', float('nan')):.3f} % of path): the outputs' error in metres")
     else:
         print(str(rep.get("evaluation")))
+    if rep.get("scale_source") not in (None, "none"):
+        print(f"metric scale ({rep['scale_source']}): {rep.get('scale_state')}, "
+              f"{rep.get('metric_scale')} +- {rep.get('metric_scale_sigma')} (relative); rejected samples "
+              f"{rep.get('scale_rejected') or {}}, input {rep.get('metric_input_rejected') or {}}")
+    else:
+        print("map units are arbitrary (scale_source none): set scale_source depth|odometry for metres")
     lat = rep.get("latency_p50_s")
     if lat is not None:
         print(f"latency p50 {lat:.3f} s, p95 {rep.get('latency_p95_s'):.3f} s, "

@@ -96,6 +96,11 @@ class Diagnostics:
     relocalisations: int = 0  # loops that merged a segment into an earlier one
     oom_retries: int = 0  # CUDA out-of-memory errors survived by splitting the window (runtime/memory.py)
     forward_frames: int = 0  # frames per network forward after an OOM; 0 = the whole window
+    scale_source: str = "none"  # params scale_source (docs/architecture.md#scale)
+    scale_state: str = "none"  # slam.metric_scale.ScaleState: none, not_metric_yet, metric, held
+    metric_scale: float | None = None  # metres per first-window unit applied to the map (None: not yet)
+    metric_scale_sigma: float | None = None  # its relative uncertainty (1 sigma)
+    scale_rejected: dict[str, int] = field(default_factory=dict)  # metric samples rejected, by reason
 
     @property
     def level(self) -> int:
@@ -103,7 +108,8 @@ class Diagnostics:
         if self.worker_errors and self.mode == "live" and not self.worker_alive:
             return 2
         lost = self.tracking_state == "lost"
-        if self.frames_dropped or self.windows_rejected or self.worker_errors or lost:
+        not_metric = self.scale_source != "none" and self.scale_state in ("not_metric_yet", "none")
+        if self.frames_dropped or self.windows_rejected or self.worker_errors or lost or not_metric:
             return 1
         return 0
 
@@ -111,8 +117,17 @@ class Diagnostics:
     def message(self) -> str:
         return (f"{self.frames_processed} frames processed, {self.frames_dropped} dropped, "
                 f"{self.windows_rejected} windows rejected; tracking: {self.tracking_state} "
-                f"(segment {self.segment_id}, {self.loop_closures} loop closures); predictor {self.predictor}"
+                f"(segment {self.segment_id}, {self.loop_closures} loop closures); "
+                + self._scale_text() + f"; predictor {self.predictor}"
                 + (f" ({self.predictor_note})" if self.predictor_note else ""))
+
+    def _scale_text(self) -> str:
+        if self.scale_source == "none":
+            return "map units arbitrary (scale_source none)"
+        if self.metric_scale is None:
+            return f"NOT METRIC YET (scale_source {self.scale_source}: outputs are not metres)"
+        return (f"metric scale {self.scale_state} ({self.scale_source}): {self.metric_scale:.4g} "
+                f"+- {100 * (self.metric_scale_sigma or 0.0):.2g} %")
 
     def key_values(self) -> list[tuple[str, str]]:
         """(key, value) strings for DiagnosticStatus.values; drops and rejections one key per reason."""
@@ -129,6 +144,7 @@ class Diagnostics:
         d = dict(self.__dict__)
         d["drops"] = dict(self.drops)
         d["rejections"] = dict(self.rejections)
+        d["scale_rejected"] = dict(self.scale_rejected)
         return d
 
 

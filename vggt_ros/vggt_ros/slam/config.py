@@ -142,6 +142,54 @@ class LoopConfig:
     max_loop_chi2: float = 50.0
 
 @dataclass
+class ScaleConfig:
+    """Metric scale from a robot sensor (slam.metric_scale, docs/architecture.md#scale).
+
+    source: 'none' (map units stay the first window's: arbitrary), 'depth' (a registered metric depth
+        image per colour frame) or 'odometry' (T_odom_cam increments, e.g. wheel odometry / VIO).
+    max_dt_s: a sensor sample pairs with the colour frame nearest in stamp within this many seconds
+        (approximate-time matching; 20 ms < half a 30 Hz period).
+    min_depth_m / max_depth_m: metric depth outside this range is not used (sensor range limits).
+    min_pixels: fewest pixels valid in both depths for a per-frame observation.
+    outlier_sigmas: log ratios further than this many robust sigmas (1.4826 MAD) from the median are
+        rejected; min_inlier_ratio: fewer inliers than this fraction rejects the observation.
+    max_step: after the first estimate, the scale changes by at most this ratio per window (the filter
+        is bounded; reset() starts over). process_sigma: relative scale drift allowed per window
+        (the map's own scale random walk between windows), the filter's process noise.
+    min_sigma: floor of an observation's relative uncertainty (pixels of one frame are correlated).
+    odom_min_step_m: odometry increments shorter than this are not used (standing, rotating in place:
+        the scale is held); long enough that the map's per-frame position jitter (a few cm) does not bias
+        |increment| upward. odom_max_turn_deg_per_m: an increment turning more than this per metre is a
+        rotation (a camera off the rotation axis moves on a small circle): not used either.
+        odom_horizon: increments in the robust estimate (slip resistance).
+    odom_min_increments: fewest increments for an odometry observation. odom_max_speed_mps: an
+        increment faster than this is a TF jump: rejected and the increment chain restarts.
+    max_buffer: metric samples buffered per source while waiting for their colour frame.
+    """
+
+    source: str = "none"
+    max_dt_s: float = 0.02
+    min_depth_m: float = 0.1
+    max_depth_m: float = 10.0
+    min_pixels: int = 200
+    outlier_sigmas: float = 3.0
+    min_inlier_ratio: float = 0.5
+    max_step: float = 0.05
+    process_sigma: float = 0.002
+    min_sigma: float = 0.002
+    odom_min_step_m: float = 0.3
+    odom_max_turn_deg_per_m: float = 90.0
+    odom_horizon: int = 20
+    odom_min_increments: int = 3
+    odom_max_speed_mps: float = 5.0
+    max_buffer: int = 256
+
+    def __post_init__(self) -> None:
+        if self.source not in ("none", "depth", "odometry"):
+            raise ValueError(f"unknown scale source {self.source!r} (none, depth, odometry)")
+
+
+@dataclass
 class PipelineConfig:
     """Pipeline settings. stitcher: 'tracks' (ours), 'camera_centres' or 'point_map' (baselines).
 
@@ -172,6 +220,7 @@ class PipelineConfig:
     stitch: StitchConfig = field(default_factory=StitchConfig)
     map: MapConfig = field(default_factory=MapConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
 
     def __post_init__(self) -> None:
         if self.num_anchors < 1 or self.window_size < self.num_anchors + 1:

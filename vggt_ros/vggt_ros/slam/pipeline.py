@@ -48,6 +48,7 @@ from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.loop_closure import LoopCloser
+from vggt_ros.slam.metric_scale import MetricScale, WindowFrame
 from vggt_ros.slam.stitching import (
     StitchInput,
     TrackQueries,
@@ -162,6 +163,8 @@ class Pipeline:
         self.counters = PipelineCounters()
         self.tracking = TrackingStatus()
         self.loops = LoopCloser(cfg.loop, cfg.seed)
+        self.metric = MetricScale(cfg.scale)
+        self._rescaled = False
         self._next_index = 0
         self._next_window = 0
         self._skip: list[str] = []
@@ -217,6 +220,18 @@ class Pipeline:
             out += self._process(self.window.take(self.window.new_per_window(self.bootstrapped)))
         return out
 
+    def push_metric_depth(self, stamp_ns: int, depth_m: np.ndarray, K: np.ndarray) -> str | None:
+        """A metric depth image registered to the colour camera: (h, w) float metres, NaN/0 = hole, any
+        resolution, K (3,3) its intrinsics. Paired with the colour frame nearest in stamp (within
+        config.scale.max_dt_s) when that frame's window is accepted. Returns why it was rejected (counted
+        in metric.rejected) or None. Ignored unless config.scale.source is 'depth'."""
+        return self.metric.push_depth(int(stamp_ns), depth_m, K)
+
+    def push_odometry(self, stamp_ns: int, T_odom_cam: np.ndarray) -> str | None:
+        """The robot's odometry pose of the camera's optical frame (4,4), metres, at stamp_ns. Ignored
+        unless config.scale.source is 'odometry'. Returns a rejection reason or None."""
+        return self.metric.push_odometry(int(stamp_ns), T_odom_cam)
+
     def skip_next_window(self, reason: str = "skipped") -> None:
         """Drop the next window that fills instead of predicting it (counted under `reason`)."""
         self._skip.append(reason)
@@ -246,6 +261,9 @@ class Pipeline:
             timings_s=dict(w.timings),
             tracking_state=self.tracking.state.value,
             segment_id=self.tracking.segment_id,
+            scale_state=self.metric.state.value,
+            metric_scale=self.metric.filter.scale if self.metric.filter.metric else float("nan"),
+            metric_scale_sigma=self.metric.filter.sigma,
         )
 
     def _reject(self, w: _Window, rej: _Rejected) -> list[Update]:
@@ -488,6 +506,7 @@ class Pipeline:
         assert w.pred is not None
         cfg = self.config
         t2 = time.perf_counter()
+        self._metric_window(w, sol)
         if w.anchors and cfg.fuse_anchor_depth:
             self._fuse_anchors(w.anchors, w.pred, sol.scale)
         out, new_kfs = self._emit_frames(w, sol)
@@ -498,8 +517,11 @@ class Pipeline:
         t3 = time.perf_counter()
         out += self._close_loops(w, new_kfs)
         w.timings["loop"] = time.perf_counter() - t3
-        if new_kfs or self.loops.changed:
+        if self._rescaled:
+            out.append(self._trajectory_update(w.stamp_ns))
+        if new_kfs or self.loops.changed or self._rescaled:
             out += self._map_update(w.stamp_ns)
+        self._rescaled = False
         self.counters.windows_accepted += 1
         out.append(
             self._stats(
@@ -513,6 +535,46 @@ class Pipeline:
             )
         )
         return out
+
+    # --- metric scale ---------------------------------------------------------------------------
+    def _metric_window(self, w: _Window, sol: WindowSolution) -> None:
+        """Feed the window's new frames to the metric scale estimator; a correction rescales the whole
+        world (keyframes, map, emitted poses, pose graph) and this window's solution, in one place."""
+        if not self.metric.enabled:
+            return
+        assert w.pred is not None and w.K is not None
+        if not w.anchors or sol.note.startswith("new_segment"):
+            self.metric.forget_motion()  # map increments across a segment break mean nothing
+        thr, A = self.config.depth_conf_threshold, len(w.anchors)
+        use_depth = self.config.scale.source == "depth"
+        frames = []
+        for k, p in enumerate(w.pending):
+            j = A + k
+            depth = frame_depth(w.pred, j, sol.depth_scale_of(j), thr)[0] if use_depth else np.zeros((0, 0))
+            frames.append(WindowFrame(int(p.frame.stamp_ns), depth, w.K[j], sol.poses[j]))
+        ratio = self.metric.window(frames)
+        if ratio == 1.0:
+            return
+        self._rescale_world(ratio)
+        for j, T in sol.poses.items():
+            T = T.copy()
+            T[:3, 3] *= ratio
+            sol.poses[j] = T
+        sol.scale *= ratio
+        sol.depth_scale = {j: s * ratio for j, s in sol.depth_scale.items()}
+
+    def _rescale_world(self, ratio: float) -> None:
+        """Multiply every length of the world by ratio (about its origin): a Sim(3) correction of every
+        keyframe, so map points, emitted poses and the pose graph follow (relative edges unchanged)."""
+        C = Sim3(ratio)
+        self._apply_corrections({kf.keyframe_id: C for kf in self.keyframes.keyframes})
+        graph = self.loops.graph
+        for kf in self.keyframes.keyframes:
+            if graph.has_node(kf.keyframe_id):
+                graph.set_node(kf.keyframe_id, kf.T_world_cam, graph.node(kf.keyframe_id).scale * ratio)
+        if self.global_map.voxel_size:
+            self.global_map.voxel_size *= ratio
+        self._rescaled = True
 
     def _fuse_anchors(self, anchors: list[Keyframe], pred: WindowPrediction, scale: float) -> None:
         """Average each anchor's re-predicted depth (window scale -> map units) into keyframe and map."""
@@ -667,7 +729,7 @@ class Pipeline:
 
     def _map_update(self, stamp: int) -> list[Update]:
         self._maps_pending += 1
-        if self._maps_pending < max(1, self.config.map_every) and not self.loops.changed:
+        if self._maps_pending < max(1, self.config.map_every) and not (self.loops.changed or self._rescaled):
             return []
         self._maps_pending = 0
         self.loops.changed = False
@@ -686,6 +748,7 @@ class Pipeline:
                 continue
             corrections, closure = event
             self._apply_corrections(corrections)
+            self.metric.forget_motion()
             out.append(closure)
             out.append(self._trajectory_update(w.stamp_ns))
         return out

@@ -108,6 +108,9 @@ class WindowStats:
     timings_s keys: "predict", "stitch", "emit", "loop" (seconds; the runtime adds "total").
     tracking_state: slam.tracking.TrackingState value after this window; segment_id: the map
     segment the window's frames were posed in (or would have been).
+    scale_state: slam.metric_scale.ScaleState value ('none', 'not_metric_yet', 'metric', 'held');
+    metric_scale: metres per first-window unit applied to the map so far (NaN until metric);
+    metric_scale_sigma: its relative uncertainty (1 sigma; NaN until metric).
     """
 
     window_id: int
@@ -124,6 +127,9 @@ class WindowStats:
     timings_s: dict[str, float] = field(default_factory=dict)
     tracking_state: str = "tracking"
     segment_id: int = 0
+    scale_state: str = "none"
+    metric_scale: float = float("nan")
+    metric_scale_sigma: float = float("nan")
 
 
 @dataclass(frozen=True)
