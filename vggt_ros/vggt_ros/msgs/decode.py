@@ -110,6 +110,19 @@ def _bytes_of(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8)
 
 
+def _rows(buf: np.ndarray, height: int, step: int, row_bytes: int, encoding: str) -> np.ndarray:
+    """The (height, row_bytes) uint8 pixel rows of an image buffer with `step` bytes per row (padding
+    dropped); ImageDecodeError 'truncated' / 'bad_size' when the buffer does not match."""
+    needed = step * (height - 1) + row_bytes
+    if buf.size < needed:
+        raise ImageDecodeError("truncated", encoding, f"{buf.size} bytes < {needed} needed")
+    if buf.size > step * height:
+        raise ImageDecodeError("bad_size", encoding, f"{buf.size} bytes > step*height {step * height}")
+    buf = np.ascontiguousarray(buf)
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
+    return np.ascontiguousarray(rows)
+
+
 def decode_image(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB (a new array), honouring step and is_bigendian.
 
@@ -128,14 +141,7 @@ def decode_image(msg: Any, bit_depth: BitDepth | None = None) -> np.ndarray:
         raise ImageDecodeError("bad_step", encoding, f"step {step} < {row_bytes} bytes per row")
     if layout.channels == 2 and width % 2:
         raise ImageDecodeError("bad_size", encoding, f"odd width {width} for YUV 4:2:2")
-    needed = step * (height - 1) + row_bytes
-    if buf.size < needed:
-        raise ImageDecodeError("truncated", encoding, f"{buf.size} bytes < {needed} needed")
-    if buf.size > step * height:
-        raise ImageDecodeError("bad_size", encoding, f"{buf.size} bytes > step*height {step * height}")
-    buf = np.ascontiguousarray(buf)
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
-    rows = np.ascontiguousarray(rows)
+    rows = _rows(buf, height, step, row_bytes, encoding)
     if layout.itemsize == 2:
         dtype = ">u2" if int(msg.is_bigendian) else "<u2"
         rows = scale_to_8bit(rows.view(dtype), bit_depth)
@@ -167,13 +173,7 @@ def decode_depth_m(msg: Any) -> np.ndarray:
     row_bytes = width * item
     if step < row_bytes:
         raise ImageDecodeError("bad_step", encoding, f"step {step} < {row_bytes} bytes per row")
-    if buf.size < step * (height - 1) + row_bytes:
-        raise ImageDecodeError("truncated", encoding, f"{buf.size} bytes for {width}x{height}")
-    if buf.size > step * height:
-        raise ImageDecodeError("bad_size", encoding, f"{buf.size} bytes > step*height {step * height}")
-    buf = np.ascontiguousarray(buf)
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
-    rows = np.ascontiguousarray(rows)
+    rows = _rows(buf, height, step, row_bytes, encoding)
     dtype = (">" if int(msg.is_bigendian) else "<") + kind
     d = (rows.view(dtype).astype(np.float64) / per_metre).astype(np.float32)
     d[~(np.isfinite(d) & (d > 0))] = np.nan
