@@ -598,22 +598,17 @@ class Pipeline:
         last = self.keyframes.last_in_segment(self.tracking.segment_id)
         if last is None:
             return True
-        if w.anchors and last.keyframe_id == w.anchors[0].keyframe_id:
+        # the tracks start on window frame 0: they measure covisibility when the last keyframe is that
+        # frame (the gauge anchor, or a bootstrap window's first frame, whose queries have no map point)
+        gauge = w.anchors and last.keyframe_id == w.anchors[0].keyframe_id
+        first = not w.anchors and last.window_id == w.window_id and last.frame_index == w.pending[0].index
+        if gauge or first:
+            valid = w.queries.valid if gauge else np.ones(len(w.queries.uv), bool)
             covis = self.keyframes.covisible_tracks(
                 w.pred.tracks[j].astype(np.float64),
                 w.pred.vis[j],
                 w.pred.conf[j],
-                w.queries.valid,
-                w.size,
-                cfg.stitch.min_track_vis,
-                cfg.stitch.min_track_conf,
-            )
-        elif not w.anchors and last.window_id == w.window_id and last.frame_index == w.pending[0].index:
-            covis = self.keyframes.covisible_tracks(
-                w.pred.tracks[j].astype(np.float64),
-                w.pred.vis[j],
-                w.pred.conf[j],
-                np.ones(len(w.queries.uv), bool),
+                valid,
                 w.size,
                 cfg.stitch.min_track_vis,
                 cfg.stitch.min_track_conf,
