@@ -167,16 +167,19 @@ def run_once(params: Params, bag: Path, out: Path, K: np.ndarray, store: Store,
 
 
 def time_preprocess(store: dict[tuple[int, ...], WindowPrediction], bag: Path) -> float:
-    """VGGTPredictor's preprocessing of every window's frames (anchors included), as on the real path."""
-    from vggt_ros.model.preprocess import preprocess_frames
+    """VGGTPredictor's preprocessing of every window's frames (anchors included), as on the real path:
+    its FramePreprocessor, whose per-frame cache resizes an anchor once."""
+    from vggt_ros.model.predictor import FramePreprocessor, PredictorConfig
 
-    rgb = {m.message.header.stamp.sec * 10**9 + m.message.header.stamp.nanosec:
-           image_to_frame(m.message).rgb for m in read_messages(bag, [IMAGE_TOPIC])}
+    cfg = PredictorConfig()
+    prep = FramePreprocessor(cfg.mode, cfg.image_size, cfg.token_cache_frames)
+    frames = {m.message.header.stamp.sec * 10**9 + m.message.header.stamp.nanosec:
+              image_to_frame(m.message) for m in read_messages(bag, [IMAGE_TOPIC])}
     t = 0.0
     for stamps in store:
-        frames = [rgb[s] for s in stamps if s in rgb]
+        window = [frames[s] for s in stamps if s in frames]
         t0 = time.perf_counter()
-        preprocess_frames(frames, "crop", 518, (140, 140))
+        prep(window, (140, 140))
         t += time.perf_counter() - t0
     return t
 
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             prof.enable()
             run_once(params, bag, Path(tmp) / "prof.mcap", K, store, False)
             prof.disable()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
+            pstats.Stats(prof).sort_stats(os.environ.get("PROF_SORT", "tottime")).print_stats(args.profile)
     n = args.frames
     print(f"\nCPU path per new frame ({n} frames in, {n_out} published, {args.repeats} repeats; "
           f"pid {os.getpid()}, {os.cpu_count()} CPUs)")

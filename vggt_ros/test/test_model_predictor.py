@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 from vggt_ros.model.formula_weights import fill_module_
 from vggt_ros.model.predictor import (
+    FramePreprocessor,
     PredictorConfig,
     PredictorNotLoadedError,
     VGGTPredictor,
@@ -233,3 +234,20 @@ def test_compiled_aggregator_matches_eager(tiny_model: VGGT) -> None:
     for i in range(3):
         np.testing.assert_allclose(comp.depth[i], eager.depth[i], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(comp.tracks, eager.tracks, atol=1e-2)
+
+
+def test_frame_preprocessor_matches_preprocess_frames_and_resizes_each_frame_once() -> None:
+    """Windows sharing frames (anchors) give the same tensors as preprocess_frames, bit for bit, and
+    each distinct frame is resized once; a reused stamp with other pixels is resized again."""
+    frames = make_frames(8, hw=(120, 200))
+    prep = FramePreprocessor("crop", SIZE, capacity=16)
+    windows = [[frames[0], *frames[1:5]], [frames[0], frames[4], *frames[5:8]]]
+    for w in windows:
+        images, maps, keys = prep(w, (28, 28))
+        ref, ref_maps = preprocess_frames([f.rgb for f in w], "crop", SIZE, (28, 28))
+        assert torch.equal(images, ref) and maps == ref_maps and len(set(keys)) == len(w)
+    assert (prep.cache.misses, prep.cache.hits) == (8, 2)
+    other = Frame(frames[0].stamp_ns, frames[0].rgb[::-1].copy(), frames[0].K, frames[0].frame_id)
+    images, _, _ = prep([other], (28, 28))
+    assert prep.cache.misses == 9
+    assert torch.equal(images, preprocess_frames([other.rgb], "crop", SIZE, (28, 28))[0])

@@ -15,8 +15,9 @@ Lifecycle: the constructor only records where the weights are; `load()` builds t
 loads them (ROS configure/activate), `unload()` frees them and the CUDA cache (deactivate).
 Precision: fp32 on CPU; bf16 autocast on CUDA capability >= 8, fp16 below (the reference's
 policy; the camera/depth heads stay fp32 inside VGGT.infer).
-Per-frame DINOv2 patch tokens are kept in an LRU cache keyed by frame stamp, so frames that
-reappear in the next window (anchors, overlap) skip the patch embedding.
+Per-frame DINOv2 patch tokens and resized frames are kept in LRU caches keyed by frame stamp (and a
+pixel CRC), so frames that reappear in the next window (anchors, overlap) skip the patch embedding
+and the resize.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
 
 from ..geometry.pose_encoding import pose_encoding_to_extri_intri
 from ..types import Frame, WindowPrediction
-from .preprocess import PATCH, PreprocessMap, network_hw, preprocess_frames
+from .preprocess import PATCH, PreprocessMap, ResizedFrame, assemble_window, network_hw, resize_frame
 from .vggt import VGGT, VGGTConfig, autocast_dtype
 from .weights import LoadReport, ModelSource, load_weights
 
@@ -99,23 +100,19 @@ def select_dtype(device: torch.device, precision: Precision = "auto") -> torch.d
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-class TokenCache:
-    """LRU of per-frame DINOv2 patch tokens [P, C], keyed by (stamp_ns, frame_id, network geometry)."""
+V = TypeVar("V")
+
+
+class LruCache(Generic[V]):
+    """Least-recently-used map with hit/miss counters (per-frame patch tokens, resized frames)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._data: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._data: OrderedDict[tuple, V] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    @staticmethod
-    def key(frame: Frame, m: PreprocessMap) -> tuple:
-        """Stamp and frame id, the preprocessing geometry, and a CRC of a pixel subsample (so a
-        reused stamp with other pixels, e.g. a bag replayed twice, is never served stale tokens)."""
-        crc = zlib.crc32(np.ascontiguousarray(np.asarray(frame.rgb)[::7, ::7]).tobytes())
-        return (int(frame.stamp_ns), frame.frame_id, m.orig_hw, m.net_hw, m.offset_xy, crc)
-
-    def get(self, key: tuple) -> torch.Tensor | None:
+    def get(self, key: tuple) -> V | None:
         value = self._data.get(key)
         if value is None:
             self.misses += 1
@@ -124,10 +121,10 @@ class TokenCache:
         self.hits += 1
         return value
 
-    def put(self, key: tuple, tokens: torch.Tensor) -> None:
+    def put(self, key: tuple, value: V) -> None:
         if self.capacity <= 0:
             return
-        self._data[key] = tokens
+        self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self.capacity:
             self._data.popitem(last=False)
@@ -137,6 +134,39 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+def frame_key(frame: Frame) -> tuple:
+    """Stamp, frame id, image shape and a CRC of a pixel subsample: a reused stamp with other pixels
+    (a bag replayed twice, a keyframe's strided or JPEG copy) is never served a stale cache entry."""
+    rgb = np.asarray(frame.rgb)
+    crc = zlib.crc32(np.ascontiguousarray(rgb[::7, ::7]).tobytes())
+    return (int(frame.stamp_ns), frame.frame_id, rgb.shape, crc)
+
+
+class FramePreprocessor:
+    """preprocess_frames with a per-frame LRU of the resized pixels: anchors reappear in every window,
+    their resize (the bulk of the CPU preprocessing) is done once. Same output as preprocess_frames."""
+
+    def __init__(self, mode: Literal["crop", "pad"], size: int, capacity: int) -> None:
+        self.mode = mode
+        self.size = size
+        self.cache: LruCache[ResizedFrame] = LruCache(capacity)
+
+    def __call__(
+        self, frames: Sequence[Frame], min_hw: tuple[int, int] = (0, 0)
+    ) -> tuple[torch.Tensor, list[PreprocessMap], list[tuple]]:
+        """frames -> (images [S, 3, Hn, Wn] float32 in [0, 1], maps, frame_key of each frame)."""
+        keys = [frame_key(f) for f in frames]
+        resized = []
+        for f, k in zip(frames, keys):
+            r = self.cache.get(k)
+            if r is None:
+                r = resize_frame(f.rgb, self.mode, self.size)
+                self.cache.put(k, r)
+            resized.append(r)
+        images, maps = assemble_window(resized, self.mode, min_hw)
+        return images, maps, keys
 
 
 def track_min_side(model: Any) -> int:
@@ -179,7 +209,9 @@ class VGGTPredictor:
         self.model_config = model_config
         self.device = select_device(self.config.device)
         self.dtype = select_dtype(self.device, self.config.precision)
-        self.cache = TokenCache(self.config.token_cache_frames)
+        self.cache: LruCache[torch.Tensor] = LruCache(self.config.token_cache_frames)
+        self.preprocessor = FramePreprocessor(self.config.mode, self.config.image_size,
+                                              self.config.token_cache_frames)
         self.load_report: LoadReport | None = None
         self._model: VGGT | None = None
         self._owned_model: VGGT | None = None  # from_model(): kept across unload()
@@ -233,6 +265,7 @@ class VGGTPredictor:
         """Drop the weights (kept on CPU for from_model), the token cache and the CUDA cache."""
         with self._lock:
             self.cache.clear()
+            self.preprocessor.cache.clear()
             if self._owned_model is not None and self._model is not None:
                 self._owned_model = self._model.to("cpu")
             self._model = None
@@ -245,6 +278,7 @@ class VGGTPredictor:
         cached blocks (runtime.memory.OomGuardPredictor calls this before a smaller retry)."""
         with self._lock:
             self.cache.clear()
+            self.preprocessor.cache.clear()
             gc.collect()
             if self.device.type == "cuda" and torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -253,6 +287,7 @@ class VGGTPredictor:
         """Forget cached patch tokens (e.g. on a pipeline reset)."""
         with self._lock:
             self.cache.clear()
+            self.preprocessor.cache.clear()
 
     # ------------------------------------------------------------------ inference
     def predict(
@@ -283,9 +318,8 @@ class VGGTPredictor:
             raise ValueError(f"depth_for {list(depth_for)} out of range for {s} frames")
 
         min_hw = self.check_size(model, frames[0].rgb.shape[:2])
-        images, maps = preprocess_frames([f.rgb for f in frames], self.config.mode, self.config.image_size,
-                                         min_hw)
-        keys = [TokenCache.key(f, m) for f, m in zip(frames, maps)]
+        images, maps, fkeys = self.preprocessor(frames, min_hw)
+        keys = [k + (m.net_hw, m.offset_xy) for k, m in zip(fkeys, maps)]
         cached = [self.cache.get(k) for k in keys]
         n_cached = sum(c is not None for c in cached)
         q_net = maps[0].orig_to_net(q)

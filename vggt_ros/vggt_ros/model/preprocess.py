@@ -164,6 +164,75 @@ def network_hw(h: int, w: int, mode: Mode = "crop", size: int = TARGET_SIZE,
     return max(hn, int(min_hw[0])), max(wn, int(min_hw[1]))
 
 
+@dataclass(frozen=True)
+class ResizedFrame:
+    """One frame after the resize and the crop/pad of its mode, before the window's common canvas.
+
+    pixels: uint8 tensor [3, h, w]; orig_hw / resized_hw as in PreprocessMap; offset_xy: the frame's
+    own offset (crop negative, pad positive), before centring on the window canvas.
+    """
+
+    pixels: torch.Tensor
+    orig_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    offset_xy: tuple[int, int]
+
+
+def _check_mode_size(mode: str, size: int) -> None:
+    if mode not in ("crop", "pad"):
+        raise PreprocessError(f"mode must be 'crop' or 'pad', got {mode!r}")
+    if size < PATCH or size % PATCH:
+        raise PreprocessError(f"size must be a positive multiple of {PATCH}, got {size}")
+
+
+def resize_frame(rgb: np.ndarray, mode: Mode = "crop", size: int = TARGET_SIZE) -> ResizedFrame:
+    """One RGB(A) uint8 frame -> its resized, cropped or padded uint8 pixels (the per-frame work of
+    preprocess_frames; a predictor may cache it per frame, e.g. for anchors seen in many windows)."""
+    _check_mode_size(mode, size)
+    img = _to_rgb_image(rgb)
+    w0, h0 = img.size
+    hr, wr = resized_size(h0, w0, mode, size)
+    if hr < PATCH or wr < PATCH:
+        raise PreprocessError(f"frame {h0}x{w0} is too thin to resize to multiples of {PATCH}")
+    arr = np.asarray(img.resize((wr, hr), Image.Resampling.BICUBIC))
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8; to [0, 1] once for the window
+    ox = oy = 0
+    if mode == "crop" and hr > size:
+        start = (hr - size) // 2
+        t = t[:, start : start + size, :]
+        oy = -start
+    if mode == "pad":
+        ph, pw = size - t.shape[1], size - t.shape[2]
+        top, left = ph // 2, pw // 2
+        t = torch.nn.functional.pad(t, (left, pw - left, top, ph - top), value=255)  # white
+        ox, oy = left, top
+    return ResizedFrame(t, (h0, w0), (hr, wr), (ox, oy))
+
+
+def assemble_window(
+    frames: Sequence[ResizedFrame], mode: Mode = "crop", min_hw: tuple[int, int] = (0, 0)
+) -> tuple[torch.Tensor, list[PreprocessMap]]:
+    """Resized frames -> (images [S, 3, Hn, Wn] float32 in [0, 1], maps per frame): each frame centred
+    on one white canvas of the largest size (at least `min_hw`, multiples of 14)."""
+    if len(frames) == 0:
+        raise PreprocessError("at least one frame is required")
+    if min_hw[0] % PATCH or min_hw[1] % PATCH:
+        raise PreprocessError(f"min_hw must be multiples of {PATCH}, got {min_hw}")
+    hn = max(max(f.pixels.shape[1] for f in frames), int(min_hw[0]))
+    wn = max(max(f.pixels.shape[2] for f in frames), int(min_hw[1]))
+    # uint8 frames into one white canvas, then one conversion to [0, 1] (x / 255, as per frame before:
+    # the same values bit for bit, without a strided float pass per frame).
+    canvas = torch.full((len(frames), 3, hn, wn), 255, dtype=torch.uint8)
+    maps = []
+    for i, f in enumerate(frames):
+        h, w = f.pixels.shape[1:]
+        top, left = (hn - h) // 2, (wn - w) // 2
+        canvas[i, :, top : top + h, left : left + w] = f.pixels
+        ox, oy = f.offset_xy
+        maps.append(PreprocessMap(mode, f.orig_hw, f.resized_hw, (hn, wn), (ox + left, oy + top)))
+    return canvas.float().div_(255.0), maps
+
+
 def preprocess_frames(
     frames_rgb: Sequence[np.ndarray], mode: Mode = "crop", size: int = TARGET_SIZE,
     min_hw: tuple[int, int] = (0, 0),
@@ -174,45 +243,7 @@ def preprocess_frames(
     tests and speed trials. min_hw: smallest (Hn, Wn), multiples of 14; smaller inputs are
     white-padded (centred) up to it.
     """
-    if mode not in ("crop", "pad"):
-        raise PreprocessError(f"mode must be 'crop' or 'pad', got {mode!r}")
-    if size < PATCH or size % PATCH:
-        raise PreprocessError(f"size must be a positive multiple of {PATCH}, got {size}")
+    _check_mode_size(mode, size)
     if len(frames_rgb) == 0:
         raise PreprocessError("at least one frame is required")
-    tensors: list[torch.Tensor] = []
-    geo: list[tuple[tuple[int, int], tuple[int, int], int, int]] = []
-    for rgb in frames_rgb:
-        img = _to_rgb_image(rgb)
-        w0, h0 = img.size
-        hr, wr = resized_size(h0, w0, mode, size)
-        if hr < PATCH or wr < PATCH:
-            raise PreprocessError(f"frame {h0}x{w0} is too thin to resize to multiples of {PATCH}")
-        arr = np.asarray(img.resize((wr, hr), Image.Resampling.BICUBIC))
-        t = torch.from_numpy(arr.copy()).permute(2, 0, 1)  # uint8; to [0, 1] once for the batch below
-        ox = oy = 0
-        if mode == "crop" and hr > size:
-            start = (hr - size) // 2
-            t = t[:, start : start + size, :]
-            oy = -start
-        if mode == "pad":
-            ph, pw = size - t.shape[1], size - t.shape[2]
-            top, left = ph // 2, pw // 2
-            t = torch.nn.functional.pad(t, (left, pw - left, top, ph - top), value=255)  # white
-            ox, oy = left, top
-        tensors.append(t)
-        geo.append(((h0, w0), (hr, wr), ox, oy))
-    if min_hw[0] % PATCH or min_hw[1] % PATCH:
-        raise PreprocessError(f"min_hw must be multiples of {PATCH}, got {min_hw}")
-    hn = max(max(t.shape[1] for t in tensors), int(min_hw[0]))
-    wn = max(max(t.shape[2] for t in tensors), int(min_hw[1]))
-    # uint8 frames into one white canvas, then one conversion to [0, 1] (x / 255, as per frame before:
-    # the same values bit for bit, without a strided float pass per frame).
-    canvas = torch.full((len(tensors), 3, hn, wn), 255, dtype=torch.uint8)
-    maps = []
-    for i, (t, (orig, res, ox, oy)) in enumerate(zip(tensors, geo)):
-        top, left = (hn - t.shape[1]) // 2, (wn - t.shape[2]) // 2
-        canvas[i, :, top : top + t.shape[1], left : left + t.shape[2]] = t
-        maps.append(PreprocessMap(mode, orig, res, (hn, wn), (ox + left, oy + top)))
-    out = canvas.float().div_(255.0)
-    return out, maps
+    return assemble_window([resize_frame(rgb, mode, size) for rgb in frames_rgb], mode, min_hw)

@@ -71,6 +71,7 @@ from vggt_ros.slam.updates import (
 from vggt_ros.slam.validation import FrameValidator
 from vggt_ros.slam.window import FrameWindow, PendingFrame
 from vggt_ros.slam.window_output import (
+    FrameDepth,
     WindowCloudBuilder,
     WindowSolution,
     check_prediction,
@@ -509,8 +510,9 @@ class Pipeline:
         self._metric_window(w, sol)
         if w.anchors and cfg.fuse_anchor_depth:
             self._fuse_anchors(w.anchors, w.pred, sol.scale)
-        out, new_kfs = self._emit_frames(w, sol)
-        cloud = self._cloud(w, sol)
+        depths = self._frame_depths(w, sol)
+        out, new_kfs = self._emit_frames(w, sol, depths)
+        cloud = self._cloud(w, sol, depths)
         if cloud is not None:
             out.append(cloud)
         w.timings["emit"] = time.perf_counter() - t2
@@ -619,7 +621,15 @@ class Pipeline:
             covis, self.keyframes.motion_rel(last, T_wc), frame_index - last.frame_index
         )
 
-    def _emit_frames(self, w: _Window, sol: WindowSolution) -> tuple[list[Update], list[Keyframe]]:
+    def _frame_depths(self, w: _Window, sol: WindowSolution) -> list[FrameDepth]:
+        """frame_depth of each new frame (k = 0.. of w.pending), once for the emit and the cloud."""
+        assert w.pred is not None
+        A, thr = len(w.anchors), self.config.depth_conf_threshold
+        return [frame_depth(w.pred, A + k, sol.depth_scale_of(A + k), thr) for k in range(len(w.pending))]
+
+    def _emit_frames(
+        self, w: _Window, sol: WindowSolution, depths: list[FrameDepth]
+    ) -> tuple[list[Update], list[Keyframe]]:
         """FramePose (+ DepthFrame) per new frame, keyframes added to the store and the map."""
         assert w.pred is not None and w.K is not None
         cfg = self.config
@@ -632,7 +642,7 @@ class Pipeline:
             j = A + k
             T_wc = sol.poses[j]
             T_map_cam = T_BODY_OPTICAL @ T_wc
-            depth, conf_out, conf = frame_depth(w.pred, j, sol.depth_scale_of(j), cfg.depth_conf_threshold)
+            depth, conf_out, conf = depths[k]
             is_kf = self._is_keyframe(w, j, T_wc, p.index)
             out.append(
                 FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, w.window_id, is_kf)
@@ -711,14 +721,13 @@ class Pipeline:
             segment_id=kf.segment_id,
         )
 
-    def _cloud(self, w: _Window, sol: WindowSolution) -> Update | None:
+    def _cloud(self, w: _Window, sol: WindowSolution, depths: list[FrameDepth]) -> Update | None:
         assert w.pred is not None and w.K is not None
-        cfg = self.config
-        builder = WindowCloudBuilder(cfg.cloud_stride)
+        builder = WindowCloudBuilder(self.config.cloud_stride)
         A = len(w.anchors)
         for k, p in enumerate(w.pending):
             j = A + k
-            depth, _, conf = frame_depth(w.pred, j, sol.depth_scale_of(j), cfg.depth_conf_threshold)
+            depth, _, conf = depths[k]
             builder.add(p.frame, depth, conf, w.K[j], T_BODY_OPTICAL @ sol.poses[j])
         return builder.build(w.stamp_ns, w.window_id)
 

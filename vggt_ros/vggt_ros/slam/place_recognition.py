@@ -276,14 +276,16 @@ class PlaceDatabase:
 
 
 def _bin_mean(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Area average of a (H, W) image over an out_h x out_w grid of (nearly) equal cells."""
-    H, W = img.shape
+    """Area average of a (H, W) or (H, W, C) image over an out_h x out_w grid of (nearly) equal cells
+    -> (out_h, out_w[, C]) float64 (sums in float64: exact for uint8 input)."""
+    H, W = img.shape[:2]
     if H < out_h or W < out_w:
         raise ValueError(f"image {W}x{H} smaller than the {out_w}x{out_h} grid")
     rows = np.linspace(0, H, out_h + 1).astype(np.intp)
     cols = np.linspace(0, W, out_w + 1).astype(np.intp)
-    sums = np.add.reduceat(np.add.reduceat(img, rows[:-1], axis=0), cols[:-1], axis=1)
-    return sums / np.outer(np.diff(rows), np.diff(cols))
+    sums = np.add.reduceat(np.add.reduceat(img, rows[:-1], axis=0, dtype=np.float64), cols[:-1], axis=1)
+    area = np.outer(np.diff(rows), np.diff(cols))
+    return sums / area.reshape(area.shape + (1,) * (img.ndim - 2))
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -329,8 +331,7 @@ def image_descriptor(rgb: np.ndarray) -> np.ndarray:
     if f > 1:
         img = np.repeat(np.repeat(img, f, axis=0), f, axis=1)
     gray = _gray(img)
-    x = img.astype(np.float64)
-    thumb = np.stack([_bin_mean(x[..., c], THUMB_SIZE[1], THUMB_SIZE[0]) for c in range(3)])
+    thumb = np.ascontiguousarray(_bin_mean(img, THUMB_SIZE[1], THUMB_SIZE[0]).transpose(2, 0, 1))
     thumb -= thumb.mean(axis=(1, 2), keepdims=True)
     thumb /= np.maximum(thumb.std(axis=(1, 2), keepdims=True), 1e-6)
     hog = _orientation_histograms(gray)

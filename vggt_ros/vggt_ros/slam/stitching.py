@@ -364,7 +364,7 @@ def _track_depth_scale(
 
 
 def _dense_depth_scale(
-    inp: StitchInput, j: int, T_world_cam: np.ndarray, min_points: int = 50
+    inp: StitchInput, j: int, T_world_cam: np.ndarray, X: np.ndarray, min_points: int = 50
 ) -> float | None:
     """Like _track_depth_scale but with every stored depth pixel of the gauge keyframe (anchors[0]).
 
@@ -502,6 +502,7 @@ class TrackStitcher:
         refined, used, inliers = 0, 0, 0
         depth_scales: dict[int, float] = {}
         pred = inp.prediction
+        gauge_X: np.ndarray | None = None  # the gauge's map points, once per window
         for j in inp.new_indices:
             q = track_observations(inp, j, cfg)
             if len(q) < cfg.min_pnp_points:
@@ -515,7 +516,11 @@ class TrackStitcher:
                 if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
                     poses[j] = T_pnp
                     refined += 1
-                    sj = _dense_depth_scale(inp, j, T_pnp) if cfg.dense_depth_scale else None
+                    sj = None
+                    if cfg.dense_depth_scale and inp.anchors:
+                        if gauge_X is None:
+                            gauge_X = inp.anchors[0].points_world()[1]
+                        sj = _dense_depth_scale(inp, j, T_pnp, gauge_X)
                     if sj is None:
                         sj = _track_depth_scale(inp, j, q, T_pnp, px)
                     if sj is not None and abs(sj / scale - 1.0) <= cfg.max_depth_scale_dev:

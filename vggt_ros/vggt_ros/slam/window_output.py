@@ -35,22 +35,24 @@ class WindowSolution:
         return float(self.depth_scale.get(j, self.scale))
 
 
-def frame_depth(
-    pred: WindowPrediction, j: int, scale: float, conf_threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+FrameDepth = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""frame_depth's (depth, confidence, raw confidence), each (H, W) float32."""
+
+
+def frame_depth(pred: WindowPrediction, j: int, scale: float, conf_threshold: float) -> FrameDepth:
     """Frame j's depth in world units with invalid/low-confidence pixels NaN.
 
     Returns (depth (H,W) f32 NaN-masked, confidence (H,W) f32 NaN where depth is NaN,
     raw confidence (H,W) f32).
     """
     conf = pred.depth_conf[j].astype(np.float32)
-    depth = pred.depth[j].astype(np.float32) * np.float32(scale)
+    depth = pred.depth[j].astype(np.float32)  # a copy: masked in place below
+    depth *= np.float32(scale)
     invalid = ~(np.isfinite(depth) & (depth > 0) & (conf >= conf_threshold))
-    return (
-        np.where(invalid, np.nan, depth).astype(np.float32),
-        np.where(invalid, np.nan, conf).astype(np.float32),
-        conf,
-    )
+    depth[invalid] = np.nan
+    conf_out = conf.copy()
+    conf_out[invalid] = np.nan
+    return depth, conf_out, conf
 
 
 @dataclass
