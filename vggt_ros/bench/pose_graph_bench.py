@@ -30,15 +30,16 @@ from importlib import metadata
 
 import gtsam
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from vggt_ros.geometry.se3 import Sim3, make_T, rot_z, so3_exp  # noqa: E402
+from vggt_ros.model.descriptors import token_descriptors  # noqa: E402
 from vggt_ros.slam.place_recognition import (  # noqa: E402
     PlaceConfig,
     PlaceDatabase,
     image_descriptor,
-    token_descriptor,
 )
 from vggt_ros.slam.pose_graph import PoseGraph, edge_sigmas  # noqa: E402
 
@@ -132,11 +133,11 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 def descriptor_costs(repeats: int) -> None:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    tokens = rng.normal(size=(37 * 21, 1024)).astype(np.float32)  # 294x518 input, 14 px patches
+    tokens = torch.from_numpy(rng.normal(size=(37 * 21, 1024)).astype(np.float32))  # 294x518, 14 px patches
     rows = []
     for name, fn in (("image_descriptor 320x240", lambda: image_descriptor(rgb)),
-                     ("token_descriptor 777x1024 mean", lambda: token_descriptor(tokens)),
-                     ("token_descriptor 777x1024 gem", lambda: token_descriptor(tokens, "gem"))):
+                     ("token_descriptors 777x1024 mean (CPU)", lambda: token_descriptors(tokens)),
+                     ("token_descriptors 777x1024 gem (CPU)", lambda: token_descriptors(tokens, "gem"))):
         ts = []
         for _ in range(max(repeats, 5)):
             t0 = time.perf_counter()

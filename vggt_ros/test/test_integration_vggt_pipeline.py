@@ -61,3 +61,7 @@ def test_pipeline_survives_random_network_and_accounts_every_frame(predictor: VG
             assert u.depth.shape == (60, 80)
             d = u.depth[np.isfinite(u.depth)]
             assert (d > 0).all()
+    # place recognition on the real network path uses VGGT's own DINOv2 tokens (issue 9), not the image
+    kfs = pipe.keyframes.keyframes
+    assert kfs and all(kf.descriptor is not None for kf in kfs)
+    assert {kf.descriptor.size for kf in kfs} == {VGGTConfig.tiny().embed_dim} == {pipe.loops.places.dim}

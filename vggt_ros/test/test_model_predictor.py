@@ -193,6 +193,14 @@ def test_token_cache_reuses_frames_and_matches(tiny_model: VGGT) -> None:
     np.testing.assert_allclose(second.T_cam_win, ref.T_cam_win, atol=1e-5)
     np.testing.assert_allclose(second.depth[2], ref.depth[2], rtol=1e-5)
     np.testing.assert_allclose(second.tracks, ref.tracks, atol=1e-3)
+    # place descriptors: every frame, unit norm, the patch-token dimension; a cached frame's is its own
+    assert sorted(second.descriptors) == [0, 1, 2]
+    for i, d in second.descriptors.items():
+        assert d.shape == (tiny_model.config.embed_dim,) and d.dtype == np.float32
+        assert np.linalg.norm(d) == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(d, ref.descriptors[i], atol=1e-6)
+    np.testing.assert_allclose(second.descriptors[0], first.descriptors[0], atol=1e-6)
+    assert float(second.descriptors[0] @ second.descriptors[2]) < 1.0 - 1e-4  # other frames differ
     altered = Frame(frames[0].stamp_ns, frames[0].rgb[::-1].copy())  # same stamp, other pixels
     third = cached.predict([altered, frames[2], frames[3]], q, [2])
     assert third.timings["cached_frames"] == 2  # frames 2 and 3 only

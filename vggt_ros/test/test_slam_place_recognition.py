@@ -10,7 +10,6 @@ from vggt_ros.slam.place_recognition import (
     PlaceConfig,
     PlaceDatabase,
     image_descriptor,
-    token_descriptor,
 )
 
 N_LOOP = 121  # one lap, 3 degrees of the ellipse per frame; frame 120 == frame 0
@@ -76,29 +75,6 @@ def test_image_descriptor_invariances_and_bad_input(lap):
     small = image_descriptor(rgb[::4, ::4])
     assert small.shape == d.shape and np.isclose(np.linalg.norm(small), 1.0, atol=1e-5)
     assert float(d @ small) > 0.8
-
-
-def test_token_descriptor_pools_and_normalises():
-    rng = np.random.default_rng(0)
-    tokens_a = rng.normal(0.0, 1.0, (370, 64)) + rng.normal(0.0, 1.0, 64)  # a frame: shared component
-    tokens_b = rng.normal(0.0, 1.0, (370, 64)) + rng.normal(0.0, 1.0, 64)  # another place
-    for pooling in ("mean", "gem"):
-        da = token_descriptor(tokens_a, pooling)
-        assert da.shape == (64,) and da.dtype == np.float32
-        assert np.linalg.norm(da) == pytest.approx(1.0, abs=1e-5)
-        np.testing.assert_allclose(token_descriptor(rng.permutation(tokens_a), pooling), da, atol=1e-6)
-        # a token-level re-observation (noise, per-token gain) stays close; another place does not
-        again = (tokens_a + rng.normal(0.0, 0.3, tokens_a.shape)) * rng.uniform(0.5, 2.0, (370, 1))
-        same = float(da @ token_descriptor(again, pooling))
-        other = float(da @ token_descriptor(tokens_b, pooling))
-        assert same > 0.95 and other < same - 0.2, (pooling, same, other)
-    assert token_descriptor(tokens_a.astype(np.float16)).shape == (64,)
-    with pytest.raises(ValueError):
-        token_descriptor(tokens_a[None])
-    with pytest.raises(ValueError):
-        token_descriptor(np.full((4, 8), np.nan))
-    with pytest.raises(ValueError):
-        token_descriptor(tokens_a, "max")
 
 
 def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:

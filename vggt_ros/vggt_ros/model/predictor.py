@@ -38,6 +38,7 @@ import torch
 
 from ..geometry.pose_encoding import pose_encoding_to_extri_intri
 from ..types import Frame, WindowPrediction
+from .descriptors import token_descriptors
 from .preprocess import PATCH, PreprocessMap, ResizedFrame, assemble_window, network_hw, resize_frame
 from .vggt import VGGT, VGGTConfig, autocast_dtype
 from .weights import LoadReport, ModelSource, load_weights
@@ -350,12 +351,14 @@ class VGGTPredictor:
         for i, k in enumerate(keys):
             if cached[i] is None:
                 self.cache.put(k, patch_tokens[0, i].detach())
+        descriptors = token_descriptors(patch_tokens[0])  # (S, C) place descriptors, pooled on the device
         out_np = {k: v.detach().float().cpu().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t2 = time.perf_counter()
 
         pred = self._postprocess(frames, maps, out_np, q, in_view, depth_idx)
+        pred.descriptors = {i: descriptors[i] for i in range(s)}
         t3 = time.perf_counter()
         pred.timings.update(
             preprocess_s=t1 - t0, network_s=t2 - t1, postprocess_s=t3 - t2, total_s=t3 - t0,

@@ -102,6 +102,12 @@ class LoopCloser:
         if kf.descriptor is None and kf.image is not None:
             kf.descriptor = image_descriptor(kf.image)
         if kf.descriptor is not None:
+            if self.places.dim not in (None, kf.descriptor.size):
+                # another kind of descriptor than the database's (a map saved by another predictor):
+                # the keyframe stays in the pose graph but cannot be retrieved as a place
+                log.warning("keyframe %d: %d-dim descriptor, the place database holds %d-dim ones; not "
+                            "added as a place", kf.keyframe_id, kf.descriptor.size, self.places.dim)
+                return
             self.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
 
     # --- detection --------------------------------------------------------------------------------

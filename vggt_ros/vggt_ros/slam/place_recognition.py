@@ -10,8 +10,8 @@ newer one) is dropped, so places seen once survive and long stays at one place t
 Descriptors:
 - ``image_descriptor(rgb)``: classical, for test doubles (the simulated predictor has no network):
   a per-channel standardised colour thumbnail and gradient-orientation histograms over a 4x4 grid.
-- ``token_descriptor(patch_tokens)``: for VGGT, pooled DINOv2 patch tokens of one frame (mean or
-  GeM) + L2 normalisation. Pure numpy: the caller passes ``tokens.float().cpu().numpy()``.
+- for VGGT, the predictor gives its own (``model/descriptors.token_descriptors``: pooled DINOv2 patch
+  tokens, in ``WindowPrediction.descriptors``); the database takes any unit-norm rows of one size.
 """
 
 from __future__ import annotations
@@ -345,28 +345,3 @@ def image_descriptor(rgb: np.ndarray) -> np.ndarray:
     if n <= 1e-9:
         return np.full(out.shape, 1.0 / np.sqrt(out.size), np.float32)
     return (out / n).astype(np.float32)
-
-
-def token_descriptor(patch_tokens: np.ndarray, pooling: str = "mean", p: float = 3.0) -> np.ndarray:
-    """Global descriptor of one frame from its DINOv2 patch tokens (P, C) -> (C,) float32, unit norm.
-
-    Each token is L2-normalised first (so a few high-norm tokens do not dominate), then pooled:
-    'mean' averages them; 'gem' is generalised-mean pooling (Radenovic et al.) over the positive
-    part, (mean(max(x, 1e-6)^p))^(1/p), which leans towards the strongest activations. Accepts any
-    array-like (a CPU torch tensor converts); ValueError for a bad shape, non-finite values or pooling.
-    """
-    x = np.asarray(patch_tokens, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"patch_tokens must be (P, C), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("patch_tokens are not finite")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if pooling == "mean":
-        pooled = x.mean(axis=0)
-    elif pooling == "gem":
-        if not p > 0:
-            raise ValueError(f"GeM exponent must be > 0, got {p}")
-        pooled = np.mean(np.maximum(x, 1e-6) ** p, axis=0) ** (1.0 / p)
-    else:
-        raise ValueError(f"pooling must be 'mean' or 'gem', got {pooling!r}")
-    return normalise(pooled)
