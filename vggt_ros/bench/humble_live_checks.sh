@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Live checks of issue 10 ("the live node must never die") on a real ROS 2 (Humble or Jazzy).
+# Live checks on a real ROS 2 (Humble or Jazzy): issue 10 ("the live node must never die"), and the live
+# parts of issues 9 (a loop closure moves /vggt/path and /vggt/map) and 13 (metric scale from depth / odometry).
 # Not run by CI (they need minutes, sysctl rights and, for ctrl_c, ~6 GB of RAM for VGGT-1B on CPU).
 #
 # Prerequisites (README "ROS 2 (Humble, Jazzy)"): a built workspace, then in this shell
@@ -8,7 +9,8 @@
 #   export CYCLONEDDS_URI=file://$(ros2 pkg prefix vggt_ros)/share/vggt_ros/config/cyclonedds_loopback.xml
 #   sudo sysctl -w net.core.rmem_max=67108864          # big_images
 #
-# Usage: bash humble_live_checks.sh save_map|ctrl_c|big_images|loop_soak|all   (OUT=dir for logs)
+# Usage: bash humble_live_checks.sh save_map|ctrl_c|big_images|loop_soak|loop_closure|metric_scale|all
+#        (OUT=dir for logs)
 # Each check prints PASS/FAIL lines and exits non-zero on a failure.
 set -uo pipefail
 
@@ -105,12 +107,98 @@ check_loop_soak() {  # 5 min of `ros2 bag play --loop --clock`: poses after ever
   kill -INT "$NODE_PID"; wait "$NODE_PID"
 }
 
+watch_topics() {  # SECONDS FILE: path / map / loop closures / window stats as the node publishes them
+  timeout "$1" python3 - "$NS" >"$2" 2>&1 <<'PY'
+import sys, numpy as np, rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from nav_msgs.msg import Path
+from sensor_msgs.msg import PointCloud2
+from vggt_ros_msgs.msg import LoopClosure, WindowStats
+ns = sys.argv[1]
+rclpy.init()
+node = rclpy.create_node("vggt_live_watch")
+latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+paths = []
+def on_path(m):
+    paths.append({(p.header.stamp.sec, p.header.stamp.nanosec): np.array([p.pose.position.x, p.pose.position.y,
+                  p.pose.position.z]) for p in m.poses})
+def on_map(m):
+    print(f"map: {m.width * m.height} points, stamp {m.header.stamp.sec}.{m.header.stamp.nanosec:09d}", flush=True)
+def on_loop(m):
+    print(f"loop_closure: query kf {m.query_keyframe_id} -> kf {m.match_keyframe_id}, score {m.score:.3f}, "
+          f"inliers {m.num_inliers}, correction {m.correction_m:.4f} m / {m.correction_deg:.3f} deg / "
+          f"scale {m.correction_scale:.4f}; path messages so far {len(paths)}", flush=True)
+def on_stats(m):
+    if m.window_id % 5 == 0 or m.scale_state not in ("none", "not_metric_yet"):
+        print(f"window {m.window_id}: {m.tracking_state}, scale_state {m.scale_state}, "
+              f"metric_scale {m.metric_scale:.4f} +- {m.metric_scale_sigma:.4f}", flush=True)
+node.create_subscription(Path, f"/{ns}/path", on_path, latched)
+node.create_subscription(PointCloud2, f"/{ns}/map", on_map, latched)
+node.create_subscription(LoopClosure, f"/{ns}/loop_closures", on_loop, 10)
+node.create_subscription(WindowStats, f"/{ns}/window_stats", on_stats, 50)
+try:
+    rclpy.spin(node)
+except BaseException:
+    pass
+finally:  # how far each published path moved the poses it shares with the one before
+    moves = []
+    for a, b in zip(paths, paths[1:]):
+        common = set(a) & set(b)
+        moves.append(max((float(np.linalg.norm(a[k] - b[k])) for k in common), default=0.0))
+    print(f"path messages {len(paths)}; largest move of already-published poses between two path "
+          f"messages: {max(moves, default=0.0):.4f} m (in message {int(np.argmax(moves)) + 1 if moves else 0})",
+          flush=True)
+PY
+}
+
+check_loop_closure() {  # issue 9: a 600-frame loop sample (two laps): a loop closure moves /vggt/path and /vggt/map
+  local s2="$OUT/sample600"
+  [ -f "$s2/sample.mcap" ] || ros2 run vggt_ros vggt-ros sample "$s2" --frames 600 --no-progress >"$OUT/sample600.log" 2>&1
+  start_simulated loop_closure
+  watch_topics 60 "$OUT/loop_closure.txt" &
+  local watch=$!
+  sleep 2
+  ros2 bag play -s mcap "$s2/sample.mcap" --clock >/dev/null 2>&1
+  sleep 5; kill -INT "$watch"; wait "$watch"
+  cat "$OUT/loop_closure.txt"
+  grep -q "^loop_closure:" "$OUT/loop_closure.txt" && pass "loop_closure: published live" \
+    || bad "loop_closure: none (see $OUT/loop_closure.txt, $OUT/node_loop_closure.log)"
+  kill -INT "$NODE_PID"; wait "$NODE_PID"
+}
+
+check_metric_scale() {  # issue 13: scale_source depth and odometry on the sample bag: metric state, metres
+  sample_bag
+  local src
+  for src in depth odometry; do
+    if [ "$src" = depth ]; then
+      start_simulated "scale_$src" -p scale_source:=depth -p metric_depth_topic:=/camera/depth/image_rect_raw
+    else
+      start_simulated "scale_$src" -p scale_source:=odometry -p publish_tf:=none
+    fi
+    watch_topics 25 "$OUT/scale_$src.txt" &
+    local watch=$!
+    sleep 2
+    ros2 bag play -s mcap "$SAMPLE/sample.mcap" --clock >/dev/null 2>&1 &
+    local play=$!
+    sleep 8
+    timeout 5 ros2 topic echo --once /$NS/depth 2>/dev/null | grep -E "encoding|height|width" \
+      | tee "$OUT/scale_${src}_depth.txt"
+    wait "$play"; sleep 3; kill -INT "$watch"; wait "$watch"
+    grep -E "scale_state metric" "$OUT/scale_$src.txt" | tail -2
+    grep -q "scale_state metric" "$OUT/scale_$src.txt" && pass "metric_scale $src: metric" \
+      || bad "metric_scale $src: never metric (see $OUT/scale_$src.txt, $OUT/node_scale_$src.log)"
+    kill -INT "$NODE_PID"; wait "$NODE_PID"
+  done
+}
+
 case "${1:-all}" in
   save_map) check_save_map ;;
   ctrl_c) check_ctrl_c ;;
   big_images) check_big_images ;;
   loop_soak) check_loop_soak ;;
-  all) check_save_map; check_big_images; check_loop_soak; check_ctrl_c ;;
-  *) echo "usage: $0 save_map|ctrl_c|big_images|loop_soak|all"; exit 2 ;;
+  loop_closure) check_loop_closure ;;
+  metric_scale) check_metric_scale ;;
+  all) check_save_map; check_big_images; check_loop_closure; check_metric_scale; check_loop_soak; check_ctrl_c ;;
+  *) echo "usage: $0 save_map|ctrl_c|big_images|loop_soak|loop_closure|metric_scale|all"; exit 2 ;;
 esac
 exit $fail
