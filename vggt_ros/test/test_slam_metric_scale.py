@@ -146,6 +146,36 @@ def test_depth_source_publishes_metres() -> None:
     assert abs(float(np.median(last.depth[ok] / truth[ok])) - 1) < 0.02  # depth images in metres
 
 
+def test_depth_source_corrects_each_frame_and_only_where_the_scale_drifted() -> None:
+    """Every published depth image follows its own metric observation (the simulated predictor gives each
+    frame a depth bias of up to 3 %), and a correction after the first estimate moves the window being
+    stitched, never the keyframes mapped before it (those were metric when mapped)."""
+    seq = make_sequence("loop", 150, width=160, height=120, seed=2)
+    pipe = Pipeline(SimulatedPredictor(seq.image_truth, seed=2), PipelineConfig(scale=ScaleConfig("depth")))
+    sensor = DepthSensor()
+    errs, moved, first_metric = [], [], None
+    for i in range(len(seq)):
+        f = seq[i]
+        mm = sensor.measure(seq.ground_truth_at(i).depth, i).astype(np.float32) / 1000.0
+        mm[mm == 0] = np.nan
+        pipe.push_metric_depth(f.stamp_ns, mm, sensor.intrinsics(seq.K))
+        before = {kf.keyframe_id: kf.T_world_cam[:3, 3].copy() for kf in pipe.keyframes.keyframes}
+        out = pipe.push(f)
+        for u in out:
+            if isinstance(u, DepthFrame):
+                truth = seq.ground_truth(u.stamp_ns).depth
+                ok = np.isfinite(u.depth) & (truth > 0)
+                errs.append(abs(float(np.median(u.depth[ok] / truth[ok])) - 1))
+            if isinstance(u, WindowStats) and u.scale_state == "metric" and first_metric is None:
+                first_metric = u.window_id
+            if isinstance(u, WindowStats) and first_metric is not None and u.window_id > first_metric:
+                moved += [float(np.linalg.norm(kf.T_world_cam[:3, 3] - before[kf.keyframe_id]))
+                          for kf in pipe.keyframes.keyframes if kf.keyframe_id in before]
+    assert first_metric == 0 and len(errs) >= 130
+    assert max(errs) < 0.006, max(errs)  # each frame's own bias removed (up to 3 % before)
+    assert moved and max(moved) < 1e-9  # no loop closes in 150 frames: old keyframes never move
+
+
 def test_bad_depth_samples_are_counted_and_do_not_corrupt_the_scale() -> None:
     good, _, _ = _run("forward", 64, "depth")
     bad, _, _ = _run("forward", 64, "depth", sabotage=True)

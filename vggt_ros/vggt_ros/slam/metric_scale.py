@@ -270,6 +270,7 @@ class MetricScale:
         self.observations = 0
         self.state = ScaleState.NONE if cfg.source == "none" else ScaleState.NOT_METRIC_YET
         self._newest_window_ns = -(2**62)
+        self.frame_log_ratio: dict[int, float] = {}  # last window, depth: stamp -> log(metric / map depth)
 
     @property
     def enabled(self) -> bool:
@@ -313,6 +314,7 @@ class MetricScale:
     def window(self, frames: list[WindowFrame]) -> float:
         """An accepted window's new frames (before any correction): the correction ratio to apply to the
         whole map (1.0 = none), state updated."""
+        self.frame_log_ratio = {}
         if not self.enabled or not frames:
             return 1.0
         obs = self._depth_obs(frames) if self.cfg.source == "depth" else self._odometry_obs(frames)
@@ -342,6 +344,7 @@ class MetricScale:
             K_m: np.ndarray = hit[1]
             try:
                 per_frame.append(depth_observation(f.depth, f.K, depth_m, K_m, self.cfg))
+                self.frame_log_ratio[f.stamp_ns] = per_frame[-1].log_scale
             except Rejected as rej:
                 self.rejected[rej.reason] += 1
         if not per_frame:

@@ -540,8 +540,14 @@ class Pipeline:
 
     # --- metric scale ---------------------------------------------------------------------------
     def _metric_window(self, w: _Window, sol: WindowSolution) -> None:
-        """Feed the window's new frames to the metric scale estimator; a correction rescales the whole
-        world (keyframes, map, emitted poses, pose graph) and this window's solution, in one place."""
+        """Feed the window's new frames to the metric scale estimator and apply its correction, in one place.
+
+        The first estimate, and every odometry one (an odometry observation spans the last ~20 increments,
+        several windows), rescales the whole world (keyframes, map, emitted poses, pose graph). A depth
+        observation measures this window alone: it corrects this window about its gauge keyframe, where
+        the map's scale drifted (what was mapped before was metric when it was mapped), and each frame's
+        depth follows its own observation (the network's per-frame depth bias; bench/metric_scale.py:
+        keyframe scale error max 1.95 % -> 0.22 % at 2x noise, loop ATE 0.74 -> 0.41 %)."""
         if not self.metric.enabled:
             return
         assert w.pred is not None and w.K is not None
@@ -549,21 +555,30 @@ class Pipeline:
             self.metric.forget_motion()  # map increments across a segment break mean nothing
         thr, A = self.config.depth_conf_threshold, len(w.anchors)
         use_depth = self.config.scale.source == "depth"
+        was_metric = self.metric.filter.metric
         frames = []
         for k, p in enumerate(w.pending):
             j = A + k
             depth = frame_depth(w.pred, j, sol.depth_scale_of(j), thr)[0] if use_depth else np.zeros((0, 0))
             frames.append(WindowFrame(int(p.frame.stamp_ns), depth, w.K[j], sol.poses[j]))
+        before = {j: sol.depth_scale_of(j) for j in sol.poses}
         ratio = self.metric.window(frames)
-        if ratio == 1.0:
-            return
-        self._rescale_world(ratio)
-        for j, T in sol.poses.items():
-            T = T.copy()
-            T[:3, 3] *= ratio
-            sol.poses[j] = T
-        sol.scale *= ratio
-        sol.depth_scale = {j: s * ratio for j, s in sol.depth_scale.items()}
+        if ratio != 1.0:
+            local = use_depth and was_metric and bool(w.anchors)
+            if not local:
+                self._rescale_world(ratio)
+            centre = w.anchors[0].T_world_cam[:3, 3] if local else np.zeros(3)
+            for j, T in sol.poses.items():
+                T = T.copy()
+                T[:3, 3] = centre + ratio * (T[:3, 3] - centre)
+                sol.poses[j] = T
+            sol.scale *= ratio
+            sol.depth_scale = {j: s * ratio for j, s in sol.depth_scale.items()}
+        if use_depth:
+            for k, p in enumerate(w.pending):
+                log_r = self.metric.frame_log_ratio.get(int(p.frame.stamp_ns))
+                if log_r is not None:
+                    sol.depth_scale[A + k] = before[A + k] * float(np.exp(log_r))
 
     def _rescale_world(self, ratio: float) -> None:
         """Multiply every length of the world by ratio (about its origin): a Sim(3) correction of every
