@@ -251,3 +251,34 @@ def test_a_failing_publisher_does_not_kill_the_live_worker(seq):
     with pytest.raises(RuntimeError, match="points publisher broke"):
         for f in frames[:16]:
             core.submit(f)
+
+
+@pytest.mark.parametrize("idle_flush", [0.3, 0.0])
+def test_live_processes_the_frames_left_pending_when_the_source_goes_quiet(seq, idle_flush):
+    """A bag that ends (a camera that stops) leaves a partial window: after `idle_flush` s without a frame the
+    live core processes it as the replay's finish() does; with 0 the frames wait for a full window."""
+    frames = frames_of(seq, 22)  # 16 + a partial window of 6
+    params = Params({"queue_size": 64, "idle_flush": idle_flush})
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    deadline = time.monotonic() + 30
+    while core.diagnostics().frames_processed < 16 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # quiet for longer than idle_flush
+    d = core.diagnostics()
+    stamps = [p.stamp_ns for p in sink.items if p.topic == "odometry"]
+    if idle_flush:
+        assert d.frames_processed == 22 and d.idle_flushes == 1 and d.frames_dropped == 0
+        assert stamps == [f.stamp_ns for f in frames]
+    else:
+        assert d.frames_processed == 16 and d.idle_flushes == 0 and stamps == [f.stamp_ns for f in frames[:16]]
+    if idle_flush:  # the stream resumes: one more frame, then quiet again: flushed once more
+        core.submit(seq[22])
+        deadline = time.monotonic() + 30
+        while core.diagnostics().frames_processed < 23 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert core.diagnostics().idle_flushes == 2
+    assert core.stop()

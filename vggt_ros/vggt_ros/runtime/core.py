@@ -8,7 +8,9 @@ Modes:
 - "sync": deterministic replay. `submit` processes the frame in the caller's thread; nothing is dropped
   for load; periodic outputs (map, diagnostics) are timed by the data's stamps, so a replay gives the
   same output bag however fast the machine is. `finish()` flushes the pipeline's partial window.
-- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time. With
+- "live": a bounded `DropQueue` (drop_policy) feeds one worker thread; periods are wall time. When no
+  frame has arrived for `idle_flush` seconds, the frames waiting for a full window are processed (a bag
+  that ended, a camera that stopped: their poses and the loop they may close are not held back). With
   the `pipelined` parameter (default) a `PublisherThread` builds and publishes window k's messages
   while the worker runs window k+1's prediction; publications keep their order, frames their accounting.
 
@@ -198,6 +200,9 @@ class NodeCore:
         self.output_rate = RateMeter()
         self._received_at: dict[int, float] = {}  # stamp_ns -> monotonic receipt time
         self._last_stamp: int | None = None  # newest stamp processed (the sync mode's diagnostics stamp)
+        self._last_frame_wall = time.monotonic()  # live: when the newest frame reached the worker
+        self._idle_flushed = True  # nothing pending yet
+        self.idle_flushes = 0  # live: quiet periods that processed pending frames (diagnostics)
         self._path = PathState()
         self.tracking_state = "initializing"  # slam.tracking.TrackingState of the newest window
         self.segment_id = 0
@@ -294,6 +299,7 @@ class NodeCore:
 
     # ------------------------------------------------------------------ processing
     def _process(self, frame: Frame) -> None:
+        self._last_frame_wall, self._idle_flushed = time.monotonic(), False
         with self._pipeline_lock:  # reset/save_map wait for the window in flight and its publications
             self._check_restart(frame)
             self.camera_frame_seen = self.camera_frame_seen or str(getattr(frame, "frame_id", "") or "")
@@ -381,6 +387,26 @@ class NodeCore:
         except Exception:
             self.worker_errors += 1
             log.exception("publishing failed")
+
+    def _flush_if_idle(self) -> None:
+        """Live: once per quiet period of `idle_flush` s (wall) without a frame, process the pending ones."""
+        idle = float(self.params["idle_flush"])
+        if idle <= 0 or self._idle_flushed or time.monotonic() - self._last_frame_wall < idle:
+            return
+        with self._pipeline_lock:
+            self._idle_flushed = True
+            if self._discarding() or self.cancel.is_set():
+                return
+            try:
+                updates = self.pipeline.flush()
+            except Exception as exc:  # as in _process: a broken window must not kill the node
+                self.worker_errors += 1
+                log.exception("pipeline failed flushing the pending frames: %s", exc)
+                return
+            if updates:
+                self.idle_flushes += 1
+                log.info("no image for %.1f s: processed the frames that were waiting for a full window", idle)
+            self._handle(updates)
 
     def finish(self) -> None:
         """End of stream (sync mode or after stop): flush the partial window, publish map and diagnostics."""
@@ -585,6 +611,7 @@ class NodeCore:
             item = self.queue.get(timeout=0.05)
             if item is None:
                 if not stop.is_set():
+                    self._flush_if_idle()
                     self._tick()
                 continue
             frame, _ = item
@@ -727,6 +754,7 @@ class NodeCore:
                 worker_errors=self.worker_errors,
                 tf_failures=self.tf_failures,
                 clock_jump_back=self.clock_jump_back,
+                idle_flushes=self.idle_flushes,
                 publications_suppressed=self.publications_suppressed,
                 tracking_state=self.tracking_state,
                 segment_id=self.segment_id,

@@ -219,6 +219,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("drop_policy", str, "latest",
        "When the queue is full: 'latest' = drop the oldest waiting frame (newest wins); "
        "'oldest' = drop the incoming frame.", choices=("latest", "oldest")),
+    _p("idle_flush", float, 1.0,
+       "Live mode: when no image has arrived for this many seconds (wall time: the end of a bag, a camera "
+       "that stopped), process the frames still waiting for a full window, as the replay does at the end; "
+       "0 = wait for a full window.", 0.0, 3600.0),
     _p("pipelined", bool, True,
        "Live mode: build and publish window k's messages on a publisher thread while the worker runs the "
        "next window's prediction (same messages, same order). The replay is always serial.",),

@@ -88,6 +88,7 @@ class Diagnostics:
     worker_errors: int = 0
     tf_failures: int = 0
     clock_jump_back: int = 0  # restarts of the source detected from its stamps (looped bag)
+    idle_flushes: int = 0  # live: quiet periods (idle_flush) in which the pending frames were processed
     publications_suppressed: int = 0  # outputs of a window abandoned at stop, or after the transport went
     tracking_state: str = "initializing"  # slam.tracking.TrackingState of the newest window
     segment_id: int = 0  # map segment being tracked
