@@ -10,7 +10,8 @@
 #   sudo sysctl -w net.core.rmem_max=67108864          # big_images
 #
 # Usage: bash humble_live_checks.sh save_map|ctrl_c|big_images|loop_soak|loop_closure|metric_scale|all
-#        (OUT=dir for logs)
+#        (OUT=dir for logs; RATE=0.5 plays the loop_closure bag at half speed on a loaded machine, so that
+#        the node drops no frame: the check is about the closure, not throughput)
 # Each check prints PASS/FAIL lines and exits non-zero on a failure.
 set -uo pipefail
 
@@ -156,10 +157,10 @@ check_loop_closure() {  # issue 9: a 600-frame loop sample (one slow lap): the l
   local s2="$OUT/sample600"
   [ -f "$s2/sample.mcap" ] || ros2 run vggt_ros vggt-ros sample "$s2" --frames 600 --no-progress >"$OUT/sample600.log" 2>&1
   start_simulated loop_closure
-  watch_topics 80 "$OUT/loop_closure.txt" &
+  watch_topics 200 "$OUT/loop_closure.txt" &
   local watch=$!
   sleep 2
-  ros2 bag play -s mcap "$s2/sample.mcap" --clock >/dev/null 2>&1
+  ros2 bag play -s mcap "$s2/sample.mcap" --clock --rate "${RATE:-1}" >/dev/null 2>&1
   sleep 5; kill -INT "$watch"; wait "$watch"
   cat "$OUT/loop_closure.txt"
   grep -q "^loop_closure:" "$OUT/loop_closure.txt" && pass "loop_closure: published live" \
@@ -176,10 +177,10 @@ check_metric_scale() {  # issue 13: scale_source depth and odometry on the sampl
     else
       start_simulated "scale_$src" -p scale_source:=odometry -p publish_tf:=none
     fi
-    watch_topics 25 "$OUT/scale_$src.txt" &
+    watch_topics 60 "$OUT/scale_$src.txt" &
     local watch=$!
     sleep 2
-    ros2 bag play -s mcap "$SAMPLE/sample.mcap" --clock >/dev/null 2>&1 &
+    ros2 bag play -s mcap "$SAMPLE/sample.mcap" --clock --rate "${RATE:-1}" >/dev/null 2>&1 &
     local play=$!
     sleep 8
     timeout 5 ros2 topic echo --once /$NS/depth 2>/dev/null | grep -E "encoding|height|width" \
