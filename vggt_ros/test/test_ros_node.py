@@ -352,8 +352,7 @@ def test_images_of_1920x1080_and_3840x2160_reach_the_node(harness: Any) -> None:
     # in Cyclone's default socket buffer, uncounted); what the node then does with them (the 4K ones are
     # rescaled to the stream's first size, the frames processed or dropped by reason) is counted
     assert h.wait_for(lambda: core.diagnostics().frames_received >= 6, 20.0), core.diagnostics()
-    d = core.diagnostics()
-    assert d.frames_received == 6 and d.frames_received - d.frames_dropped >= 0
+    assert core.diagnostics().frames_received == 6
 
 
 def test_per_frame_outputs_are_not_lost_by_a_window_deep_subscriber(harness: Any) -> None:
