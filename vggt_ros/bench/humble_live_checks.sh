@@ -92,11 +92,11 @@ check_big_images() {  # the rclpy tests, among them a 1920x1080 and a 3840x2160 
 check_loop_soak() {  # 5 min of `ros2 bag play --loop --clock`: poses after every loop, flat memory
   sample_bag
   start_simulated soak
-  timeout 300 ros2 bag play -s mcap "$SAMPLE/sample.mcap" --clock --loop >/dev/null 2>&1 &
-  local play=$!
+  timeout 310 ros2 bag play -s mcap "$SAMPLE/sample.mcap" --clock --loop >/dev/null 2>&1 &
+  local play=$! t0=$SECONDS
   : >"$OUT/soak.txt"
   for k in $(seq 1 10); do
-    sleep 30
+    while [ $((SECONDS - t0)) -lt $((30 * k - 8)) ]; do sleep 1; done  # a sample every 30 s, inside the play
     odo=$(timeout 5 ros2 topic echo --once --qos-depth 32 /$NS/odometry 2>/dev/null | grep -m1 "sec:" | tr -d ' ')
     echo "t=$((30 * k))s rss_kb=$(ps -o rss= -p "$NODE_PID") odometry_stamp=$odo" | tee -a "$OUT/soak.txt"
   done

@@ -119,7 +119,11 @@ class LoopConfig:
     """Place recognition, loop/relocalisation verification and the pose graph (slam.loop_closure).
 
     enabled: look for loops and relocalisations at every new keyframe.
-    min_score: cosine similarity of global descriptors for a candidate.
+    min_score: cosine similarity of global descriptors for a candidate in the query's own segment (a loop).
+    reloc_min_score: the same for a candidate in another segment (relocalisation after a kidnap or a
+        break): lower, since a lost camera rarely sees a place from a keyframe's exact viewpoint and only
+        verification can merge segments (the kidnapped case: the right place ranked first at 0.72-0.85
+        for 40 frames before one keyframe reached 0.9).
     exclude_recent: the newest this many keyframes of the query's own segment are not loop candidates
         (already connected by the stitching chain); other segments' keyframes always are.
     max_candidates: candidates verified per new keyframe (each costs one 2-frame prediction).
@@ -134,6 +138,7 @@ class LoopConfig:
 
     enabled: bool = True
     min_score: float = 0.9
+    reloc_min_score: float = 0.7
     exclude_recent: int = 12
     max_candidates: int = 2
     min_inliers: int = 60

@@ -130,7 +130,10 @@ class LoopCloser:
             return None
         recent = self._recent_in_segment(keyframes, kf, cfg.exclude_recent)
         cands = self.places.query(
-            kf.descriptor, k=4 * cfg.max_candidates, exclude_ids=recent, min_score=cfg.min_score
+            kf.descriptor,
+            k=4 * cfg.max_candidates,
+            exclude_ids=recent,
+            min_score=min(cfg.min_score, cfg.reloc_min_score),
         )
         verified = 0
         for cand in cands:
@@ -138,6 +141,8 @@ class LoopCloser:
             if not match.verifiable or match.size != kf.size:
                 continue
             same = match.segment_id == kf.segment_id
+            if cand.score < (cfg.min_score if same else cfg.reloc_min_score):
+                continue
             if same and not self._within_drift(kf, match):
                 continue  # looks alike but too far for drift: an aliased place, not worth a prediction
             if verified >= cfg.max_candidates:

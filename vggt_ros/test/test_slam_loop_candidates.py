@@ -1,0 +1,47 @@
+"""LoopCloser's candidate gate: a loop within the query's segment needs min_score; a relocalisation into
+another segment needs only reloc_min_score (verification, not the descriptor, decides a merge)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from vggt_ros.slam.config import LoopConfig, PipelineConfig
+from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
+from vggt_ros.slam.loop_closure import LoopCloser
+from vggt_ros.slam.stitching import TrackStitcher
+from vggt_ros.slam.tracking import TrackingStatus
+
+
+def _kf(kf_id: int, segment: int, descriptor: np.ndarray, x: float) -> Keyframe:
+    T = np.eye(4)
+    T[0, 3] = x
+    K = np.array([[50.0, 0, 40], [0, 50.0, 30], [0, 0, 1]])
+    return Keyframe(kf_id, kf_id * 4, kf_id, "cam", kf_id, T, K, (60, 80), True, 4, 1,
+                    np.ones((15, 20), np.float32), np.ones((15, 20), np.float32),
+                    np.zeros((60, 80, 3), np.uint8), 1.0, segment_id=segment, descriptor=descriptor)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("query_segment", "score", "verified"),
+                         [(1, 0.8, True), (0, 0.8, False), (0, 0.95, True), (1, 0.6, False)])
+def test_candidate_score_gate_depends_on_the_segment(query_segment, score, verified, monkeypatch):
+    cfg = LoopConfig()
+    assert cfg.reloc_min_score < 0.8 < cfg.min_score < 0.95
+    base = _unit(np.eye(16)[0])
+    other = _unit(np.eye(16)[1])
+    match = _kf(0, 0, base, 0.0)  # the mapped place, segment 0
+    fillers = [_kf(i, 0, _unit(np.eye(16)[i]), 0.0) for i in range(2, 15)]  # the segment's later keyframes
+    query = _kf(20, query_segment, _unit(score * base + np.sqrt(1 - score**2) * other), 0.1)
+    assert float(query.descriptor @ base) == pytest.approx(score, abs=1e-6)
+    keyframes = KeyframeManager()
+    keyframes.keyframes = [match, *fillers, query]
+    closer = LoopCloser(cfg)
+    for kf in [match, *fillers]:
+        closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+    calls = []
+    monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
+    closer.detect(query, keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
+    assert calls == ([0] if verified else [])
