@@ -14,7 +14,8 @@ Arguments (`ros2 launch vggt_ros slam.launch.py --show-args`):
   use_sim_time     take the clock from /clock (`ros2 bag play --clock`)
   model            hub id ('facebook/VGGT-1B') or a local checkpoint path; '' = params file
   predictor        'vggt' or 'simulated' (TEST DOUBLE without weights); '' = params file
-  autostart        drive the lifecycle configure -> activate at start (else use `ros2 lifecycle set`)
+  autostart        the node configures and activates itself at start (its `autostart` parameter; else
+                   use `ros2 lifecycle set`)
   rviz             also start rviz2 with share/vggt_ros/rviz/vggt_ros.rviz (topics follow `namespace`)
   log_level        the node's log level
 
@@ -26,13 +27,9 @@ import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
 from vggt_ros.ros.launch_config import (
     NODE_EXECUTABLE,
     NODE_NAME,
@@ -60,6 +57,7 @@ def _launch_setup(context, *args, **kwargs):
         use_sim_time=use_sim_time,
         image=image,
         camera_info=arg("camera_info"),
+        autostart=autostart,  # the node configures and activates itself (no lifecycle request to lose)
     )
     node = LifecycleNode(
         package=PACKAGE,
@@ -75,26 +73,6 @@ def _launch_setup(context, *args, **kwargs):
         ros_arguments=["--log-level", arg("log_level")],
     )
     actions = [node]
-
-    if autostart:
-        # configure now; activate once configure has succeeded (start_state pins the handler to the
-        # configuring -> inactive transition, so a later manual deactivate is not undone)
-        actions.append(RegisterEventHandler(OnStateTransition(
-            target_lifecycle_node=node,
-            start_state="configuring",
-            goal_state="inactive",
-            entities=[
-                LogInfo(msg="vggt_ros configured, activating"),
-                EmitEvent(event=ChangeState(
-                    lifecycle_node_matcher=matches_action(node),
-                    transition_id=Transition.TRANSITION_ACTIVATE,
-                )),
-            ],
-        )))
-        actions.append(EmitEvent(event=ChangeState(
-            lifecycle_node_matcher=matches_action(node),
-            transition_id=Transition.TRANSITION_CONFIGURE,
-        )))
 
     if parse_bool(arg("rviz")):
         config_path = os.path.join(get_package_share_directory(PACKAGE), "rviz", "vggt_ros.rviz")

@@ -179,3 +179,14 @@ def test_launch_leaves_dds_configuration_alone() -> None:
              for n in ast.walk(tree) if isinstance(n, ast.Call)}
     assert not calls & {"SetEnvironmentVariable", "AppendEnvironmentVariable", "putenv", "setdefault"}
     assert "environ" not in {getattr(n, "attr", "") for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
+def test_autostart_is_the_nodes_own_parameter_not_a_lifecycle_request() -> None:
+    """On a real Humble under load the launch's ChangeState(configure) request was lost in DDS discovery and
+    the node sat unconfigured; the node now configures and activates itself from its `autostart` parameter."""
+    text = LAUNCH.read_text()
+    assert "ChangeState" not in text and "EmitEvent" not in text
+    assert "autostart=autostart" in text
+    assert node_parameter_overrides(autostart=True)["autostart"] is True
+    assert node_parameter_overrides()["autostart"] is False
+    assert SPECS["autostart"].default is False and SPECS["autostart"].read_only  # ros2 run: a managed node

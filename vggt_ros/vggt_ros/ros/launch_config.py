@@ -64,9 +64,9 @@ def input_topic_parameters(image: str = "", camera_info: str = "") -> dict[str, 
 
 def node_parameter_overrides(*, model: str = "", predictor: str = "", image_transport: str = "",
                              use_sim_time: bool = False, image: str = "",
-                             camera_info: str = "") -> dict[str, Any]:
+                             camera_info: str = "", autostart: bool = False) -> dict[str, Any]:
     """The parameters slam.launch.py passes after the params file; values validated by the table."""
-    out: dict[str, Any] = {"use_sim_time": bool(use_sim_time)}
+    out: dict[str, Any] = {"use_sim_time": bool(use_sim_time), "autostart": bool(autostart)}
     for name, value in (*model_parameters(model).items(), ("predictor", predictor.strip()),
                         ("image_transport", image_transport.strip()),
                         *input_topic_parameters(image, camera_info).items()):

@@ -30,6 +30,7 @@ def main(args: list[str] | None = None) -> int:
         except Exception as exc:  # a bad params file (type, range, choice): say which, exit non-zero
             rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
             return 1
+        node.autostart()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -106,6 +106,13 @@ class VggtNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ lifecycle
+    def autostart(self) -> None:
+        """The `autostart` parameter: configure, then activate, in this process. (slam.launch.py used to
+        emit lifecycle ChangeState requests; on a loaded machine the configure request was lost in DDS
+        discovery and the node sat unconfigured for good.)"""
+        if self._params["autostart"] and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._build(self._params)

@@ -405,7 +405,7 @@ class NodeCore:
                 return
             if updates:
                 self.idle_flushes += 1
-                log.info("no image for %.1f s: processed the frames that were waiting for a full window", idle)
+                log.info("no image for %.1f s: processed the frames waiting for a full window", idle)
             self._handle(updates)
 
     def finish(self) -> None:

@@ -212,6 +212,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Metric depth below this many metres is not used (sensor minimum range).", 0.0, 1000.0),
     _p("metric_depth_max", float, _SLAM.scale.max_depth_m,
        "Metric depth above this many metres is not used (sensor maximum range).", 0.0, 1000.0),
+    # --- lifecycle
+    _p("autostart", bool, False,
+       "Configure and activate at start, inside the node's process (slam.launch.py sets it from its "
+       "autostart argument): no lifecycle service request that DDS discovery could lose on a loaded "
+       "machine. false = wait for `ros2 lifecycle set` (a managed node's default).", read_only=True),
     # --- input queue
     _p("queue_size", int, _SLAM.window_size,
        "Frames waiting for the worker; when full the drop_policy applies. Default: one window, so a 30 Hz "
