@@ -58,7 +58,7 @@ check_save_map() {  # 100 calls alternating a good and a bad name: the node answ
 }
 
 check_ctrl_c() {  # 10 x Ctrl-C inside a real-network window (formula weights, CPU): exit 0 within timeout + 2 s
-  local weights="$OUT/vggt_formula.safetensors" timeout_s=5
+  local weights="$OUT/vggt_formula.safetensors" timeout_s=5.0  # a float: the parameter is a double
   [ -f "$weights" ] || python3 -c "
 from safetensors.torch import save_file
 from vggt_ros.model.formula_weights import fill_module_

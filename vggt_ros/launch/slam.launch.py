@@ -16,6 +16,8 @@ Arguments (`ros2 launch vggt_ros slam.launch.py --show-args`):
   predictor        'vggt' or 'simulated' (TEST DOUBLE without weights); '' = params file
   autostart        the node configures and activates itself at start (its `autostart` parameter; else
                    use `ros2 lifecycle set`)
+  publish_tf       'camera', 'odom' or 'none' (the publish_tf parameter); '' = params file. With 'odom' RViz
+                   opens rviz/vggt_ros_odom.rviz (the robot's TF tree parents the camera)
   rviz             also start rviz2 with share/vggt_ros/rviz/vggt_ros.rviz (topics follow `namespace`)
   log_level        the node's log level
 
@@ -36,6 +38,7 @@ from vggt_ros.ros.launch_config import (
     node_parameter_overrides,
     parse_bool,
     rewrite_rviz_config,
+    rviz_config,
 )
 
 PACKAGE = "vggt_ros"
@@ -58,6 +61,7 @@ def _launch_setup(context, *args, **kwargs):
         image=image,
         camera_info=arg("camera_info"),
         autostart=autostart,  # the node configures and activates itself (no lifecycle request to lose)
+        publish_tf=arg("publish_tf"),
     )
     node = LifecycleNode(
         package=PACKAGE,
@@ -75,7 +79,8 @@ def _launch_setup(context, *args, **kwargs):
     actions = [node]
 
     if parse_bool(arg("rviz")):
-        config_path = os.path.join(get_package_share_directory(PACKAGE), "rviz", "vggt_ros.rviz")
+        config_name = rviz_config(arg("publish_tf"))
+        config_path = os.path.join(get_package_share_directory(PACKAGE), "rviz", config_name)
         with open(config_path, encoding="utf-8") as f:
             text = rewrite_rviz_config(f.read(), namespace=namespace, image_topic=image)
         # the shipped config names the default namespace; RViz gets a copy naming this launch's topics
@@ -114,6 +119,8 @@ def generate_launch_description():
                               description="'vggt' or 'simulated' (test double); '' = params file."),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="Configure and activate the lifecycle node at start."),
+        DeclareLaunchArgument("publish_tf", default_value="",
+                              description="'camera', 'odom' or 'none' (publish_tf); '' = params file."),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start rviz2."),
         DeclareLaunchArgument("log_level", default_value="info", description="Node log level."),
         OpaqueFunction(function=_launch_setup),

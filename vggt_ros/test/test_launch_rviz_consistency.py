@@ -20,6 +20,7 @@ from vggt_ros.ros.launch_config import (
     node_parameter_overrides,
     resolve_name,
     rewrite_rviz_config,
+    rviz_config,
     rviz_displays,
 )
 from vggt_ros.runtime.params import SPECS, load_params_yaml
@@ -29,6 +30,7 @@ from vggt_ros.runtime.replay import DEFAULT_NAMESPACE
 PKG = Path(__file__).resolve().parents[1]
 LAUNCH = PKG / "launch" / "slam.launch.py"
 RVIZ = PKG / "rviz" / "vggt_ros.rviz"
+RVIZ_ODOM = PKG / "rviz" / "vggt_ros_odom.rviz"
 PARAMS = PKG / "config" / "vggt_ros.yaml"
 
 # RViz display class -> the message type it subscribes to (rviz_default_plugins)
@@ -38,6 +40,7 @@ DISPLAY_TYPES = {
     "rviz_default_plugins/Image": "sensor_msgs/msg/Image",
     "rviz_default_plugins/Odometry": "nav_msgs/msg/Odometry",
 }
+WINDOW = SPECS["window_anchors"].default + SPECS["window_new_frames"].default
 
 
 def launch_arguments() -> dict[str, object]:
@@ -58,9 +61,10 @@ def launch_keywords() -> set[str]:
     return {n.arg for n in ast.walk(ast.parse(LAUNCH.read_text())) if isinstance(n, ast.keyword) and n.arg}
 
 
-@pytest.fixture(scope="module")
-def rviz() -> dict:
-    return yaml.safe_load(RVIZ.read_text())
+@pytest.fixture(scope="module", params=[RVIZ, RVIZ_ODOM], ids=["camera", "odom"])
+def rviz(request: pytest.FixtureRequest) -> dict:
+    """Each shipped RViz config (publish_tf camera/none, and odom)."""
+    return yaml.safe_load(request.param.read_text())
 
 
 def published_topics(namespace: str) -> dict[str, str]:
@@ -104,6 +108,8 @@ def test_every_rviz_topic_is_published_by_the_node_or_is_the_launch_input(rviz: 
         latched = spec.qos == "reliable_transient_local"
         assert rviz_durability == ("Transient Local" if latched else "Volatile"), display["Name"]
         assert display["Topic"]["Reliability Policy"] == "Reliable"  # every output is reliable
+        if spec.per_frame:  # a window's frames come at once (README "Subscribers and bursts"): RViz's
+            assert display["Topic"]["Depth"] >= WINDOW, display["Name"]  # default depth 5 lost ~12 %
         seen.add(outputs[topic])
     # docs/architecture.md#rviz: RViz shows the global map, window cloud, path, depth, camera image, TF
     assert {"map", "points", "path", "depth", "<camera>"} <= seen
@@ -124,9 +130,10 @@ def test_launch_sets_the_input_topic_parameters_and_remaps_nothing() -> None:
     assert "image_topic" not in node_parameter_overrides()  # '' leaves the params file in charge
 
 
+@pytest.mark.parametrize("config", [RVIZ, RVIZ_ODOM], ids=["camera", "odom"])
 @pytest.mark.parametrize("namespace", ["robot1/camera", "", "/cam"])
-def test_rviz_rewrite_follows_the_launch_namespace(rviz: dict, namespace: str) -> None:
-    text = rewrite_rviz_config(RVIZ.read_text(), namespace=namespace, image_topic="/front/image_raw")
+def test_rviz_rewrite_follows_the_launch_namespace(config: Path, namespace: str) -> None:
+    text = rewrite_rviz_config(config.read_text(), namespace=namespace, image_topic="/front/image_raw")
     outputs = published_topics(namespace)
     topics = {d["Name"]: d["Topic"]["Value"] for d in rviz_displays(yaml.safe_load(text)) if "Topic" in d}
     assert topics["Camera"] == "/front/image_raw"
@@ -136,7 +143,7 @@ def test_rviz_rewrite_follows_the_launch_namespace(rviz: dict, namespace: str) -
     expected_prefix = "/" + namespace.strip("/") + "/" if namespace.strip("/") else "/"
     assert topics["Global map"] == expected_prefix + "map"
     # everything else of the config survives the round trip
-    original = rviz_displays(rviz)
+    original = rviz_displays(yaml.safe_load(config.read_text()))
     rewritten = rviz_displays(yaml.safe_load(text))
     assert [d["Class"] for d in original] == [d["Class"] for d in rewritten]
 
@@ -190,3 +197,17 @@ def test_autostart_is_the_nodes_own_parameter_not_a_lifecycle_request() -> None:
     assert node_parameter_overrides(autostart=True)["autostart"] is True
     assert node_parameter_overrides()["autostart"] is False
     assert SPECS["autostart"].default is False and SPECS["autostart"].read_only  # ros2 run: a managed node
+
+
+def test_the_odom_config_is_the_one_for_publish_tf_odom() -> None:
+    assert rviz_config("odom") == RVIZ_ODOM.name and rviz_config("") == rviz_config("camera") == RVIZ.name
+    assert (PKG / "rviz" / rviz_config("none")).is_file() and RVIZ_ODOM.is_file()
+    odom = yaml.safe_load(RVIZ_ODOM.read_text())
+    tf = next(d for d in rviz_displays(odom) if d["Class"] == "rviz_default_plugins/TF")
+    assert tf["Frames"]["All Enabled"] is False  # the robot's tree: only the correction map -> odom
+    assert tf["Frames"]["map"]["Value"] and tf["Frames"][SPECS["odom_frame"].default]["Value"]
+    poses = [d for d in rviz_displays(odom) if d["Class"] == "rviz_default_plugins/Odometry"]
+    assert [d["Topic"]["Value"] for d in poses] == [f"/{RVIZ_NAMESPACE}/odometry"]
+    assert node_parameter_overrides(publish_tf="odom")["publish_tf"] == "odom"
+    assert "publish_tf" not in node_parameter_overrides()  # '' = the params file's
+    assert "publish_tf" in launch_arguments() and launch_arguments()["publish_tf"] == ""

@@ -64,11 +64,12 @@ def input_topic_parameters(image: str = "", camera_info: str = "") -> dict[str, 
 
 def node_parameter_overrides(*, model: str = "", predictor: str = "", image_transport: str = "",
                              use_sim_time: bool = False, image: str = "",
-                             camera_info: str = "", autostart: bool = False) -> dict[str, Any]:
+                             camera_info: str = "", autostart: bool = False,
+                             publish_tf: str = "") -> dict[str, Any]:
     """The parameters slam.launch.py passes after the params file; values validated by the table."""
     out: dict[str, Any] = {"use_sim_time": bool(use_sim_time), "autostart": bool(autostart)}
     for name, value in (*model_parameters(model).items(), ("predictor", predictor.strip()),
-                        ("image_transport", image_transport.strip()),
+                        ("image_transport", image_transport.strip()), ("publish_tf", publish_tf.strip()),
                         *input_topic_parameters(image, camera_info).items()):
         if value or name == "weights_path":
             out[name] = SPECS[name].validate(value)
@@ -112,6 +113,12 @@ def rviz_displays(config: dict[str, Any]) -> list[dict[str, Any]]:
 
     walk(config.get("Visualization Manager", {}).get("Displays", []))
     return out
+
+
+def rviz_config(publish_tf: str) -> str:
+    """The shipped RViz config for a publish_tf mode: 'odom' -> vggt_ros_odom.rviz (the robot's TF tree
+    parents the camera: TF shows map and odom, camera poses from odometry), else vggt_ros.rviz."""
+    return "vggt_ros_odom.rviz" if publish_tf.strip() == "odom" else "vggt_ros.rviz"
 
 
 def rewrite_rviz_config(text: str, *, namespace: str, image_topic: str | None = None,
