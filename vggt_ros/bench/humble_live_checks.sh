@@ -31,14 +31,19 @@ node_exe() {  # the node's own process (not `ros2 run`, which does not pass a SI
   echo "$(ros2 pkg prefix vggt_ros)/lib/vggt_ros/vggt_node"
 }
 
+wait_active() {  # LOG [SECONDS]: until the node says it is active (its autostart parameter drives the lifecycle)
+  local i
+  for i in $(seq 1 "${2:-60}"); do grep -q "active: listening" "$1" && return 0; sleep 1; done
+  echo "node not active after ${2:-60} s (log $1)"; return 1
+}
+
 start_simulated() {  # NAME [ARGS]: the node in test mode (simulated predictor), sim time; sets NODE_PID
   local name=$1; shift
-  "$(node_exe)" --ros-args -r __ns:=/$NS -p predictor:=simulated -p use_sim_time:=true \
+  "$(node_exe)" --ros-args -r __ns:=/$NS -p predictor:=simulated -p use_sim_time:=true -p autostart:=true \
     -p image_topic:=/camera/image_raw -p camera_info_topic:=/camera/camera_info "$@" \
     >"$OUT/node_$name.log" 2>&1 &
   NODE_PID=$!
-  sleep 3
-  ros2 lifecycle set /$NS/vggt_ros configure >/dev/null && ros2 lifecycle set /$NS/vggt_ros activate >/dev/null
+  wait_active "$OUT/node_$name.log"
 }
 
 check_save_map() {  # 100 calls alternating a good and a bad name: the node answers every one, stays up
@@ -66,12 +71,11 @@ from vggt_ros.model.vggt import VGGT
 m = VGGT.empty(); fill_module_(m); save_file(m.state_dict(), '$weights')" || { bad "ctrl_c: no weights"; return; }
   sample_bag
   for i in $(seq 1 10); do
-    "$(node_exe)" --ros-args -r __ns:=/$NS -p "weights_path:=$weights" -p device:=cpu \
+    "$(node_exe)" --ros-args -r __ns:=/$NS -p "weights_path:=$weights" -p device:=cpu -p autostart:=true \
       -p image_topic:=/camera/image_raw -p camera_info_topic:=/camera/camera_info -p window_anchors:=1 \
       -p window_new_frames:=2 -p shutdown_timeout:=$timeout_s >"$OUT/ctrl_c_$i.log" 2>&1 &
     NODE_PID=$!
-    sleep 5
-    ros2 lifecycle set /$NS/vggt_ros configure >/dev/null && ros2 lifecycle set /$NS/vggt_ros activate >/dev/null
+    wait_active "$OUT/ctrl_c_$i.log" 300 || { bad "ctrl_c $i: never active"; kill -INT "$NODE_PID"; continue; }
     timeout 8 ros2 bag play -s mcap "$SAMPLE/sample.mcap" >/dev/null 2>&1
     sleep $((3 + i))  # somewhere inside the first windows (tens of seconds each on a CPU)
     t0=$(date +%s.%N); kill -INT "$NODE_PID"; wait "$NODE_PID"; rc=$?; t1=$(date +%s.%N)
