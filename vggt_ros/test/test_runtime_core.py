@@ -43,6 +43,22 @@ def frames_of(seq, n):
     return [seq[i] for i in range(n)]
 
 
+def started_live_core(seq, params, sink, frames):
+    """A live NodeCore on the simulated predictor, started, every frame submitted."""
+    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    return core
+
+
+def wait_processed(core, n, timeout=30.0):
+    """Wait until the live core has processed n frames (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while core.diagnostics().frames_processed < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_live_source_at_30hz_with_a_slow_predictor(seq):
     """A window of 12 new frames arrives every 0.4 s; the double needs 0.7 s per window: overload."""
     frames = frames_of(seq, 120)  # render before timing: the source must keep 30 Hz
@@ -234,13 +250,8 @@ def test_a_failing_publisher_does_not_kill_the_live_worker(seq):
     frames = frames_of(seq, 28)
     params = Params({"queue_size": 64})
     sink = FailingSinkDouble()
-    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="live")
-    core.start()
-    for f in frames:
-        core.submit(f)
-    deadline = time.monotonic() + 30
-    while core.diagnostics().frames_processed < 28 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    core = started_live_core(seq, params, sink, frames)
+    wait_processed(core, 28)
     d = core.diagnostics()
     assert core.worker_alive and d.frames_processed == 28 and d.worker_errors == 2  # two windows' points
     assert sink.topics()["odometry"] == 28 and "points" not in sink.topics()
@@ -260,13 +271,8 @@ def test_live_processes_the_frames_left_pending_when_the_source_goes_quiet(seq, 
     frames = frames_of(seq, 22)  # 16 + a partial window of 6
     params = Params({"queue_size": 64, "idle_flush": idle_flush})
     sink = ListSink()
-    core = NodeCore(params, make_pipeline(params, SimulatedPredictor(seq.ground_truth)), sink, mode="live")
-    core.start()
-    for f in frames:
-        core.submit(f)
-    deadline = time.monotonic() + 30
-    while core.diagnostics().frames_processed < 16 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    core = started_live_core(seq, params, sink, frames)
+    wait_processed(core, 16)
     time.sleep(1.0)  # quiet for longer than idle_flush
     d = core.diagnostics()
     stamps = [p.stamp_ns for p in sink.items if p.topic == "odometry"]
@@ -278,8 +284,6 @@ def test_live_processes_the_frames_left_pending_when_the_source_goes_quiet(seq, 
         assert stamps == [f.stamp_ns for f in frames[:16]]
     if idle_flush:  # the stream resumes: one more frame, then quiet again: flushed once more
         core.submit(seq[22])
-        deadline = time.monotonic() + 30
-        while core.diagnostics().frames_processed < 23 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_processed(core, 23)
         assert core.diagnostics().idle_flushes == 2
     assert core.stop()
