@@ -42,8 +42,8 @@ def test_model_argument(model: str, expected: dict) -> None:
 
 def test_overrides_validate_through_the_table() -> None:
     out = node_parameter_overrides(model="facebook/VGGT-1B", predictor="simulated", use_sim_time=True)
-    assert out == {"use_sim_time": True, "autostart": False, "model_id": "facebook/VGGT-1B", "weights_path": "",
-                   "predictor": "simulated"}
+    assert out == {"use_sim_time": True, "autostart": False, "model_id": "facebook/VGGT-1B",
+                   "weights_path": "", "predictor": "simulated"}
     # '' leaves the params file in charge; autostart is the launch's own argument (default true there)
     assert node_parameter_overrides() == {"use_sim_time": False, "autostart": False}
     with pytest.raises(ParamError, match="predictor"):
