@@ -36,3 +36,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def vggt_ros_logs_propagate() -> None:
+    """Under `colcon test`, launch_testing's plugin imports ROS 2's `launch`, whose logger class does not
+    propagate: the tests that read our log records (caplog, the ROS log bridge) need propagation back."""
+    from vggt_ros.runtime.logbridge import ensure_propagation
+
+    ensure_propagation()

@@ -81,8 +81,19 @@ class RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def ensure_propagation() -> None:
+    """Let 'vggt_ros' and every 'vggt_ros.*' logger propagate (Python's default): to the 'vggt_ros' logger,
+    where the bridge listens, and on to the root logger. Importing
+    ROS 2's `launch` package (launch_testing's pytest plugin does, in `colcon test`) installs a logger class
+    whose loggers do not propagate: our module loggers created after it would bypass the bridge."""
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (name == ROOT_LOGGER or name.startswith(ROOT_LOGGER + ".")) and isinstance(logger, logging.Logger):
+            logger.propagate = True
+
+
 def attach(ros_logger: RosLogger, level: int = logging.INFO, period_s: float = THROTTLE_S) -> RosLogHandler:
     """Install a RosLogHandler on the 'vggt_ros' logger; `detach` it when the node goes."""
+    ensure_propagation()
     handler = RosLogHandler(ros_logger, period_s)
     root = logging.getLogger(ROOT_LOGGER)
     root.addHandler(handler)
