@@ -53,10 +53,12 @@ def started_live_core(seq, params, sink, frames):
 
 
 def wait_processed(core, n, timeout=30.0):
-    """Wait until the live core has processed n frames (or the timeout passed)."""
+    """Wait until the live core has processed n frames and its publisher thread has published their
+    outputs (pipelined: a frame counts as processed before its window's messages are out)."""
     deadline = time.monotonic() + timeout
     while core.diagnostics().frames_processed < n and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert core.wait_published(max(0.1, deadline - time.monotonic()))
 
 
 def test_live_source_at_30hz_with_a_slow_predictor(seq):
@@ -274,6 +276,7 @@ def test_live_processes_the_frames_left_pending_when_the_source_goes_quiet(seq, 
     core = started_live_core(seq, params, sink, frames)
     wait_processed(core, 16)
     time.sleep(1.0)  # quiet for longer than idle_flush
+    assert core.wait_published(10.0)
     d = core.diagnostics()
     stamps = [p.stamp_ns for p in sink.items if p.topic == "odometry"]
     if idle_flush:
