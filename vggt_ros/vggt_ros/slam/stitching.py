@@ -372,12 +372,10 @@ def _dense_depth_scale(
     their depth in camera j to frame j's predicted depth there (nearest pixel, confident pixels,
     points not occluded by more than 10 %) is the scale. ~10x more samples than the tracks, so the
     per-keyframe scale error (which the map inherits as a random walk) shrinks by ~3x.
+    X: (M, 3) the gauge's map points (anchors[0].points_world(), computed once per window by the caller).
     """
     pred = inp.prediction
-    if not inp.anchors or j not in pred.depth:
-        return None
-    _, X, _ = inp.anchors[0].points_world()
-    if len(X) < min_points:
+    if j not in pred.depth or len(X) < min_points:
         return None
     uv, z = project_points(inp.K[j], invert_T(T_world_cam), X)
     inside = in_image(uv, inp.size) & (z > 0)
