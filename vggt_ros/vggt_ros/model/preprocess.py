@@ -243,7 +243,5 @@ def preprocess_frames(
     tests and speed trials. min_hw: smallest (Hn, Wn), multiples of 14; smaller inputs are
     white-padded (centred) up to it.
     """
-    _check_mode_size(mode, size)
-    if len(frames_rgb) == 0:
-        raise PreprocessError("at least one frame is required")
+    _check_mode_size(mode, size)  # also for an empty list; assemble_window refuses that one
     return assemble_window([resize_frame(rgb, mode, size) for rgb in frames_rgb], mode, min_hw)
