@@ -106,3 +106,15 @@ def test_sizer_releases_held_frames_at_the_end_of_a_short_stream():
     assert s.push(_g(0, (120, 160))) == [] and s.push(_g(1, (60, 80))) == []
     out = s.flush()
     assert [f.size for f in out] == [(60, 80), (60, 80)]  # a tie: the size seen last wins
+
+
+def test_blank_check_on_a_vga_frame():
+    """is_blank samples about 120 rows: a covered VGA lens (sensor noise only) is blank, a dark scene
+    with texture is not."""
+    from vggt_ros.geometry.image import is_blank
+
+    rng = np.random.default_rng(0)
+    covered = np.clip(8 + rng.normal(0, 1.0, (480, 640, 3)), 0, 255).astype(np.uint8)
+    v, u = np.mgrid[0:480, 0:640]
+    dark = np.repeat((10 + 12 * (((u // 16) + (v // 16)) % 2))[..., None], 3, 2).astype(np.uint8)
+    assert is_blank(covered) and not is_blank(dark)

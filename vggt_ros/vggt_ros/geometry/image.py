@@ -10,5 +10,10 @@ saturated frame). Real scenes, dark ones included, carry sensor noise and textur
 
 
 def is_blank(rgb: np.ndarray, max_std: float = BLANK_STD) -> bool:
-    """True when an (H, W, 3) uint8 image is near-constant: grey-level std (every 2nd pixel) < max_std."""
-    return float(np.asarray(rgb[::2, ::2], dtype=np.float32).mean(axis=2).std()) < max_std
+    """True when an (H, W, 3) uint8 image is near-constant: grey-level std < max_std.
+
+    Sampled on a grid of about 120 rows or more (every 2nd pixel up to 240 px, every 4th at 480 px):
+    enough samples for a std, at a fifth of the cost of every 2nd pixel of a VGA frame.
+    """
+    step = max(2, min(rgb.shape[0], rgb.shape[1]) // 120)
+    return float(np.asarray(rgb[::step, ::step], dtype=np.float32).mean(axis=2).std()) < max_std

@@ -52,7 +52,7 @@ def _keyframe_record(k: MapKeyframe) -> dict[str, Any]:
 
 
 def _write(gmap: GlobalMap, d: Path, trajectory: tuple[np.ndarray, np.ndarray] | None) -> None:
-    snap = gmap.snapshot()
+    snap = gmap.snapshot(fresh=True)  # canonical: a loaded map rebuilds the same bits
     write_ply(d / "map.ply", snap.points, snap.colors, snap.confidence, atomic=False)
     ids, stamps, poses = gmap.keyframe_arrays()
     ks = [gmap.keyframes[int(i)] for i in ids]

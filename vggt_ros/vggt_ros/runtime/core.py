@@ -103,6 +103,8 @@ class PipelineLike(Protocol):
 
     def reset(self) -> list[Update]: ...
 
+    def map_update(self, stamp_ns: int) -> MapChanged | None: ...
+
 
 MapSaver = Callable[[Path], "SaveMapResult"]
 
@@ -215,7 +217,6 @@ class NodeCore:
         self.camera_frame_seen = ""  # the image's optical frame (metric input composes odom -> it)
         self._metric_lock = threading.Lock()
         self._metric_pending: list[tuple[str, int, Any]] = []  # (kind, stamp, payload) for the worker
-        self._pending_map: MapChanged | None = None
         self._last_map_t: float | None = None
         self._last_diag_t: float | None = None
         self._data_t = 0.0  # latest stamp seen (s): the sync mode's clock
@@ -349,7 +350,6 @@ class NodeCore:
         self._handle(refused)
         with self._state_lock:
             self._path.clear()
-            self._pending_map = None
             self._last_map_t = None
             self._last_diag_t = None
             self._data_t = 0.0
@@ -442,9 +442,6 @@ class NodeCore:
                     pubs.append(Publication("keyframes", u.stamp_ns, KeyframeOut(
                         map_frame, u, float(ws.residual_rms) if ws else float("nan"),
                         int(ws.num_inliers) if ws else 0), map_frame))
-                elif isinstance(u, MapChanged):
-                    self._pending_map = u
-                    self.map_points = int(len(u.points))
                 elif isinstance(u, WindowStats):
                     pubs.append(self._stats_publication(u, now))
                 elif isinstance(u, FrameRefused):
@@ -519,12 +516,16 @@ class NodeCore:
         t = self._clock_s()
         pubs: list[Publication] = []
         with self._state_lock:
-            m = self._pending_map
-            if m is not None and (force or self._last_map_t is None
-                                  or t - self._last_map_t >= self.params["map_publish_period"]):
+            last = self._last_map_t
+            due = force or last is None or t - last >= self.params["map_publish_period"]
+        if due:
+            with self._pipeline_lock:  # the fused map is pulled when due: fusing it is the costly part
+                m = self.pipeline.map_update(int(self._last_stamp or 0))
+            if m is not None:
+                with self._state_lock:
+                    self.map_points = int(len(m.points))
+                    self._last_map_t = t
                 pubs.append(Publication("map", m.stamp_ns, m, self.params["map_frame"]))
-                self._pending_map = None
-                self._last_map_t = t
         if force or self._last_diag_t is None or t - self._last_diag_t >= self.params["diagnostics_period"]:
             self._last_diag_t = t
             stamp = self._last_stamp or 0

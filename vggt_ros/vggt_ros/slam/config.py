@@ -202,7 +202,8 @@ class PipelineConfig:
         enter the map (VGGT confidence is >= 1 by its 1 + exp(x) activation).
     use_camera_intrinsics: when a Frame carries K, use it (else VGGT's predicted K).
     cloud_stride: pixel stride of the per-window cloud. map_every: emit MapChanged every n
-        windows that added keyframes (the fused snapshot is the most expensive output).
+        windows that added keyframes (the fused snapshot is the most expensive output); 0: never
+        by itself, the caller pulls Pipeline.map_update when it publishes (the runtime does).
     emit_depth: emit DepthFrame updates.
     fuse_anchor_depth: average each anchor's depth re-predicted by later windows into the keyframe
         (Keyframe.fuse_depth); every stitcher gets it, so the comparison stays fair.

@@ -1,15 +1,19 @@
-"""GlobalMap: coloured points stored per keyframe (camera frame), fused into a voxel grid on demand.
+"""GlobalMap: coloured points stored per keyframe (camera frame), fused into a voxel grid.
 
 Points are stored in each keyframe's optical camera frame together with the keyframe's pose
 T_map_cam, so correcting a keyframe pose later moves its points. The fused output is a voxel
-grid in the map frame (first keyframe's BODY frame): confidence-weighted mean position and
-colour per voxel, maximum confidence.
+grid in the map frame (first keyframe's BODY frame): confidence-weighted mean position, colour
+and confidence per voxel. The grid (slam.voxel_grid) is built on the first snapshot and then kept
+up to date keyframe by keyframe (a new keyframe, refined points, thinning, a pose correction cost
+O(the points that changed)), so a snapshot costs O(voxels), not a sort of the whole map.
+`snapshot(fresh=True)` rebuilds it from the keyframes in id order (what save and load do: a loaded
+map's snapshot is bit-identical to the saved one).
 
 Memory cap: `max_bytes` covers the stored points (19 B each: xyz f32, rgb u8, conf f32), the
-cached fused snapshot (at most as many points as stored) and the keyframe records. Stored
-points are held to half the cap: when a new keyframe would exceed it, every keyframe's cloud
-is thinned to an equal share (highest-confidence points kept), so the map stays under the cap
-for any sequence length, at the price of sparser old keyframes.
+fused grid and its cached snapshot, and the keyframe records. Stored points are held to half the
+cap, and less when the fused part needs more than the other half: when a new keyframe would
+exceed it, every keyframe's cloud is thinned to an equal share (highest-confidence points kept),
+so the map stays under the cap for any sequence length, at the price of sparser old keyframes.
 
 Persistence lives in `io.map_store` (the SLAM core never writes files).
 """
@@ -20,9 +24,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggt_ros.geometry.se3 import apply_T
+from vggt_ros.slam.voxel_grid import VoxelGrid
 
 _BYTES_PER_POINT = 12 + 3 + 4
+
+
+def to_map(T_map_cam: np.ndarray, points_cam: np.ndarray) -> np.ndarray:
+    """Points (N,3) camera frame -> (N,3) float32 map frame, element by element in float64 (no BLAS):
+    a point's result does not depend on the array it is in, so the grid can remove exactly what it
+    added from any subset of a keyframe's points."""
+    T = np.asarray(T_map_cam, dtype=np.float64)
+    p = np.asarray(points_cam, dtype=np.float64)
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    out = np.empty((len(p), 3), np.float32)
+    for i in range(3):
+        out[:, i] = T[i, 0] * x + T[i, 1] * y + T[i, 2] * z + T[i, 3]
+    return out
 
 
 @dataclass
@@ -70,14 +87,26 @@ class GlobalMap:
         median point distance (slam.config.MapConfig.voxel_size_rel)."""
         if max_bytes <= 0 or points_per_keyframe <= 0:
             raise ValueError("max_bytes and points_per_keyframe must be > 0")
-        self.voxel_size = voxel_size
+        self._voxel_size = voxel_size
         self.voxel_size_rel = float(voxel_size_rel)
         self.max_bytes = int(max_bytes)
         self.points_per_keyframe = int(points_per_keyframe)
         self.keyframes: dict[int, MapKeyframe] = {}
+        self._grid: VoxelGrid | None = None  # built by the first snapshot, then kept up to date
         self._snapshot: MapSnapshot | None = None
         self.peak_bytes = 0
         self.thinning_events = 0
+
+    @property
+    def voxel_size(self) -> float | None:
+        return self._voxel_size
+
+    @voxel_size.setter
+    def voxel_size(self, value: float | None) -> None:
+        """A new voxel edge (e.g. the map rescaled to metres) drops the grid: rebuilt on the next snapshot."""
+        self._voxel_size = value
+        self._grid = None
+        self._snapshot = None
 
     # --- content ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -88,10 +117,13 @@ class GlobalMap:
         return sum(len(k.points_cam) for k in self.keyframes.values())
 
     def nbytes(self) -> int:
-        n = sum(k.nbytes() for k in self.keyframes.values())
-        if self._snapshot is not None:
-            n += len(self._snapshot) * _BYTES_PER_POINT
-        return n
+        return sum(k.nbytes() for k in self.keyframes.values()) + self._fused_bytes()
+
+    def _fused_bytes(self) -> int:
+        """The grid and its snapshot (counted while the grid exists, made or not)."""
+        if self._grid is not None:
+            return self._grid.nbytes() + self._grid.num_voxels * _BYTES_PER_POINT
+        return len(self._snapshot) * _BYTES_PER_POINT if self._snapshot is not None else 0
 
     def note_peak(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
@@ -135,7 +167,7 @@ class GlobalMap:
         )
         self._thin(kf, self.points_per_keyframe)
         self.keyframes[kf.keyframe_id] = kf
-        self._snapshot = None
+        self._grid_add(kf, +1)
         self._enforce_cap()
         self.note_peak()
 
@@ -145,10 +177,11 @@ class GlobalMap:
         scale_ratio multiplies the keyframe's points in its camera frame (a Sim(3) correction's scale).
         """
         kf = self.keyframes[keyframe_id]
+        self._grid_add(kf, -1)
         kf.T_map_cam = np.array(T_map_cam, dtype=np.float64)
         if scale_ratio != 1.0:
             kf.points_cam = (kf.points_cam * np.float32(scale_ratio)).astype(np.float32)
-        self._snapshot = None
+        self._grid_add(kf, +1)
 
     def replace_points(
         self, keyframe_id: int, points_cam: np.ndarray, colors: np.ndarray, confidence: np.ndarray
@@ -164,30 +197,59 @@ class GlobalMap:
             if self.thinning_events
             else self.points_per_keyframe
         )
+        self._grid_add(kf, -1)
         kf.points_cam, kf.colors, kf.confidence = pts[ok], col[ok], conf[ok]
         self._thin(kf, budget)
-        self._snapshot = None
+        self._grid_add(kf, +1)
         self._enforce_cap()
         self.note_peak()
 
+    def _grid_add(self, kf: MapKeyframe, sign: int) -> None:
+        """Add (+1) or remove (-1) a keyframe's points to/from the grid (when it exists)."""
+        self._snapshot = None
+        if self._grid is not None:
+            self._grid.add(to_map(kf.T_map_cam, kf.points_cam), kf.colors, kf.confidence, sign)
+
     @staticmethod
-    def _thin(kf: MapKeyframe, budget: int) -> bool:
+    def _thin(kf: MapKeyframe, budget: int) -> MapSnapshot | None:
+        """Keep the `budget` highest-confidence points; returns the dropped ones in the map frame (for
+        the grid) or None when nothing was dropped."""
         if len(kf.points_cam) <= budget:
-            return False
-        keep = np.sort(np.argsort(-kf.confidence, kind="stable")[: max(0, budget)])
+            return None
+        order = np.argsort(-kf.confidence, kind="stable")
+        drop = np.sort(order[max(0, budget) :])
+        dropped = MapSnapshot(to_map(kf.T_map_cam, kf.points_cam[drop]), kf.colors[drop], kf.confidence[drop])
+        keep = np.sort(order[: max(0, budget)])
         kf.points_cam, kf.colors, kf.confidence = kf.points_cam[keep], kf.colors[keep], kf.confidence[keep]
-        return True
+        return dropped
 
     def _enforce_cap(self) -> None:
-        """Hold stored points to half the cap (the snapshot may take the other half)."""
-        budget_bytes = self.max_bytes // 2 - 256 * len(self.keyframes)
-        max_points = max(0, budget_bytes // _BYTES_PER_POINT)
-        if self.num_points_stored <= max_points:
-            return
-        share = max_points // max(1, len(self.keyframes))
-        for kf in self.keyframes.values():
-            self._thin(kf, share)
-        self.thinning_events += 1
+        """Hold stored points to half the cap, less when the fused grid needs more than the other half.
+
+        The grid shrinks with the points it fuses, about in proportion, so the budget gives each stored
+        point its share of the grid's bytes as measured now (up to three passes refine it). Thinning
+        goes to 90 % of the budget, so the next keyframes add without thinning every keyframe again;
+        the grid loses the dropped points in one removal."""
+        records = 256 * len(self.keyframes)
+        for _ in range(3):
+            stored = self.num_points_stored
+            per_point = _BYTES_PER_POINT + self._fused_bytes() / max(1, stored)
+            half = (self.max_bytes // 2 - records) / _BYTES_PER_POINT
+            max_points = int(max(0, min(half, (self.max_bytes - records) / per_point)))
+            if stored <= max_points:
+                return
+            share = int(0.9 * max_points) // max(1, len(self.keyframes))
+            dropped = [d for kf in self.keyframes.values() if (d := self._thin(kf, share)) is not None]
+            self.thinning_events += 1
+            self._snapshot = None
+            if self._grid is not None and dropped:
+                self._grid.add(
+                    np.concatenate([d.points for d in dropped]),
+                    np.concatenate([d.colors for d in dropped]),
+                    np.concatenate([d.confidence for d in dropped]),
+                    -1,
+                )
+                self._grid.compact()
 
     # --- output -------------------------------------------------------------------------------
     def points_map(self) -> MapSnapshot:
@@ -196,22 +258,31 @@ class GlobalMap:
             return MapSnapshot(
                 np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), np.zeros(0, np.float32)
             )
-        pts = [apply_T(k.T_map_cam, k.points_cam).astype(np.float32) for k in self.keyframes.values()]
+        pts = [to_map(k.T_map_cam, k.points_cam) for k in self.keyframes.values()]
         return MapSnapshot(
             np.concatenate(pts),
             np.concatenate([k.colors for k in self.keyframes.values()]),
             np.concatenate([k.confidence for k in self.keyframes.values()]),
         )
 
-    def snapshot(self) -> MapSnapshot:
-        """Fused voxel grid (map frame), cached until the map changes."""
+    def snapshot(self, fresh: bool = False) -> MapSnapshot:
+        """Fused voxel grid (map frame), cached until the map changes. fresh: rebuild the grid from the
+        keyframes in id order first (canonical: save and load give bit-identical snapshots)."""
+        if fresh:
+            self._grid = None
+            self._snapshot = None
         if self._snapshot is not None:
             return self._snapshot
-        raw = self.points_map()
-        if len(raw) == 0 or not self.voxel_size:
-            self._snapshot = raw
+        if not self.voxel_size:
+            self._snapshot = self.points_map()
         else:
-            self._snapshot = voxel_fuse(raw, float(self.voxel_size))
+            if self._grid is None:
+                self._grid = VoxelGrid(float(self.voxel_size))
+                for k in sorted(self.keyframes):
+                    self._grid_add(self.keyframes[k], +1)
+                self._enforce_cap()
+            assert self._grid is not None
+            self._snapshot = MapSnapshot(*self._grid.fused())
         self.note_peak()
         return self._snapshot
 
@@ -228,20 +299,8 @@ class GlobalMap:
 
 
 def voxel_fuse(raw: MapSnapshot, voxel: float) -> MapSnapshot:
-    """Confidence-weighted mean per voxel of edge `voxel` (position, colour), max confidence."""
-    keys = np.floor(raw.points / voxel).astype(np.int64)
-    keys -= keys.min(0)
-    ext = keys.max(0) + 1
-    flat = (keys[:, 0] * ext[1] + keys[:, 1]) * ext[2] + keys[:, 2]  # fits int64 for any sane extent
-    _, inv = np.unique(flat, return_inverse=True)
-    inv = inv.reshape(-1)
-    n = int(inv.max()) + 1
-    w = np.maximum(raw.confidence.astype(np.float64), 1e-6)
-    sw = np.bincount(inv, w, n)
-    pts = np.stack([np.bincount(inv, w * raw.points[:, i], n) for i in range(3)], 1) / sw[:, None]
-    col = np.stack([np.bincount(inv, w * raw.colors[:, i], n) for i in range(3)], 1) / sw[:, None]
-    conf = np.full(n, -np.inf)
-    np.maximum.at(conf, inv, raw.confidence.astype(np.float64))
-    return MapSnapshot(
-        pts.astype(np.float32), np.clip(np.rint(col), 0, 255).astype(np.uint8), conf.astype(np.float32)
-    )
+    """Points fused at once: confidence-weighted mean per voxel of edge `voxel` (position, colour,
+    confidence), as GlobalMap's grid keeps them."""
+    grid = VoxelGrid(voxel)
+    grid.add(raw.points, raw.colors, raw.confidence)
+    return MapSnapshot(*grid.fused())

@@ -84,6 +84,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class _LastPosed:
+    """The newest posed camera with valid depth: T_world_cam (4,4), its NaN-masked depth (H,W) in world
+    units at the time it was posed, and the world scale applied since. The median depth (a continuity
+    guess for a new segment) is only needed after a break, so it is computed then, not per frame."""
+
+    T_world_cam: np.ndarray
+    depth: np.ndarray
+    scale: float = 1.0
+
+    def median_depth(self) -> float:
+        return float(np.median(self.depth[np.isfinite(self.depth)])) * self.scale
+
+
+@dataclass
 class PipelineCounters:
     """Bookkeeping. frames_in = accepted + sum(refused); accepted = emitted + sum(dropped) + pending."""
 
@@ -170,10 +184,11 @@ class Pipeline:
         self._next_window = 0
         self._skip: list[str] = []
         self._maps_pending = 0
+        self._map_dirty = False
         self._stamps: list[int] = []
         self._poses: list[np.ndarray] = []
         self._frame_ref: list[int] = []  # keyframe each emitted pose is attached to (pose-graph moves)
-        self._last_posed: tuple[np.ndarray, float] | None = None  # T_world_cam, median depth
+        self._last_posed: _LastPosed | None = None
         return out
 
     @property
@@ -284,7 +299,7 @@ class Pipeline:
         if not pending:
             return []
         t_start = time.perf_counter()
-        last_pose = self._last_posed[0] if self._last_posed is not None else None
+        last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
         anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
         w = _Window(window_id, pending, anchors)
         if self._skip:
@@ -439,8 +454,8 @@ class Pipeline:
             poses, depth_scale = self._refine_first_window(w, poses)
         origin = Sim3.identity()
         if self._last_posed is not None:  # a new segment continues from the last posed camera
-            T_last, depth_last = self._last_posed
-            origin = Sim3.from_T(T_last, depth_last / float(np.median(d0[valid])))
+            last = self._last_posed
+            origin = Sim3.from_T(last.T_world_cam, last.median_depth() / float(np.median(d0[valid])))
         poses = {j: origin.transform_pose(T) for j, T in poses.items()}
         depth_scale = {j: s * origin.scale for j, s in depth_scale.items()}
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t1
@@ -522,6 +537,7 @@ class Pipeline:
         if self._rescaled:
             out.append(self._trajectory_update(w.stamp_ns))
         if new_kfs or self.loops.changed or self._rescaled:
+            self._map_dirty = True
             out += self._map_update(w.stamp_ns)
         self._rescaled = False
         self.counters.windows_accepted += 1
@@ -672,9 +688,8 @@ class Pipeline:
                         int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, w.K[j].copy()
                     )
                 )
-            valid = depth[np.isfinite(depth)]
-            if valid.size:
-                self._last_posed = (T_wc, float(np.median(valid)))
+            if np.isfinite(depth).any():
+                self._last_posed = _LastPosed(T_wc, depth)
             if is_kf:
                 kf = self._add_keyframe(w, sol, p, j, depth, conf)
                 new_kfs.append(kf)
@@ -747,13 +762,26 @@ class Pipeline:
         return builder.build(w.stamp_ns, w.window_id)
 
     def _map_update(self, stamp: int) -> list[Update]:
+        """The automatic MapChanged of `config.map_every` (0: none, the caller pulls `map_update`)."""
+        if self.config.map_every <= 0:
+            return []
         self._maps_pending += 1
-        if self._maps_pending < max(1, self.config.map_every) and not (self.loops.changed or self._rescaled):
+        if self._maps_pending < self.config.map_every and not (self.loops.changed or self._rescaled):
             return []
         self._maps_pending = 0
+        m = self.map_update(stamp)
+        return [m] if m is not None else []
+
+    def map_update(self, stamp_ns: int) -> MapChanged | None:
+        """The fused map (MapChanged) when keyframes, a loop correction or a rescale changed it since the
+        last one, else None. The fusion is the most expensive output: a runtime that publishes the map
+        every few seconds pulls it then (config.map_every = 0) instead of fusing after every window."""
+        if not self._map_dirty:
+            return None
+        self._map_dirty = False
         self.loops.changed = False
         snap = self.global_map.snapshot()
-        return [MapChanged(stamp, snap.points, snap.colors, snap.confidence, len(self.global_map))]
+        return MapChanged(stamp_ns, snap.points, snap.colors, snap.confidence, len(self.global_map))
 
     # --- loops ------------------------------------------------------------------------------------
     def _close_loops(self, w: _Window, new_kfs: list[Keyframe]) -> list[Update]:
@@ -787,9 +815,9 @@ class Pipeline:
         last_kf = self.keyframes.last_in_segment(self.tracking.segment_id)
         C_last = corrections.get(last_kf.keyframe_id) if last_kf is not None else None
         if self._last_posed is not None and C_last is not None:
-            self._last_posed = (
-                C_last.transform_pose(self._last_posed[0]),
-                self._last_posed[1] * C_last.scale,
+            last = self._last_posed
+            self._last_posed = _LastPosed(
+                C_last.transform_pose(last.T_world_cam), last.depth, last.scale * C_last.scale
             )
 
     def _trajectory_update(self, stamp: int) -> Update:

@@ -1,0 +1,151 @@
+"""VoxelGrid: the global map's fused voxel grid, kept up to date point set by point set.
+
+Fusing the whole map from scratch sorts every stored point (seconds at millions of points), so a
+runtime that did it after every window fell behind after a minute or two of mapping. The grid keeps
+per occupied voxel running sums (confidence weight, weighted position, weighted colour, weighted
+confidence, point count); adding or removing a keyframe's points costs O(its points) and the fused
+output costs O(voxels). Removal subtracts exactly the contributions that were added (the caller
+recomputes them from the same stored points and pose); a voxel whose count returns to zero is reset
+to exact zeros, so no residue of removed points remains.
+
+Voxel keys pack (kx, ky, kz) = floor(p / voxel) into one int64 with 21 bits per axis: points farther
+than 2^20 voxels (10^4 x the first keyframe's median depth at the default voxel size) from the map
+origin are not fused (counted in `dropped`). Lookup: a large sorted index plus a small sorted one for
+new voxels, merged when the small one grows past 1/16 of the large one (amortised O(1) per voxel).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_BITS = 21
+_HALF = 1 << (_BITS - 1)
+_MIN_DELTA = 4096
+SLOT_BYTES = 8 * 8 + 4 + 8 + 16  # sums (w, w*xyz, w*rgb, w*conf) f64, count, key; index (key + slot)
+
+
+def voxel_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N,3) -> (packed int64 keys (M,), indices (M,) of the points inside the key range)."""
+    k = np.floor(np.asarray(points) / voxel)  # in the points' dtype, as a fusion from scratch
+    ok = np.flatnonzero(np.all(np.abs(k) < _HALF, axis=1))
+    ki = k[ok].astype(np.int64) + _HALF
+    return (ki[:, 0] << (2 * _BITS)) | (ki[:, 1] << _BITS) | ki[:, 2], ok
+
+
+class VoxelGrid:
+    """Running per-voxel sums of edge `voxel` (map frame); `fused()` gives the confidence-weighted mean
+    position and colour per occupied voxel and the confidence-weighted mean confidence."""
+
+    def __init__(self, voxel: float) -> None:
+        if not voxel > 0:
+            raise ValueError(f"voxel must be > 0, got {voxel}")
+        self.voxel = float(voxel)
+        self._main_k = np.zeros(0, np.int64)
+        self._main_s = np.zeros(0, np.int64)
+        self._delta_k = np.zeros(0, np.int64)
+        self._delta_s = np.zeros(0, np.int64)
+        self._sums = np.zeros((0, 8))  # per slot: w, w*x, w*y, w*z, w*r, w*g, w*b, w*conf
+        self._n = np.zeros(0, np.int32)
+        self._key = np.zeros(0, np.int64)
+        self._used = 0
+        self.num_voxels = 0  # occupied voxels
+        self.dropped = 0
+
+    def nbytes(self) -> int:
+        return int(len(self._n)) * SLOT_BYTES
+
+    def add(self, points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, sign: int = 1) -> None:
+        """Add (sign +1) or remove (sign -1) points (N,3) map frame, colors (N,3) uint8, confidence (N,).
+        A removal must repeat the values of an earlier addition."""
+        keys, ok = voxel_keys(points, self.voxel)
+        if sign > 0:
+            self.dropped += len(points) - len(ok)
+        if not len(ok):
+            return
+        order = np.argsort(keys, kind="stable")  # points grouped by voxel, in input order within one
+        ks = keys[order]
+        starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+        idx = ok[order]
+        conf = np.asarray(confidence, np.float64)[idx]
+        v = np.empty((len(idx), 8))
+        v[:, 0] = np.maximum(conf, 1e-6)
+        v[:, 1:4] = np.asarray(points, np.float64)[idx] * v[:, :1]
+        v[:, 4:7] = np.asarray(colors, np.float64)[idx] * v[:, :1]
+        v[:, 7] = conf * v[:, 0]
+        slots = self._slots(ks[starts], create=sign > 0)
+        if sign < 0 and np.any(slots < 0):
+            raise ValueError("removing points that were never added")
+        s = 1 if sign > 0 else -1
+        self._sums[slots] += s * np.add.reduceat(v, starts, axis=0)
+        was = self._n[slots] > 0
+        self._n[slots] += s * np.diff(np.append(starts, len(ks))).astype(np.int32)
+        now = self._n[slots] > 0
+        self.num_voxels += int(np.count_nonzero(now & ~was)) - int(np.count_nonzero(was & ~now))
+        empty = slots[~now]
+        if len(empty):  # every point of these voxels is gone: exact zeros, no float residue
+            self._sums[empty] = 0.0
+            self._n[empty] = 0
+            if self._used > 4 * _MIN_DELTA and self.num_voxels < self._used // 2:
+                self.compact()
+
+    def fused(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(points (V,3) float32, colors (V,3) uint8, confidence (V,) float32) of the occupied voxels."""
+        a = self._sums[np.flatnonzero(self._n[: self._used] > 0)]
+        w = a[:, :1]
+        pts = (a[:, 1:4] / w).astype(np.float32)
+        col = np.clip(np.rint(a[:, 4:7] / w), 0, 255).astype(np.uint8)
+        return pts, col, (a[:, 7] / a[:, 0]).astype(np.float32)
+
+    # --- index --------------------------------------------------------------------------------
+    def _slots(self, u: np.ndarray, create: bool) -> np.ndarray:
+        """Slots of the sorted unique keys u (M,); -1 for missing ones unless create."""
+        slots = np.full(len(u), -1, np.int64)
+        for keys, sl in ((self._main_k, self._main_s), (self._delta_k, self._delta_s)):
+            miss = np.flatnonzero(slots < 0)
+            if not len(keys) or not len(miss):
+                continue
+            i = np.minimum(np.searchsorted(keys, u[miss]), len(keys) - 1)
+            hit = keys[i] == u[miss]
+            slots[miss[hit]] = sl[i[hit]]
+        new = np.flatnonzero(slots < 0)
+        if create and len(new):
+            slots[new] = self._allocate(len(new))
+            self._key[slots[new]] = u[new]
+            self._insert_delta(u[new], slots[new])
+        return slots
+
+    def _allocate(self, n: int) -> np.ndarray:
+        need = self._used + n
+        if need > len(self._n):
+            cap = max(need, len(self._n) + len(self._n) // 2, 1024)
+            self._sums = np.resize(self._sums, (cap, 8))
+            self._n = np.resize(self._n, cap)
+            self._key = np.resize(self._key, cap)
+        first = self._used
+        self._used = need
+        self._sums[first:need] = 0.0
+        self._n[first:need] = 0
+        return np.arange(first, need, dtype=np.int64)
+
+    def compact(self) -> None:
+        """Drop the empty voxels' slots (after many removals): slots renumbered, index rebuilt, the
+        arrays cut to the occupied voxels (nbytes shrinks)."""
+        live = np.flatnonzero(self._n[: self._used] > 0)
+        self._sums, self._n, self._key = self._sums[live], self._n[live], self._key[live]
+        self._used = len(live)
+        order = np.argsort(self._key)
+        self._main_k, self._main_s = self._key[order], order.astype(np.int64)
+        self._delta_k, self._delta_s = np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+    def _insert_delta(self, keys: np.ndarray, slots: np.ndarray) -> None:
+        k = np.concatenate([self._delta_k, keys])
+        s = np.concatenate([self._delta_s, slots])
+        if len(k) > max(_MIN_DELTA, len(self._main_k) // 16):
+            k = np.concatenate([self._main_k, k])
+            s = np.concatenate([self._main_s, s])
+            order = np.argsort(k)
+            self._main_k, self._main_s = k[order], s[order]
+            self._delta_k, self._delta_s = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        else:
+            order = np.argsort(k)
+            self._delta_k, self._delta_s = k[order], s[order]
