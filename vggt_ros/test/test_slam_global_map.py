@@ -179,6 +179,24 @@ def test_a_new_keyframe_updates_the_grid_with_its_own_points_only(monkeypatch):
     assert seen == [500] and len(s) > len(_map(20, voxel_size=0.05).snapshot())
 
 
+def test_changes_between_snapshots_reach_the_grid_in_one_update(monkeypatch):
+    """An anchor refined in every window costs the grid one removal + one addition per snapshot."""
+    from vggt_ros.slam.voxel_grid import VoxelGrid
+
+    m = _map(20, voxel_size=0.05)
+    m.snapshot()
+    seen: list[int] = []
+    real = VoxelGrid.add
+    monkeypatch.setattr(
+        VoxelGrid, "add", lambda self, p, *a, **k: (seen.append(len(p)), real(self, p, *a, **k))
+    )
+    for r in range(3):
+        m.replace_points(19, *_cloud(400, 50 + r))
+    m.update_pose(18, make_T(rot_z(0.2), [0, 1, 0]))
+    m.snapshot()
+    assert seen == [500 + 400 + 500 + 500]  # kf 18 out and in, kf 19's original out, its last cloud in
+
+
 def test_removing_every_point_leaves_an_empty_grid():
     from vggt_ros.slam.voxel_grid import VoxelGrid
 

@@ -54,6 +54,20 @@ class MapSnapshot:
         return int(len(self.points))
 
 
+@dataclass(frozen=True)
+class _GridPart:
+    """A keyframe's cloud as the grid holds it: the arrays and pose it was added with."""
+
+    T_map_cam: np.ndarray
+    points_cam: np.ndarray
+    colors: np.ndarray
+    confidence: np.ndarray
+
+    @staticmethod
+    def of(kf: MapKeyframe) -> _GridPart:
+        return _GridPart(kf.T_map_cam, kf.points_cam, kf.colors, kf.confidence)
+
+
 @dataclass
 class MapKeyframe:
     """A keyframe as the map keeps it. points_cam (M,3) f32 optical camera frame; colors; conf."""
@@ -93,6 +107,8 @@ class GlobalMap:
         self.points_per_keyframe = int(points_per_keyframe)
         self.keyframes: dict[int, MapKeyframe] = {}
         self._grid: VoxelGrid | None = None  # built by the first snapshot, then kept up to date
+        self._in_grid: dict[int, _GridPart] = {}  # what the grid holds of each keyframe
+        self._dirty: set[int] = set()  # keyframes changed since (points or pose)
         self._snapshot: MapSnapshot | None = None
         self.peak_bytes = 0
         self.thinning_events = 0
@@ -105,8 +121,7 @@ class GlobalMap:
     def voxel_size(self, value: float | None) -> None:
         """A new voxel edge (e.g. the map rescaled to metres) drops the grid: rebuilt on the next snapshot."""
         self._voxel_size = value
-        self._grid = None
-        self._snapshot = None
+        self._drop_grid()
 
     # --- content ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -120,10 +135,16 @@ class GlobalMap:
         return sum(k.nbytes() for k in self.keyframes.values()) + self._fused_bytes()
 
     def _fused_bytes(self) -> int:
-        """The grid and its snapshot (counted while the grid exists, made or not)."""
-        if self._grid is not None:
-            return self._grid.nbytes() + self._grid.num_voxels * _BYTES_PER_POINT
-        return len(self._snapshot) * _BYTES_PER_POINT if self._snapshot is not None else 0
+        """The grid, its snapshot (counted while the grid exists, made or not) and the replaced clouds
+        the grid still holds until its next update."""
+        if self._grid is None:
+            return len(self._snapshot) * _BYTES_PER_POINT if self._snapshot is not None else 0
+        held = sum(
+            len(g.points_cam) * _BYTES_PER_POINT
+            for k in self._dirty
+            if (g := self._in_grid.get(k)) is not None and g.points_cam is not self.keyframes[k].points_cam
+        )
+        return self._grid.nbytes() + self._grid.num_voxels * _BYTES_PER_POINT + held
 
     def note_peak(self) -> None:
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
@@ -167,7 +188,7 @@ class GlobalMap:
         )
         self._thin(kf, self.points_per_keyframe)
         self.keyframes[kf.keyframe_id] = kf
-        self._grid_add(kf, +1)
+        self._changed(kf.keyframe_id)
         self._enforce_cap()
         self.note_peak()
 
@@ -177,11 +198,10 @@ class GlobalMap:
         scale_ratio multiplies the keyframe's points in its camera frame (a Sim(3) correction's scale).
         """
         kf = self.keyframes[keyframe_id]
-        self._grid_add(kf, -1)
         kf.T_map_cam = np.array(T_map_cam, dtype=np.float64)
         if scale_ratio != 1.0:
             kf.points_cam = (kf.points_cam * np.float32(scale_ratio)).astype(np.float32)
-        self._grid_add(kf, +1)
+        self._changed(keyframe_id)
 
     def replace_points(
         self, keyframe_id: int, points_cam: np.ndarray, colors: np.ndarray, confidence: np.ndarray
@@ -197,31 +217,54 @@ class GlobalMap:
             if self.thinning_events
             else self.points_per_keyframe
         )
-        self._grid_add(kf, -1)
         kf.points_cam, kf.colors, kf.confidence = pts[ok], col[ok], conf[ok]
         self._thin(kf, budget)
-        self._grid_add(kf, +1)
+        self._changed(keyframe_id)
         self._enforce_cap()
         self.note_peak()
 
-    def _grid_add(self, kf: MapKeyframe, sign: int) -> None:
-        """Add (+1) or remove (-1) a keyframe's points to/from the grid (when it exists)."""
+    def _changed(self, keyframe_id: int) -> None:
+        """A keyframe's points or pose changed: the grid takes it at the next snapshot (a keyframe
+        refined in every window until then costs the grid one update, not one per window)."""
         self._snapshot = None
         if self._grid is not None:
-            self._grid.add(to_map(kf.T_map_cam, kf.points_cam), kf.colors, kf.confidence, sign)
+            self._dirty.add(keyframe_id)
+
+    def _drop_grid(self) -> None:
+        """Forget the grid (rebuilt at the next snapshot): a new voxel edge, or thinning every keyframe."""
+        self._grid = None
+        self._in_grid.clear()
+        self._dirty.clear()
+        self._snapshot = None
+
+    def _update_grid(self, grid: VoxelGrid) -> None:
+        """Bring the grid up to date in one pass: each changed keyframe's held cloud out, its cloud in."""
+        parts: list[tuple[_GridPart, int]] = []
+        for k in sorted(self._dirty):
+            old = self._in_grid.get(k)
+            if old is not None:
+                parts.append((old, -1))
+            new = _GridPart.of(self.keyframes[k])
+            self._in_grid[k] = new
+            parts.append((new, +1))
+        self._dirty.clear()
+        if parts:
+            pts = [to_map(g.T_map_cam, g.points_cam) for g, _ in parts]
+            grid.add(
+                np.concatenate(pts),
+                np.concatenate([g.colors for g, _ in parts]),
+                np.concatenate([g.confidence for g, _ in parts]),
+                np.concatenate([np.full(len(p), sg, np.int8) for p, (_, sg) in zip(pts, parts)]),
+            )
 
     @staticmethod
-    def _thin(kf: MapKeyframe, budget: int) -> MapSnapshot | None:
-        """Keep the `budget` highest-confidence points; returns the dropped ones in the map frame (for
-        the grid) or None when nothing was dropped."""
+    def _thin(kf: MapKeyframe, budget: int) -> bool:
+        """Keep the `budget` highest-confidence points (new arrays); True when some were dropped."""
         if len(kf.points_cam) <= budget:
-            return None
-        order = np.argsort(-kf.confidence, kind="stable")
-        drop = np.sort(order[max(0, budget) :])
-        dropped = MapSnapshot(to_map(kf.T_map_cam, kf.points_cam[drop]), kf.colors[drop], kf.confidence[drop])
-        keep = np.sort(order[: max(0, budget)])
+            return False
+        keep = np.sort(np.argsort(-kf.confidence, kind="stable")[: max(0, budget)])
         kf.points_cam, kf.colors, kf.confidence = kf.points_cam[keep], kf.colors[keep], kf.confidence[keep]
-        return dropped
+        return True
 
     def _enforce_cap(self) -> None:
         """Hold stored points to half the cap, less when the fused grid needs more than the other half.
@@ -229,7 +272,7 @@ class GlobalMap:
         The grid shrinks with the points it fuses, about in proportion, so the budget gives each stored
         point its share of the grid's bytes as measured now (up to three passes refine it). Thinning
         goes to 90 % of the budget, so the next keyframes add without thinning every keyframe again;
-        the grid loses the dropped points in one removal."""
+        the grid is rebuilt once at the next snapshot."""
         records = 256 * len(self.keyframes)
         for _ in range(3):
             stored = self.num_points_stored
@@ -239,17 +282,10 @@ class GlobalMap:
             if stored <= max_points:
                 return
             share = int(0.9 * max_points) // max(1, len(self.keyframes))
-            dropped = [d for kf in self.keyframes.values() if (d := self._thin(kf, share)) is not None]
+            for kf in self.keyframes.values():
+                self._thin(kf, share)
             self.thinning_events += 1
-            self._snapshot = None
-            if self._grid is not None and dropped:
-                self._grid.add(
-                    np.concatenate([d.points for d in dropped]),
-                    np.concatenate([d.colors for d in dropped]),
-                    np.concatenate([d.confidence for d in dropped]),
-                    -1,
-                )
-                self._grid.compact()
+            self._drop_grid()
 
     # --- output -------------------------------------------------------------------------------
     def points_map(self) -> MapSnapshot:
@@ -269,20 +305,22 @@ class GlobalMap:
         """Fused voxel grid (map frame), cached until the map changes. fresh: rebuild the grid from the
         keyframes in id order first (canonical: save and load give bit-identical snapshots)."""
         if fresh:
-            self._grid = None
-            self._snapshot = None
+            self._drop_grid()
         if self._snapshot is not None:
             return self._snapshot
         if not self.voxel_size:
             self._snapshot = self.points_map()
         else:
-            if self._grid is None:
-                self._grid = VoxelGrid(float(self.voxel_size))
-                for k in sorted(self.keyframes):
-                    self._grid_add(self.keyframes[k], +1)
+            for _ in range(2):  # a new grid may need room: thinning drops it, built again at once
+                if self._grid is None:
+                    self._grid = VoxelGrid(float(self.voxel_size))
+                    self._dirty = set(self.keyframes)
+                grid = self._grid
+                self._update_grid(grid)
                 self._enforce_cap()
-            assert self._grid is not None
-            self._snapshot = MapSnapshot(*self._grid.fused())
+                if self._grid is not None:
+                    break
+            self._snapshot = MapSnapshot(*grid.fused())
         self.note_peak()
         return self._snapshot
 

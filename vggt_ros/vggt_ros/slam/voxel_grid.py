@@ -32,6 +32,12 @@ def voxel_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray
     return (ki[:, 0] << (2 * _BITS)) | (ki[:, 1] << _BITS) | ki[:, 2], ok
 
 
+def _grown(a: np.ndarray, rows: int) -> np.ndarray:
+    out = np.empty((rows,) + a.shape[1:], a.dtype)
+    out[: len(a)] = a
+    return out
+
+
 class VoxelGrid:
     """Running per-voxel sums of edge `voxel` (map frame); `fused()` gives the confidence-weighted mean
     position and colour per occupied voxel and the confidence-weighted mean confidence."""
@@ -54,31 +60,35 @@ class VoxelGrid:
     def nbytes(self) -> int:
         return int(len(self._n)) * SLOT_BYTES
 
-    def add(self, points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, sign: int = 1) -> None:
-        """Add (sign +1) or remove (sign -1) points (N,3) map frame, colors (N,3) uint8, confidence (N,).
-        A removal must repeat the values of an earlier addition."""
+    def add(
+        self, points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, sign: int | np.ndarray = 1
+    ) -> None:
+        """Add (sign +1) or remove (sign -1) points (N,3) map frame, colors (N,3) uint8, confidence (N,);
+        sign may be one per point (N,) to add and remove in one pass. A removal must repeat the values
+        of an earlier addition."""
         keys, ok = voxel_keys(points, self.voxel)
-        if sign > 0:
-            self.dropped += len(points) - len(ok)
+        signs = np.broadcast_to(np.where(np.asarray(sign) < 0, -1, 1), (len(points),))
+        self.dropped += int(np.count_nonzero(signs > 0)) - int(np.count_nonzero(signs[ok] > 0))
         if not len(ok):
             return
         order = np.argsort(keys, kind="stable")  # points grouped by voxel, in input order within one
         ks = keys[order]
         starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
         idx = ok[order]
+        sg = signs[idx].astype(np.float64)
         conf = np.asarray(confidence, np.float64)[idx]
         v = np.empty((len(idx), 8))
-        v[:, 0] = np.maximum(conf, 1e-6)
+        v[:, 0] = np.maximum(conf, 1e-6) * sg
         v[:, 1:4] = np.asarray(points, np.float64)[idx] * v[:, :1]
         v[:, 4:7] = np.asarray(colors, np.float64)[idx] * v[:, :1]
         v[:, 7] = conf * v[:, 0]
-        slots = self._slots(ks[starts], create=sign > 0)
-        if sign < 0 and np.any(slots < 0):
+        gains = np.add.reduceat(np.maximum(sg, 0), starts) > 0
+        slots = self._slots(ks[starts], gains)
+        if np.any(slots < 0):
             raise ValueError("removing points that were never added")
-        s = 1 if sign > 0 else -1
-        self._sums[slots] += s * np.add.reduceat(v, starts, axis=0)
+        self._sums[slots] += np.add.reduceat(v, starts, axis=0)
         was = self._n[slots] > 0
-        self._n[slots] += s * np.diff(np.append(starts, len(ks))).astype(np.int32)
+        self._n[slots] += np.add.reduceat(sg, starts).astype(np.int32)
         now = self._n[slots] > 0
         self.num_voxels += int(np.count_nonzero(now & ~was)) - int(np.count_nonzero(was & ~now))
         empty = slots[~now]
@@ -97,8 +107,9 @@ class VoxelGrid:
         return pts, col, (a[:, 7] / a[:, 0]).astype(np.float32)
 
     # --- index --------------------------------------------------------------------------------
-    def _slots(self, u: np.ndarray, create: bool) -> np.ndarray:
-        """Slots of the sorted unique keys u (M,); -1 for missing ones unless create."""
+    def _slots(self, u: np.ndarray, create: np.ndarray) -> np.ndarray:
+        """Slots of the sorted unique keys u (M,); a missing one is created where create (M,) bool is
+        set, else -1."""
         slots = np.full(len(u), -1, np.int64)
         for keys, sl in ((self._main_k, self._main_s), (self._delta_k, self._delta_s)):
             miss = np.flatnonzero(slots < 0)
@@ -107,8 +118,8 @@ class VoxelGrid:
             i = np.minimum(np.searchsorted(keys, u[miss]), len(keys) - 1)
             hit = keys[i] == u[miss]
             slots[miss[hit]] = sl[i[hit]]
-        new = np.flatnonzero(slots < 0)
-        if create and len(new):
+        new = np.flatnonzero((slots < 0) & create)
+        if len(new):
             slots[new] = self._allocate(len(new))
             self._key[slots[new]] = u[new]
             self._insert_delta(u[new], slots[new])
@@ -118,9 +129,9 @@ class VoxelGrid:
         need = self._used + n
         if need > len(self._n):
             cap = max(need, len(self._n) + len(self._n) // 2, 1024)
-            self._sums = np.resize(self._sums, (cap, 8))
-            self._n = np.resize(self._n, cap)
-            self._key = np.resize(self._key, cap)
+            self._sums = _grown(self._sums, cap)
+            self._n = _grown(self._n, cap)
+            self._key = _grown(self._key, cap)
         first = self._used
         self._used = need
         self._sums[first:need] = 0.0
