@@ -296,3 +296,26 @@ def test_loop_closure_message(tmp_path: Any, builder: MessageBuilder) -> None:
     assert (m.query_keyframe_id, m.match_keyframe_id, m.num_inliers, m.merged_segment) == (40, 2, 120, -1)
     assert m.match_stamp.sec * 10**9 + m.match_stamp.nanosec == STAMP - 10**9
     assert m.correction_m == 0.25 and m.correction_scale == pytest.approx(1.02)
+
+
+def test_path_reuses_pose_messages_and_rebuilds_corrected_ones(builder: MessageBuilder) -> None:
+    """The path grows every window: a pose's PoseStamped is built once; a corrected pose (a new FramePose
+    object) is rebuilt; the values equal a fresh build."""
+    import dataclasses
+
+    poses = [FramePose(1000 + i, i, "cam", make_T(rot_z(0.1 * i), [i, 0, 0]), 0, False) for i in range(50)]
+    first = builder.path(5, poses[:40])
+    moved = dataclasses.replace(poses[10], T_map_cam=make_T(rot_z(1.0), [0, 2, 0]))
+    poses[10] = moved
+    second = builder.path(6, poses)
+    assert all(second.poses[i] is first.poses[i] for i in range(40) if i != 10)
+    assert second.poses[10] is not first.poses[10]
+    fresh = MessageBuilder(RosbagsFamily(), map_frame="map").path(6, poses)
+    for a, b in zip(second.poses, fresh.poses):
+        assert a.header.stamp == b.header.stamp and a.pose.position == b.pose.position
+        assert a.pose.orientation == b.pose.orientation
+    assert second.poses[10].pose.position.y == 2.0
+    more = [FramePose(5000 + i, i, "cam", make_T(np.eye(3), [i, 0, 0]), 0, False) for i in range(150)]
+    builder.path(7, more)
+    builder.path(8, more[-5:])  # poses that left the path are forgotten
+    assert sorted(builder._path_poses) == [p.stamp_ns for p in more[-5:]]

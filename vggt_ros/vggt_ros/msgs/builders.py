@@ -71,6 +71,8 @@ class MessageBuilder:
     def __init__(self, family: MessageFamily, map_frame: str = "map") -> None:
         self.family = family
         self.map_frame = map_frame
+        # path(): each pose's PoseStamped, by stamp, with the FramePose it was built from
+        self._path_poses: dict[int, tuple[FramePose, Any]] = {}
 
     def _msg(self, msgtype: str, **fields: Any) -> Any:
         return self.family.cls(msgtype)(**fields)
@@ -130,12 +132,23 @@ class MessageBuilder:
         )
 
     def path(self, stamp_ns: int, poses: Sequence[FramePose]) -> Any:
-        """nav_msgs/Path of the poses so far (in the given order), frame_id = map."""
-        return self._msg(
-            "nav_msgs/msg/Path",
-            header=self.header(stamp_ns, self.map_frame),
-            poses=[self.pose_stamped(p) for p in poses],
-        )
+        """nav_msgs/Path of the poses so far (in the given order), frame_id = map.
+
+        The path is published after every window and grows with the run (up to PathState.max_len), so
+        each pose's PoseStamped is built once and reused while the same FramePose object is in the path
+        (a pose-graph correction replaces the object: rebuilt); poses that left the path are forgotten.
+        """
+        cache = self._path_poses
+        out = []
+        for p in poses:
+            hit = cache.get(p.stamp_ns)
+            if hit is None or hit[0] is not p:
+                hit = cache[p.stamp_ns] = (p, self.pose_stamped(p))
+            out.append(hit[1])
+        if len(cache) > 2 * len(poses) + 64:
+            keep = {p.stamp_ns for p in poses}
+            self._path_poses = {k: v for k, v in cache.items() if k in keep}
+        return self._msg("nav_msgs/msg/Path", header=self.header(stamp_ns, self.map_frame), poses=out)
 
     def odometry(self, stamp_ns: int, T_map_cam: np.ndarray, child_frame_id: str) -> Any:
         """nav_msgs/Odometry: header map, child = camera optical frame, pose = T_map_cam (4, 4).
