@@ -193,7 +193,8 @@ def run_once(params: Params, bag: Path, out: Path, K: np.ndarray, store: Store,
 
 def time_preprocess(store: dict[tuple[int, ...], WindowPrediction], bag: Path) -> float:
     """VGGTPredictor's preprocessing of every window's frames (anchors included), as on the real path:
-    its FramePreprocessor, whose per-frame cache resizes an anchor once."""
+    its FramePreprocessor, whose per-frame cache resizes an anchor once, into a uint8 window (the
+    conversion to float runs on the network's device, model.preprocess.to_unit_float)."""
     from vggt_ros.model.predictor import FramePreprocessor, PredictorConfig
 
     cfg = PredictorConfig()

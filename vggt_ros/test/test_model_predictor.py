@@ -18,7 +18,7 @@ from vggt_ros.model.predictor import (
     select_device,
     select_dtype,
 )
-from vggt_ros.model.preprocess import preprocess_frames
+from vggt_ros.model.preprocess import preprocess_frames, to_unit_float
 from vggt_ros.model.vggt import VGGT, VGGTConfig
 from vggt_ros.model.weights import ModelSource, WeightsFileError
 from vggt_ros.types import Frame, Predictor
@@ -253,9 +253,10 @@ def test_frame_preprocessor_matches_preprocess_frames_and_resizes_each_frame_onc
     for w in windows:
         images, maps, keys = prep(w, (28, 28))
         ref, ref_maps = preprocess_frames([f.rgb for f in w], "crop", SIZE, (28, 28))
-        assert torch.equal(images, ref) and maps == ref_maps and len(set(keys)) == len(w)
+        assert images.dtype == torch.uint8 and torch.equal(to_unit_float(images), ref)
+        assert maps == ref_maps and len(set(keys)) == len(w)
     assert (prep.cache.misses, prep.cache.hits) == (8, 2)
     other = Frame(frames[0].stamp_ns, frames[0].rgb[::-1].copy(), frames[0].K, frames[0].frame_id)
     images, _, _ = prep([other], (28, 28))
     assert prep.cache.misses == 9
-    assert torch.equal(images, preprocess_frames([other.rgb], "crop", SIZE, (28, 28))[0])
+    assert torch.equal(to_unit_float(images), preprocess_frames([other.rgb], "crop", SIZE, (28, 28))[0])

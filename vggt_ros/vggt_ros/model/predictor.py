@@ -39,7 +39,15 @@ import torch
 from ..geometry.pose_encoding import pose_encoding_to_extri_intri
 from ..types import Frame, WindowPrediction
 from .descriptors import token_descriptors
-from .preprocess import PATCH, PreprocessMap, ResizedFrame, assemble_window, network_hw, resize_frame
+from .preprocess import (
+    PATCH,
+    PreprocessMap,
+    ResizedFrame,
+    assemble_window,
+    network_hw,
+    resize_frame,
+    to_unit_float,
+)
 from .vggt import VGGT, VGGTConfig, autocast_dtype
 from .weights import LoadReport, ModelSource, load_weights
 
@@ -157,7 +165,8 @@ class FramePreprocessor:
     def __call__(
         self, frames: Sequence[Frame], min_hw: tuple[int, int] = (0, 0)
     ) -> tuple[torch.Tensor, list[PreprocessMap], list[tuple]]:
-        """frames -> (images [S, 3, Hn, Wn] float32 in [0, 1], maps, frame_key of each frame)."""
+        """frames -> (images [S, 3, Hn, Wn] uint8 (to_unit_float makes the network input), maps,
+        frame_key of each frame)."""
         keys = [frame_key(f) for f in frames]
         resized = []
         for f, k in zip(frames, keys):
@@ -340,7 +349,7 @@ class VGGTPredictor:
         )
         with torch.inference_mode(), amp:
             out, patch_tokens = model.infer(
-                images.to(dev)[None],
+                to_unit_float(images, dev)[None],
                 query_points=torch.from_numpy(q_net.astype(np.float32)).to(dev)[None] if len(q) else None,
                 depth_frames=depth_idx or None,
                 heads=heads,
