@@ -149,15 +149,19 @@ Store = dict[tuple[int, ...], WindowPrediction]
 
 
 def run_once(params: Params, bag: Path, out: Path, K: np.ndarray, store: Store,
-             preprocess: bool) -> tuple[dict[str, float], int]:
-    """One timed replay; returns seconds by stage and the number of frames published."""
+             preprocess: bool, blocks: list[list[float]]) -> tuple[dict[str, float], int]:
+    """One timed replay; returns seconds by stage and the number of frames published; appends each
+    frame's decode + submit seconds (node and bag writing, no bag read) to `blocks`."""
     sw = Stopwatch()
     pred = ReplayedPredictorDouble(store)
     pred.predict = sw.wrap("predictor double (copy)", pred.predict)  # type: ignore[method-assign]
     pipeline = make_pipeline(params, pred)
     # the runtime pulls the fused map when it publishes it (map_every 0): the grid update and the fused
     # output run there, outside push
-    pipeline.map_update = sw.wrap("voxel map (fuse)", pipeline.map_update)  # type: ignore[method-assign]
+    if hasattr(pipeline, "map_update"):
+        pipeline.map_update = sw.wrap("voxel map (fuse)", pipeline.map_update)  # type: ignore[method-assign]
+    else:  # an older version (for side-by-side runs): the fusion ran inside push
+        pipeline.global_map.snapshot = sw.wrap("voxel map (in push)", pipeline.global_map.snapshot)
     builder = MessageBuilder(RosbagsFamily(), params["map_frame"])
     t_all = time.perf_counter()
     with BagWriter(out, overwrite=True) as writer:
@@ -173,6 +177,7 @@ def run_once(params: Params, bag: Path, out: Path, K: np.ndarray, store: Store,
         core.pipeline.flush = sw.wrap("slam core (push)", pipeline.flush)  # type: ignore[method-assign]
         submit = sw.wrap("runtime total (submit)", core.submit)
         it = iter(read_messages(bag, [IMAGE_TOPIC]))
+        per_frame: list[float] = []
         while True:
             t0 = time.perf_counter()
             m = next(it, None)
@@ -183,11 +188,13 @@ def run_once(params: Params, bag: Path, out: Path, K: np.ndarray, store: Store,
             frame = image_to_frame(m.message, lambda hw: K)
             sw.total["decode (Image -> Frame)"] += time.perf_counter() - t0
             submit(frame)
+            per_frame.append(time.perf_counter() - t0)
         sw.wrap("runtime total (submit)", core.finish)()
     total = time.perf_counter() - t_all
     stages = dict(sw.total)
     if preprocess:
         stages["preprocess 518x392 (VGGT input)"] = time_preprocess(store, bag)
+    blocks.append(per_frame)
     return _derive(stages, total), core.frames_processed
 
 
@@ -224,7 +231,8 @@ def _derive(st: dict[str, float], total: float) -> dict[str, float]:
     out["decode (Image -> Frame)"] = st.get("decode (Image -> Frame)", 0.0)
     if "preprocess 518x392 (VGGT input)" in st:
         out["preprocess 518x392 (VGGT input)"] = st["preprocess 518x392 (VGGT input)"]
-    out["slam: stitch, keyframes, emit"] = slam - pred
+    out["slam: stitch, keyframes, emit"] = slam - pred - st.get("voxel map (in push)", 0.0)
+    vox += st.get("voxel map (in push)", 0.0)
     out["slam: voxel map (grid update + fused map, pulled)"] = vox
     groups = {"depth_image": "msg: depth image", "camera_info": "msg: camera_info",
               "point_cloud": "msg: PointCloud2 (window + map)", "odometry": "msg: TF/odometry/path",
@@ -237,7 +245,8 @@ def _derive(st: dict[str, float], total: float) -> dict[str, float]:
     out["msg: CDR serialise"] = cdr
     out["bag write (mcap + zstd, replay only)"] = write
     out["runtime: updates -> publications"] = (
-        st.get("runtime total (submit)", 0.0) - slam - vox - msg_total - write - cdr
+        st.get("runtime total (submit)", 0.0) - slam - st.get("voxel map (fuse)", 0.0)
+        - msg_total - write - cdr
     )
     out["(excluded) predictor double"] = pred
     node = total - pred + st.get("preprocess 518x392 (VGGT input)", 0.0)
@@ -254,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-preprocess", action="store_true", help="skip timing VGGT's preprocessing")
     ap.add_argument("--profile", type=int, default=0, help="print the top N cProfile entries of one run")
+    ap.add_argument("--block", type=int, default=0,
+                    help="also print the per-frame cost by block of this many frames (a long run's growth)")
     args = ap.parse_args(argv)
 
     params = Params()
@@ -268,14 +279,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"setup (render + record the simulated predictor, untimed): {time.perf_counter() - t0:.1f} s; "
               f"{args.frames} frames {args.width}x{args.height}, {len(store)} windows")
         runs: list[dict[str, float]] = []
+        per_frame: list[list[float]] = []
         n_out = 0
         for r in range(args.repeats):
-            st, n_out = run_once(params, bag, Path(tmp) / f"out{r}.mcap", K, store, not args.no_preprocess)
+            st, n_out = run_once(params, bag, Path(tmp) / f"out{r}.mcap", K, store, not args.no_preprocess,
+                                 per_frame)
             runs.append(st)
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
-            run_once(params, bag, Path(tmp) / "prof.mcap", K, store, False)
+            run_once(params, bag, Path(tmp) / "prof.mcap", K, store, False, [])
             prof.disable()
             pstats.Stats(prof).sort_stats(os.environ.get("PROF_SORT", "tottime")).print_stats(args.profile)
     n = args.frames
@@ -285,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in runs[0]:
         vals = [1e3 * r[name] / n for r in runs]
         print(f"| {name} | {statistics.median(vals):.2f} | {min(vals):.2f}-{max(vals):.2f} |")
+    if args.block and n >= 2 * args.block:  # does the cost grow with the run (map, path)?
+        starts = range(0, n - args.block + 1, args.block)
+        means = [[1e3 * float(np.mean(f[b : b + args.block])) for b in starts] for f in per_frame]
+        med = [statistics.median(m[i] for m in means) for i in range(len(means[0]))]
+        print(f"\nnode + bag writing, mean ms per frame by block of {args.block} frames "
+              "(median over repeats): " + ", ".join(f"{x:.1f}" for x in med))
     tot = statistics.median(r[TOTAL_LIVE] for r in runs)
     print(f"\nlive node, frames/s (CPU path only): {n / tot:.1f}; target <= 15 ms per frame: "
           f"{'met' if 1e3 * tot / n <= 15 else 'NOT met'} ({1e3 * tot / n:.1f} ms)")
