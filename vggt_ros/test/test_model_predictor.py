@@ -106,8 +106,13 @@ def test_outputs_are_the_network_outputs_mapped(tiny_model: VGGT) -> None:
     m = maps[1]
     with torch.inference_mode():
         q_net = torch.tensor(maps[0].orig_to_net(q), dtype=torch.float32)[None]
-        ref, _ = tiny_model.infer(images[None], query_points=q_net, depth_frames=[1],
-                                  heads={"camera", "depth", "track"}, precision=None)
+        ref, _ = tiny_model.infer(
+            images[None],
+            query_points=q_net,
+            depth_frames=[1],
+            heads={"camera", "depth", "track"},
+            precision=None,
+        )
     pe = ref["pose_enc"][0].double().numpy()
     fov_w = pe[1, 8]
     fx_net = (m.net_hw[1] / 2) / math.tan(fov_w / 2)
@@ -138,8 +143,14 @@ def test_postprocess_conventions_with_known_tensors(tiny_model: VGGT) -> None:
     conf = np.full((1, 1, hn, wn), 3.0, np.float32)
     track = np.zeros((1, 2, 1, 2), np.float32)
     track[0, :, 0] = [[56.0, 42.0], [60.0, 40.0]]
-    out = {"pose_enc": pose, "depth": depth, "depth_conf": conf, "track": track,
-           "vis": np.full((1, 2, 1), 0.9, np.float32), "conf": np.full((1, 2, 1), 0.8, np.float32)}
+    out = {
+        "pose_enc": pose,
+        "depth": depth,
+        "depth_conf": conf,
+        "track": track,
+        "vis": np.full((1, 2, 1), 0.9, np.float32),
+        "conf": np.full((1, 2, 1), 0.8, np.float32),
+    }
     q = maps[0].net_to_orig(np.array([[56.0, 42.0]]))
     res = pred._postprocess(frames, maps, out, q, np.array([True]), [1])
     np.testing.assert_allclose(res.T_cam_win[0], np.eye(4), atol=1e-7)
@@ -260,3 +271,26 @@ def test_frame_preprocessor_matches_preprocess_frames_and_resizes_each_frame_onc
     images, _, _ = prep([other], (28, 28))
     assert prep.cache.misses == 9
     assert torch.equal(to_unit_float(images), preprocess_frames([other.rgb], "crop", SIZE, (28, 28))[0])
+
+
+def test_frames_prepared_from_another_thread_serve_the_window_unchanged() -> None:
+    """prepare() (the frame callback's thread) resizes frames into the cache while windows are
+    preprocessed on another thread: every window equals preprocess_frames bit for bit and finds the
+    prepared frames resized."""
+    import threading
+
+    frames = make_frames(24, hw=(120, 200))
+    prep = FramePreprocessor("crop", SIZE, capacity=32)
+    t = threading.Thread(target=lambda: [prep.prepare(f) for f in frames])
+    t.start()
+    windows = [frames[i : i + 6] for i in range(0, 24, 6)]
+    for w in windows:
+        images, _, _ = prep(w, (28, 28))
+        assert torch.equal(
+            to_unit_float(images), preprocess_frames([f.rgb for f in w], "crop", SIZE, (28, 28))[0]
+        )
+    t.join()
+    before = prep.cache.misses
+    assert [prep.prepare(f) for f in frames[-4:]] == [False] * 4  # already there
+    prep(frames[-4:], (28, 28))
+    assert prep.cache.misses == before and prep.cache.hits >= 4

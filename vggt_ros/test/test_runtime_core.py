@@ -290,3 +290,35 @@ def test_live_processes_the_frames_left_pending_when_the_source_goes_quiet(seq, 
         wait_processed(core, 23)
         assert core.diagnostics().idle_flushes == 2
     assert core.stop()
+
+
+class _PreparingDouble:
+    """TEST DOUBLE: the simulated predictor plus a prepare() that records which thread saw which frame."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.prepared: list[tuple[int, str]] = []
+
+    def prepare(self, frame) -> None:
+        self.prepared.append((int(frame.stamp_ns), threading.current_thread().name))
+
+    def predict(self, frames, query_points, depth_for):
+        return self.inner.predict(frames, query_points, depth_for)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_live_frames_are_prepared_in_the_callers_thread(seq, enabled):
+    """Live: each queued frame is handed to the predictor's prepare() in the submitting thread (beside
+    the worker), never for a frame the queue dropped; prepare_frames false turns it off."""
+    frames = frames_of(seq, 20)
+    pred = _PreparingDouble(SimulatedPredictor(seq.ground_truth))
+    params = Params({"queue_size": 32, "prepare_frames": enabled})
+    core = NodeCore(params, make_pipeline(params, pred), ListSink(), mode="live")
+    core.start()
+    for f in frames:
+        assert core.submit(f)
+    assert core.stop(timeout=30.0)
+    me = threading.current_thread().name
+    expected = [(int(f.stamp_ns), me) for f in frames] if enabled else []
+    assert pred.prepared == expected

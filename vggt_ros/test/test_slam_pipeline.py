@@ -91,8 +91,9 @@ def test_loop_every_frame_once_in_map_frame(loop, loop_run):
     assert np.nanmin(depth[5].confidence) >= p.config.depth_conf_threshold
     clouds = _of(ups, WindowCloud)
     assert len(clouds) == 8 and clouds[1].points.dtype == np.float32 and clouds[1].colors.dtype == np.uint8
-    maps = _of(ups, MapChanged)
-    assert maps and maps[-1].num_keyframes == len(p.keyframes) and len(maps[-1].points) > 1000
+    assert _of(ups, MapChanged) == []  # pulled: map_every 0
+    m = p.map_update(1)
+    assert m is not None and m.num_keyframes == len(p.keyframes) and len(m.points) > 1000
     # accuracy (Sim(3)-aligned) and the map's points lie on the scene: z of map points in the body frame
     m = evaluate_trajectory(
         seq.stamps_ns, seq.poses, np.array(emitted), np.stack([u.T_map_cam for u in poses])
@@ -296,11 +297,11 @@ def test_reset_starts_a_new_stream(loop):
 
 
 def test_map_pulled_on_request_equals_the_per_window_map(loop):
-    """map_every 0 (what the runtime runs): no MapChanged per window; map_update gives the same fused
-    map once after a change and None until the next change."""
+    """map_every 0 (the default, what the runtime runs): no MapChanged per window; map_update gives the
+    same fused map once after a change and None until the next change."""
     seq, frames = loop
-    auto = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig())
-    pull = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig(map_every=0))
+    auto = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig(map_every=1))
+    pull = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig())
     maps = []
     for f in frames[:40]:
         maps += _of(auto.push(f), MapChanged)

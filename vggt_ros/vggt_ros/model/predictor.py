@@ -113,33 +113,42 @@ V = TypeVar("V")
 
 
 class LruCache(Generic[V]):
-    """Least-recently-used map with hit/miss counters (per-frame patch tokens, resized frames)."""
+    """Least-recently-used map with hit/miss counters (per-frame patch tokens, resized frames); safe to
+    share between threads (the frame callback prepares frames while the worker predicts)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._data: OrderedDict[tuple, V] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, key: tuple) -> V | None:
-        value = self._data.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self._data.move_to_end(key)
-        self.hits += 1
-        return value
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._data
 
     def put(self, key: tuple, value: V) -> None:
         if self.capacity <= 0:
             return
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.capacity:
-            self._data.popitem(last=False)
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
 
     def clear(self) -> None:
-        self._data.clear()
+        with self._lock:
+            self._data.clear()
 
     def __len__(self) -> int:
         return len(self._data)
@@ -177,6 +186,15 @@ class FramePreprocessor:
             resized.append(r)
         images, maps = assemble_window(resized, self.mode, min_hw)
         return images, maps, keys
+
+    def prepare(self, frame: Frame) -> bool:
+        """Resize one frame into the cache ahead of its window (another thread than predict's); True
+        when it was resized now. Errors are left to the window's own preprocessing."""
+        key = frame_key(frame)
+        if key in self.cache:
+            return False
+        self.cache.put(key, resize_frame(frame.rgb, self.mode, self.size))
+        return True
 
 
 def track_min_side(model: Any) -> int:
@@ -282,6 +300,15 @@ class VGGTPredictor:
             gc.collect()
             if self.device.type == "cuda" and torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    def prepare(self, frame: Frame) -> None:
+        """Preprocess a frame ahead of its window (the runtime calls it from the frame callback, beside
+        the worker's forward): its resized pixels wait in the preprocessor's cache. Never raises; a frame
+        that cannot be preprocessed fails in its window, as before."""
+        try:
+            self.preprocessor.prepare(frame)
+        except Exception as exc:  # noqa: BLE001 - the window reports it
+            LOG.debug("prepare(%s) failed: %s", getattr(frame, "stamp_ns", "?"), exc)
 
     def release_memory(self) -> None:
         """After a CUDA out-of-memory error: forget cached patch tokens, collect, return the allocator's

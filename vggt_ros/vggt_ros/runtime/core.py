@@ -247,8 +247,20 @@ class NodeCore:
             return False
         if dropped is not None:
             self._forget_and_drop([dropped[0]], "queue_full")
-            return dropped[0] is not frame
+            if dropped[0] is frame:
+                return False
+        self._prepare(frame)
         return True
+
+    def _prepare(self, frame: Frame) -> None:
+        """Live: preprocess a queued frame here, in the caller's thread (the frame callback), while the
+        worker runs the current window: the window then finds its frames resized (issue 14)."""
+        prepare = getattr(self.pipeline, "prepare", None)
+        if callable(prepare) and self.params["prepare_frames"]:
+            try:
+                prepare(frame)
+            except Exception as exc:  # the window preprocesses it again and reports any error
+                log.debug("prepare failed on frame %d: %s", frame.stamp_ns, exc)
 
     def submit_metric_depth(self, stamp_ns: int, depth_m: np.ndarray, K: np.ndarray) -> None:
         """A metric depth image (metres, NaN = hole) with its K; handed to the pipeline by the worker

@@ -30,7 +30,6 @@ def pipeline_config(params: Params) -> PipelineConfig:
         depth_conf_threshold=params["depth_conf_threshold"],
         use_camera_intrinsics=params["use_camera_info"],
         cloud_stride=params["points_stride"],
-        map_every=0,  # the runtime pulls the fused map when map_publish_period says (NodeCore._tick)
         emit_depth=params["publish_depth"],
         keyframes=KeyframeConfig(
             min_covisible=params["keyframe_min_covisible"],

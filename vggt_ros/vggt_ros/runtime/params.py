@@ -231,6 +231,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("pipelined", bool, True,
        "Live mode: build and publish window k's messages on a publisher thread while the worker runs the "
        "next window's prediction (same messages, same order). The replay is always serial.",),
+    _p("prepare_frames", bool, True,
+       "Live mode: preprocess (resize) each queued frame in the image callback's thread, beside the "
+       "worker's forward, so a window finds its frames ready (same outputs). The replay is serial.",),
     # --- outputs
     _p("publish_depth", bool, _SLAM.emit_depth,
        "Publish depth (32FC1) and depth/camera_info for every new frame."),

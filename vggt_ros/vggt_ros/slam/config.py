@@ -201,9 +201,9 @@ class PipelineConfig:
     depth_conf_threshold: depth pixels with confidence below this are NaN in outputs and never
         enter the map (VGGT confidence is >= 1 by its 1 + exp(x) activation).
     use_camera_intrinsics: when a Frame carries K, use it (else VGGT's predicted K).
-    cloud_stride: pixel stride of the per-window cloud. map_every: emit MapChanged every n
-        windows that added keyframes (the fused snapshot is the most expensive output); 0: never
-        by itself, the caller pulls Pipeline.map_update when it publishes (the runtime does).
+    cloud_stride: pixel stride of the per-window cloud. map_every: 0 (default): no MapChanged from
+        push, the caller pulls Pipeline.map_update when it publishes the map (the runtime does, every
+        map_publish_period); n > 0: a MapChanged every n windows that added keyframes.
     emit_depth: emit DepthFrame updates.
     fuse_anchor_depth: average each anchor's depth re-predicted by later windows into the keyframe
         (Keyframe.fuse_depth); every stitcher gets it, so the comparison stays fair.
@@ -217,7 +217,7 @@ class PipelineConfig:
     depth_conf_threshold: float = 1.5
     use_camera_intrinsics: bool = True
     cloud_stride: int = 4
-    map_every: int = 1
+    map_every: int = 0
     emit_depth: bool = True
     fuse_anchor_depth: bool = True
     recover_new_segment: bool = True

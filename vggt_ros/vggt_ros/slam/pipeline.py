@@ -236,6 +236,13 @@ class Pipeline:
             out += self._process(self.window.take(self.window.new_per_window(self.bootstrapped)))
         return out
 
+    def prepare(self, frame: Frame) -> None:
+        """Let the predictor preprocess a frame ahead of its window (e.g. from another thread while a
+        window is predicted); the outputs do not change. Predictors without `prepare` ignore it."""
+        prepare = getattr(self.predictor, "prepare", None)
+        if callable(prepare):
+            prepare(frame)
+
     def push_metric_depth(self, stamp_ns: int, depth_m: np.ndarray, K: np.ndarray) -> str | None:
         """A metric depth image registered to the colour camera: (h, w) float metres, NaN/0 = hole, any
         resolution, K (3,3) its intrinsics. Paired with the colour frame nearest in stamp (within
