@@ -36,6 +36,7 @@ from vggt_ros.geometry.depth import (
     sample_nearest,
     unproject_pixels,
 )
+from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
 from vggt_ros.geometry.se3 import Sim3, invert_T, rotation_angle
 from vggt_ros.slam.config import StitchConfig
 from vggt_ros.slam.keyframes import Keyframe
@@ -63,6 +64,8 @@ class StitchInput:
     new_indices: window indices of the new frames, in time order.
     K: (S,3,3) intrinsics used for each window frame (camera's if known, else predicted).
     queries: the track queries on frame 0. size: (H, W).
+    metric_depth: window index -> a measured depth (H, W) at that frame's pixels, map units, NaN
+        invalid (a registered depth camera once the map is metric); refine_poses adds it to PnP.
     """
 
     prediction: WindowPrediction
@@ -73,6 +76,7 @@ class StitchInput:
     size: tuple[int, int]
     depth_conf_threshold: float = 1.5
     seed: int = 0
+    metric_depth: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,8 +196,9 @@ def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) 
     The gauge (window frame 0, the newest keyframe) has the fewest depth samples in the map; its
     re-prediction in this window (times the window scale) is an independent sample, so averaging
     it in before PnP (as Keyframe.fuse_depth later does for the stored depth) halves the variance
-    of the points the new frames are tied to. Pixels disagreeing by more than max_rel_diff keep
-    the map depth. Returns a new StitchInput (the input is not modified).
+    of the points the new frames are tied to. Pixels disagreeing by more than max_rel_diff, and
+    pixels a depth camera measured (Keyframe.depth_measured), keep the map depth. Returns a new
+    StitchInput (the input is not modified).
     """
     pred = inp.prediction
     if not inp.anchors or 0 not in pred.depth:
@@ -211,6 +216,8 @@ def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) 
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(d_map) & np.isfinite(d_win) & (c_win >= inp.depth_conf_threshold)
         ok &= np.abs(d_win / d_map - 1.0) <= max_rel_diff
+    if kf.depth_measured is not None:  # a depth camera's measurement beats the re-prediction
+        ok &= ~kf.depth_measured[vi // st, ui // st]
     d = d_map.copy()
     d[ok] = (n[ok] * d_map[ok] + d_win[ok]) / (n[ok] + 1.0)
     X = inp.queries.X_world.copy()
@@ -325,6 +332,38 @@ def refine_pose_pnp(
     T[:3, :3] = R
     T[:3, 3] = tvec.reshape(3)
     return invert_T(T), n, bound
+
+
+def refine_with_measured_depth(
+    inp: StitchInput, j: int, X: np.ndarray, uv: np.ndarray, T_world_cam: np.ndarray, inlier_px: float,
+    min_points: int,
+) -> np.ndarray:
+    """Frame j's PnP pose refined again with its measured depth (inp.metric_depth[j]) at the tracked pixels.
+
+    X (N,3) map points, uv (N,2) their tracked pixels in frame j, T_world_cam the PnP pose, inlier_px
+    its reprojection bound (3 robust sigma). Uses the PnP inliers whose measured depth agrees with the
+    map point's depth in camera j within 3 robust sigma of the relative difference; the noise levels come
+    from the residuals themselves (geometry.rgbd_pose). Returns T_world_cam unchanged when frame j has
+    no measured depth or fewer than min_points usable points.
+    """
+    D_img = inp.metric_depth.get(j)
+    if D_img is None:
+        return T_world_cam
+    T_cw = invert_T(T_world_cam)
+    proj, z = project_points(inp.K[j], T_cw, X)
+    err = np.linalg.norm(proj - uv, axis=1)
+    D = sample_nearest(D_img, uv)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = z / D - 1.0
+    ok = (err < inlier_px) & np.isfinite(rel) & (z > 0)
+    if np.count_nonzero(ok) < min_points:
+        return T_world_cam
+    med = float(np.median(rel[ok]))
+    sigma_rel = max(1.4826 * float(np.median(np.abs(rel[ok] - med))), 1e-3)
+    use = err < inlier_px
+    D = np.where(ok & (np.abs(rel - med) <= 3.0 * sigma_rel), D, np.nan)
+    sigma_px = max(inlier_px / 3.0, 0.3)
+    return refine_pose_rgbd(X[use], uv[use], D[use], inp.K[j], T_world_cam, sigma_px, sigma_rel)
 
 
 def _track_depth_scale(
@@ -509,6 +548,7 @@ class TrackStitcher:
             used += len(q)
             T_pnp, n_in, px = refine_pose_pnp(X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points)
             if T_pnp is not None:
+                T_pnp = refine_with_measured_depth(inp, j, X, uv, T_pnp, px, cfg.min_pnp_points)
                 dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
                 dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
                 if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
