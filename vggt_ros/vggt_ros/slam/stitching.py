@@ -334,33 +334,45 @@ def refine_pose_pnp(
     return invert_T(T), n, bound
 
 
+def measured_queries(inp: StitchInput) -> np.ndarray:
+    """(N,) bool: the track queries whose map point comes from a depth camera's measurement of the gauge
+    keyframe (anchors[0].depth_measured at the query pixel); all False without one."""
+    n = len(inp.queries.uv)
+    kf = inp.anchors[0] if inp.anchors else None
+    if kf is None or kf.depth_measured is None:
+        return np.zeros(n, bool)
+    st, (h, w) = kf.depth_stride, kf.depth_measured.shape
+    r = np.clip((inp.queries.uv[:, 1] // st).astype(np.intp), 0, h - 1)
+    c = np.clip((inp.queries.uv[:, 0] // st).astype(np.intp), 0, w - 1)
+    return kf.depth_measured[r, c] & inp.queries.valid
+
+
 def refine_with_measured_depth(
-    inp: StitchInput, j: int, X: np.ndarray, uv: np.ndarray, T_world_cam: np.ndarray, inlier_px: float,
-    min_points: int,
+    inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.ndarray, inlier_px: float, min_points: int
 ) -> np.ndarray:
     """Frame j's PnP pose refined again with its measured depth (inp.metric_depth[j]) at the tracked pixels.
 
-    X (N,3) map points, uv (N,2) their tracked pixels in frame j, T_world_cam the PnP pose, inlier_px
-    its reprojection bound (3 robust sigma). Uses the PnP inliers whose measured depth agrees with the
-    map point's depth in camera j within 3 robust sigma of the relative difference; the noise levels come
-    from the residuals themselves (geometry.rgbd_pose). Returns T_world_cam unchanged when frame j has
-    no measured depth or fewer than min_points usable points.
+    q: indices of the queries observed in frame j; T_world_cam its PnP pose; inlier_px the PnP
+    reprojection bound (3 robust sigma). Depth residuals compare measurement with measurement: only map
+    points a depth camera measured (measured_queries), at PnP inliers, whose depth in camera j agrees with
+    frame j's measured depth within 3 robust sigma of the relative difference. Noise levels come from the
+    residuals (geometry.rgbd_pose). Returns T_world_cam unchanged when frame j has no measured depth or
+    fewer than min_points such points.
     """
     D_img = inp.metric_depth.get(j)
     if D_img is None:
         return T_world_cam
-    T_cw = invert_T(T_world_cam)
-    proj, z = project_points(inp.K[j], T_cw, X)
-    err = np.linalg.norm(proj - uv, axis=1)
-    D = sample_nearest(D_img, uv)
+    X, uv = inp.queries.X_world[q], inp.prediction.tracks[j][q].astype(np.float64)
+    proj, z = project_points(inp.K[j], invert_T(T_world_cam), X)
+    use = np.linalg.norm(proj - uv, axis=1) < inlier_px
+    D = np.where(measured_queries(inp)[q], sample_nearest(D_img, uv), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = z / D - 1.0
-    ok = (err < inlier_px) & np.isfinite(rel) & (z > 0)
+    ok = use & np.isfinite(rel) & (z > 0)
     if np.count_nonzero(ok) < min_points:
         return T_world_cam
     med = float(np.median(rel[ok]))
     sigma_rel = max(1.4826 * float(np.median(np.abs(rel[ok] - med))), 1e-3)
-    use = err < inlier_px
     D = np.where(ok & (np.abs(rel - med) <= 3.0 * sigma_rel), D, np.nan)
     sigma_px = max(inlier_px / 3.0, 0.3)
     return refine_pose_rgbd(X[use], uv[use], D[use], inp.K[j], T_world_cam, sigma_px, sigma_rel)
@@ -548,7 +560,7 @@ class TrackStitcher:
             used += len(q)
             T_pnp, n_in, px = refine_pose_pnp(X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points)
             if T_pnp is not None:
-                T_pnp = refine_with_measured_depth(inp, j, X, uv, T_pnp, px, cfg.min_pnp_points)
+                T_pnp = refine_with_measured_depth(inp, j, q, T_pnp, px, cfg.min_pnp_points)
                 dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
                 dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
                 if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
