@@ -191,4 +191,4 @@ def test_measured_depth_tightens_the_new_frames_poses():
                 R = res.T_world_cam[4 + k][:3, :3]
                 rot[use].append(float(np.degrees(rotation_angle(R.T @ T_true[:3, :3]))))
     rms = {u: float(np.sqrt(np.mean(np.square(e)))) for u, e in rot.items()}
-    assert rms[True] < 0.9 * rms[False], rms  # measured: 0.24 vs 0.30 deg
+    assert rms[True] < 0.85 * rms[False], rms  # measured: 0.23 vs 0.30 deg

@@ -7,7 +7,9 @@ observed pixel (a registered depth camera) fixes it: the rotation then changes t
 of points across the image. This module refines a pose by Gauss-Newton on both residuals:
 
 - reprojection: (project(K, T_cam_world X) - uv) / sigma_px, two per point (pixels);
-- depth: (z of X in the camera - D) / (sigma_rel x D), one per point with a valid D (relative).
+- depth: (z of X in the camera - D) / depth_sigma, one per point with a valid D (depth_sigma per point:
+  the caller knows how the measurement's noise varies, e.g. with range or with the depth gradient at a
+  pixel that is itself uncertain).
 
 Huber weights (normalised residuals, delta 2) keep stray matches from dominating. Frames: X in the
 world, T_world_cam maps camera points to the world (OpenCV optical camera), D along optical z in the
@@ -37,8 +39,8 @@ def _skew(p: np.ndarray) -> np.ndarray:
 
 
 def _residuals(
-    T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, D: np.ndarray, K: np.ndarray,
-    sigma_px: float, sigma_rel: float,
+    T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, D: np.ndarray, D_sigma: np.ndarray, K: np.ndarray,
+    sigma_px: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised residuals r (M,) and Jacobian J (M,6) w.r.t. a left perturbation (rho, phi) of T_cw.
 
@@ -53,8 +55,8 @@ def _residuals(
     r_v = (fy * y / z + K[1, 2] - uv[:, 1]) / sigma_px
     J_u = np.einsum("nk,nkj->nj", du, dP) / sigma_px
     J_v = np.einsum("nk,nkj->nj", dv, dP) / sigma_px
-    ok = np.isfinite(D) & (D > 0)
-    s = sigma_rel * D[ok]
+    ok = np.isfinite(D) & (D > 0) & np.isfinite(D_sigma) & (D_sigma > 0)
+    s = D_sigma[ok]
     r_d = (z[ok] - D[ok]) / s
     J_d = dP[ok, 2, :] / s[:, None]
     return np.concatenate([r_u, r_v, r_d]), np.concatenate([J_u, J_v, J_d])
@@ -64,26 +66,27 @@ def refine_pose_rgbd(
     X_world: np.ndarray,
     uv: np.ndarray,
     depth: np.ndarray,
+    depth_sigma: np.ndarray,
     K: np.ndarray,
     T_world_cam0: np.ndarray,
     sigma_px: float,
-    sigma_rel: float,
     iterations: int = 8,
 ) -> np.ndarray:
     """Refine T_world_cam (4,4) from X_world (N,3), their pixels uv (N,2) and measured depth (N,) (NaN =
-    none) with intrinsics K (3,3), starting at T_world_cam0. sigma_px: pixel noise (px); sigma_rel:
-    relative depth noise (of the measurement and the map point together). Returns the refined pose;
-    the start pose when the system is singular or a point falls behind the camera."""
+    none) with depth_sigma (N,) its standard deviation (units of X: the measurement's and the map point's
+    noise together), intrinsics K (3,3), starting at T_world_cam0; sigma_px: pixel noise (px). Returns
+    the refined pose; the start pose when the system is singular or a point falls behind the camera."""
     X = np.asarray(X_world, dtype=np.float64)
     p = np.asarray(uv, dtype=np.float64)
     D = np.asarray(depth, dtype=np.float64)
+    D_sigma = np.broadcast_to(np.asarray(depth_sigma, dtype=np.float64), D.shape)
     Kd = np.asarray(K, dtype=np.float64)
     T_cw = invert_T(np.asarray(T_world_cam0, dtype=np.float64))
     for _ in range(iterations):
         z = X @ T_cw[2, :3] + T_cw[2, 3]
         if np.any(z <= 1e-9):
             return np.asarray(T_world_cam0, dtype=np.float64).copy()
-        r, J = _residuals(T_cw, X, p, D, Kd, sigma_px, sigma_rel)
+        r, J = _residuals(T_cw, X, p, D, D_sigma, Kd, sigma_px)
         a = np.abs(r)
         w = np.where(a <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(a, 1e-12))
         H = J.T @ (J * w[:, None])
