@@ -175,7 +175,7 @@ class ScaleConfig:
         new keyframe keeps it where it agrees with the prediction (Keyframe.set_measured_depth). PnP
         alone from a narrow view couples rotation and translation, and its error is each keyframe link's
         drift; measured on the forward sequence at 2x noise (bench/metric_scale.py): per-frame step
-        error ~0.6 -> ~0.4 deg, ATE SE(3) 0.95-1.29 % -> 0.51-0.77 % of path (seeds 0-2).
+        error ~0.6 -> ~0.4 deg, ATE SE(3) 0.95-1.29 % -> 0.62-0.82 % of path (seeds 0-2).
     """
 
     source: str = "none"
