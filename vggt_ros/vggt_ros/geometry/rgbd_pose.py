@@ -25,40 +25,26 @@ from vggt_ros.geometry.se3 import invert_T, so3_exp
 HUBER_DELTA = 2.0
 
 
-def _skew(p: np.ndarray) -> np.ndarray:
-    """(N,3) -> (N,3,3) cross-product matrices."""
-    z = np.zeros(len(p))
-    return np.stack(
-        [
-            np.stack([z, -p[:, 2], p[:, 1]], -1),
-            np.stack([p[:, 2], z, -p[:, 0]], -1),
-            np.stack([-p[:, 1], p[:, 0], z], -1),
-        ],
-        1,
-    )
-
-
 def _residuals(
     T_cw: np.ndarray, X: np.ndarray, uv: np.ndarray, D: np.ndarray, D_sigma: np.ndarray, K: np.ndarray,
     sigma_px: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised residuals r (M,) and Jacobian J (M,6) w.r.t. a left perturbation (rho, phi) of T_cw.
-
-    Rows: u and v of every point, then the depth of the points with finite D."""
+    """Normalised residuals r (M,) and Jacobian J (M,6) w.r.t. a left perturbation (rho, phi) of T_cw
+    (P -> P + rho + phi x P for a camera point P). Rows: u and v of every point, then the depth of the
+    points with a finite D and D_sigma."""
     P = X @ T_cw[:3, :3].T + T_cw[:3, 3]
     x, y, z = P[:, 0], P[:, 1], P[:, 2]
     fx, fy = K[0, 0], K[1, 1]
-    dP = np.concatenate([np.broadcast_to(np.eye(3), (len(P), 3, 3)), -_skew(P)], axis=2)  # (N,3,6)
-    du = np.stack([fx / z, np.zeros_like(z), -fx * x / z**2], -1)
-    dv = np.stack([np.zeros_like(z), fy / z, -fy * y / z**2], -1)
-    r_u = (fx * x / z + K[0, 2] - uv[:, 0]) / sigma_px
-    r_v = (fy * y / z + K[1, 2] - uv[:, 1]) / sigma_px
-    J_u = np.einsum("nk,nkj->nj", du, dP) / sigma_px
-    J_v = np.einsum("nk,nkj->nj", dv, dP) / sigma_px
+    a, b, iz = x / z, y / z, 1.0 / z
+    zero = np.zeros_like(z)
+    J_u = np.stack([fx * iz, zero, -fx * a * iz, -fx * a * b, fx * (1.0 + a * a), -fx * b], -1) / sigma_px
+    J_v = np.stack([zero, fy * iz, -fy * b * iz, -fy * (1.0 + b * b), fy * a * b, fy * a], -1) / sigma_px
+    r_u = (fx * a + K[0, 2] - uv[:, 0]) / sigma_px
+    r_v = (fy * b + K[1, 2] - uv[:, 1]) / sigma_px
     ok = np.isfinite(D) & (D > 0) & np.isfinite(D_sigma) & (D_sigma > 0)
     s = D_sigma[ok]
     r_d = (z[ok] - D[ok]) / s
-    J_d = dP[ok, 2, :] / s[:, None]
+    J_d = np.stack([zero[ok], zero[ok], 1.0 + zero[ok], y[ok], -x[ok], zero[ok]], -1) / s[:, None]
     return np.concatenate([r_u, r_v, r_d]), np.concatenate([J_u, J_v, J_d])
 
 
@@ -98,6 +84,6 @@ def refine_pose_rgbd(
         step[:3, :3] = so3_exp(delta[3:])
         step[:3, 3] = delta[:3]
         T_cw = step @ T_cw
-        if np.linalg.norm(delta) < 1e-10:
+        if float(np.abs(delta).max()) < 1e-9:  # radians / units of X
             break
     return invert_T(T_cw)
