@@ -94,3 +94,25 @@ def test_fuse_depth_averages_and_skips_outliers():
     assert kf.conf.max() == 7.0
     kf.release()
     assert kf.fuse_depth(d1, conf) == 0 and kf.colors_at(np.zeros((2, 2))).shape == (2, 3)
+
+
+def test_measured_depth_replaces_agreeing_pixels_and_fusion_leaves_them():
+    m = KeyframeManager(KeyframeConfig(depth_stride=4))
+    kf = _add(m, 0)  # depth 2.0, rows < 10 NaN (stored rows 0..2)
+    rng = np.random.default_rng(0)
+    measured = (2.0 * (1.0 + np.clip(rng.normal(0.0, 0.01, (H, W)), -0.025, 0.025))).astype(np.float32)
+    measured[:, :8] = 6.0  # a sensor outlier band: stored columns 0, 1
+    measured[40:60] = np.nan  # a hole: stored rows 10..14
+    n = kf.set_measured_depth(measured)
+    took = kf.depth_measured
+    assert took is not None and n == int(took.sum()) == (30 - 3 - 5) * (40 - 2)
+    assert not took[:, :2].any() and not took[10:15].any() and not took[:3].any()
+    np.testing.assert_array_equal(kf.depth[took], measured[::4, ::4][took])
+    assert np.all(np.isnan(kf.depth[:3])) and np.all(kf.depth[3:, :2] == 2.0)  # no fill, outliers kept out
+    before = kf.depth.copy()
+    kf.fuse_depth(np.full((H, W), 2.2, np.float32), np.full((H, W), 7.0, np.float32))
+    np.testing.assert_array_equal(kf.depth[took], before[took])  # a re-prediction never dilutes a measurement
+    assert np.allclose(kf.depth[3:, :2], 2.1)  # unmeasured pixels still average
+    assert kf.set_measured_depth(np.full((H, W), np.nan, np.float32)) == 0  # nothing usable: unchanged
+    kf.archive()
+    assert kf.depth_measured is None

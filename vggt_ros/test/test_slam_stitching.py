@@ -165,3 +165,30 @@ def test_new_frame_depth_scale_ties_depth_to_the_map(seq):
     assert set(res.depth_scale) == set(range(4, 16))
     for j, sj in res.depth_scale.items():
         assert sj == pytest.approx(s_true / (1.08 if j == 6 else 1.0), rel=2e-3)
+
+
+def test_measured_depth_tightens_the_new_frames_poses():
+    """A depth camera's image for each new frame (1 % noise, map units) and a measured gauge keyframe:
+    refine_poses adds the depth to PnP (refine_with_measured_depth); without either it is plain PnP."""
+    seq = make_sequence("forward", 240, width=160, height=120)
+    noise = SimNoise(rot_deg=1.0, trans_frac=0.02, focal_frac=0.04, depth_frac=0.04, depth_bias_frac=0.06,
+                     depth_outlier_frac=0.04, track_px=2.0, track_outlier_frac=0.1)  # twice the default
+    rng = np.random.default_rng(0)
+    rot: dict[bool, list[float]] = {False: [], True: []}
+    for s in range(4):
+        inp, new = _input(seq, noise, seed=s)
+        gauge = inp.anchors[0]
+        assert gauge.set_measured_depth(seq.ground_truth_at(gauge.frame_index).depth * G.scale) > 1000
+        measured = {}
+        for k, i in enumerate(new):
+            d = seq.ground_truth_at(i).depth * G.scale
+            measured[4 + k] = (d * (1.0 + rng.normal(0.0, 0.01, d.shape))).astype(np.float32)
+        for use in (False, True):
+            res = TrackStitcher().stitch(dataclasses.replace(inp, metric_depth=measured if use else {}))
+            assert res.accepted, res.reason
+            for k, i in enumerate(new):
+                T_true = G.transform_pose(seq.ground_truth_at(i).T_world_cam)
+                R = res.T_world_cam[4 + k][:3, :3]
+                rot[use].append(float(np.degrees(rotation_angle(R.T @ T_true[:3, :3]))))
+    rms = {u: float(np.sqrt(np.mean(np.square(e)))) for u, e in rot.items()}
+    assert rms[True] < 0.85 * rms[False], rms  # measured: 0.23 vs 0.30 deg

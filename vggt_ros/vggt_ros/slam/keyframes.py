@@ -30,6 +30,8 @@ class Keyframe:
         pixel (u, v) = (c*s, r*s); depth in map units along optical z, NaN where invalid.
     image: (ceil(H/si), ceil(W/si), 3) uint8 at stride si = image_stride.
     depth / conf / image are None once the keyframe is no longer active.
+    depth_measured: (like depth) bool, True where depth is a metric depth camera's measurement
+        (set_measured_depth): fuse_depth and stitching.refresh_queries leave those pixels alone.
     """
 
     keyframe_id: int
@@ -53,6 +55,7 @@ class Keyframe:
     descriptor: np.ndarray | None = None
     archived: bool = False
     image_jpeg: bytes | None = None
+    depth_measured: np.ndarray | None = None
 
     def apply_correction(self, C: Sim3) -> None:
         """Move the keyframe by a world-frame Sim(3) correction (pose-graph result): pose, depth in
@@ -62,6 +65,41 @@ class Keyframe:
         if self.depth is not None:
             self.depth = (self.depth * np.float32(C.scale)).astype(np.float32)
 
+    def set_measured_depth(
+        self, depth_m: np.ndarray, outlier_sigmas: float = 3.0, min_pixels: int = 50
+    ) -> int:
+        """Take a registered depth camera's measurement where it agrees with the stored depth.
+
+        depth_m: (H, W) at camera resolution, map units (metres once the map is metric), NaN invalid.
+        A stored pixel takes the measurement when both are valid and their log ratio lies within
+        outlier_sigmas robust sigmas (1.4826 MAD) of the median log ratio (the sensor's outliers and
+        the prediction's stay out); such pixels are marked in depth_measured. A depth camera's ~1 %
+        noise beats the network's depth (several % plus a smooth bias), and the map points anchor every
+        later pose (bench/metric_scale.py). Pixels the sensor misses keep the prediction. Returns the
+        number of pixels taken (0 when fewer than min_pixels agree: nothing changes then)."""
+        if self.depth is None:
+            return 0
+        s = self.depth_stride
+        m = np.asarray(depth_m, dtype=np.float64)[::s, ::s]
+        cur = self.depth.astype(np.float64)
+        if m.shape != cur.shape:
+            return 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lr = np.log(m / cur)
+        ok = np.isfinite(lr)
+        if np.count_nonzero(ok) < min_pixels:
+            return 0
+        med = float(np.median(lr[ok]))
+        sigma = max(1.4826 * float(np.median(np.abs(lr[ok] - med))), 1e-3)
+        take = ok & (np.abs(lr - med) <= outlier_sigmas * sigma)
+        if np.count_nonzero(take) < min_pixels:
+            return 0
+        self.depth = np.where(take, m, cur).astype(np.float32)
+        self.depth_measured = take if self.depth_measured is None else (self.depth_measured | take)
+        valid = self.depth[np.isfinite(self.depth) & (self.depth > 0)]
+        self.median_depth = float(np.median(valid))
+        return int(np.count_nonzero(take))
+
     def fuse_depth(self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15) -> int:
         """Fold a re-prediction of this keyframe's depth into its stored depth (per-pixel running mean).
 
@@ -69,7 +107,8 @@ class Keyframe:
         VGGT re-run on another window gives the same image a new, partly independent error, so
         averaging the anchors' depth over the windows that see them shrinks each keyframe's own
         depth bias (and with it the scale random walk between keyframes). Pixels disagreeing by more
-        than max_rel_diff are treated as outliers and skipped. Returns the number of pixels fused.
+        than max_rel_diff are treated as outliers and skipped, and measured pixels (depth_measured)
+        keep the measurement. Returns the number of pixels fused.
         """
         if self.depth is None or self.conf is None:
             return 0
@@ -83,6 +122,8 @@ class Keyframe:
         with np.errstate(invalid="ignore", divide="ignore"):
             agree = new_ok & np.isfinite(cur) & (np.abs(d / cur - 1.0) <= max_rel_diff)
         fill = new_ok & ~np.isfinite(cur)
+        if self.depth_measured is not None:
+            agree &= ~self.depth_measured
         n = self.depth_count
         cur[agree] += (d[agree] - cur[agree]) / (n[agree] + 1.0)
         cur[fill] = d[fill]
@@ -159,6 +200,7 @@ class Keyframe:
         if self.conf is not None:
             self.conf = self.conf.astype(np.float16)
         self.depth_count = None
+        self.depth_measured = None
         self.archived = True
 
     def release(self) -> None:
@@ -168,11 +210,12 @@ class Keyframe:
         self.image = None
         self.image_jpeg = None
         self.depth_count = None
+        self.depth_measured = None
         self.archived = True
 
     def nbytes(self) -> int:
         n = 256  # pose, K and scalars
-        for a in (self.depth, self.conf, self.image, self.depth_count, self.descriptor):
+        for a in (self.depth, self.conf, self.image, self.depth_count, self.depth_measured, self.descriptor):
             if a is not None:
                 n += a.nbytes
         return n + (len(self.image_jpeg) if self.image_jpeg is not None else 0)

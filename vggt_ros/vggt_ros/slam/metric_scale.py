@@ -307,6 +307,19 @@ class MetricScale:
         self.odom.add(int(stamp_ns), T)
         return None
 
+    def depth_image(self, stamp_ns: int, K: np.ndarray, hw: tuple[int, int]) -> np.ndarray | None:
+        """The metric depth paired with the colour frame stamped stamp_ns, resampled to its pixels:
+        (H, W) float32 metres for intrinsics K (3,3) and hw = (H, W), NaN outside min_depth_m..max_depth_m
+        and in holes. None when the source is not depth or no sample pairs with the frame."""
+        if self.cfg.source != "depth":
+            return None
+        hit = self.depth.nearest(int(stamp_ns), self._max_dt_ns)
+        if not isinstance(hit, tuple):
+            return None
+        m = resample_to(hit[0], hit[1], K, (int(hw[1]), int(hw[0])))
+        m[~((m >= self.cfg.min_depth_m) & (m <= self.cfg.max_depth_m))] = np.nan
+        return m
+
     @property
     def _max_dt_ns(self) -> int:
         return int(round(self.cfg.max_dt_s * 1e9))

@@ -128,6 +128,7 @@ class _Window:
     pred: WindowPrediction | None = None
     K: np.ndarray | None = None
     queries: TrackQueries | None = None
+    measured: dict[int, np.ndarray] = field(default_factory=dict)  # window index -> metric depth (H, W)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -353,6 +354,7 @@ class Pipeline:
                 for i, f in enumerate(frames)
             ]
         ).astype(np.float64)
+        w.measured = self._measured_depths(w)
 
     def _queries(self, w: _Window) -> TrackQueries:
         n = self.config.stitch.num_queries
@@ -408,6 +410,8 @@ class Pipeline:
             cfg.depth_conf_threshold,
             cfg.seed + w.window_id,
         )
+        if self.metric.filter.metric:  # map units are metres: the measured depth refines the poses
+            inp.metric_depth = w.measured
         gap = unconnected_frame(inp, cfg.stitch) if isinstance(self.stitcher, TrackStitcher) else None
         if gap is not None:
             if gap == A:  # not even the first new frame sees the map: recovery
@@ -439,6 +443,20 @@ class Pipeline:
             res.num_inliers,
             res.num_correspondences,
         )
+
+    def _measured_depths(self, w: _Window) -> dict[int, np.ndarray]:
+        """Window index -> the new frame's paired metric depth at its pixels ((H, W) metres, NaN invalid),
+        for the pose refinement and new keyframes' depth; empty unless scale_source is depth and
+        scale.depth_in_geometry (docs/architecture.md#scale)."""
+        assert w.K is not None
+        if not self.config.scale.depth_in_geometry:
+            return {}
+        A, out = len(w.anchors), {}
+        for k, p in enumerate(w.pending):
+            D = self.metric.depth_image(int(p.frame.stamp_ns), w.K[A + k], w.size)
+            if D is not None:
+                out[A + k] = D
+        return out
 
     def _bootstrap(self, w: _Window, new_segment: bool = True) -> WindowSolution:
         """A window without anchors: the first of the run (world = its frame 0, scale 1), or frames
@@ -723,6 +741,9 @@ class Pipeline:
             descriptor=w.pred.descriptors.get(j) if w.pred.descriptors else None,
         )
         self.counters.keyframes += 1
+        measured = w.measured.get(j)
+        if measured is not None and self.metric.filter.metric:
+            kf.set_measured_depth(measured)
         uv_k, X_k, c_k = kf.points_world()
         col = p.frame.rgb[uv_k[:, 1].astype(np.intp), uv_k[:, 0].astype(np.intp)]
         self.global_map.add_keyframe(

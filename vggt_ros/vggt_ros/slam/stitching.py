@@ -36,6 +36,7 @@ from vggt_ros.geometry.depth import (
     sample_nearest,
     unproject_pixels,
 )
+from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
 from vggt_ros.geometry.se3 import Sim3, invert_T, rotation_angle
 from vggt_ros.slam.config import StitchConfig
 from vggt_ros.slam.keyframes import Keyframe
@@ -63,6 +64,8 @@ class StitchInput:
     new_indices: window indices of the new frames, in time order.
     K: (S,3,3) intrinsics used for each window frame (camera's if known, else predicted).
     queries: the track queries on frame 0. size: (H, W).
+    metric_depth: window index -> a measured depth (H, W) at that frame's pixels, map units, NaN
+        invalid (a registered depth camera once the map is metric); refine_poses adds it to PnP.
     """
 
     prediction: WindowPrediction
@@ -73,6 +76,7 @@ class StitchInput:
     size: tuple[int, int]
     depth_conf_threshold: float = 1.5
     seed: int = 0
+    metric_depth: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,8 +196,9 @@ def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) 
     The gauge (window frame 0, the newest keyframe) has the fewest depth samples in the map; its
     re-prediction in this window (times the window scale) is an independent sample, so averaging
     it in before PnP (as Keyframe.fuse_depth later does for the stored depth) halves the variance
-    of the points the new frames are tied to. Pixels disagreeing by more than max_rel_diff keep
-    the map depth. Returns a new StitchInput (the input is not modified).
+    of the points the new frames are tied to. Pixels disagreeing by more than max_rel_diff, and
+    pixels a depth camera measured (Keyframe.depth_measured), keep the map depth. Returns a new
+    StitchInput (the input is not modified).
     """
     pred = inp.prediction
     if not inp.anchors or 0 not in pred.depth:
@@ -211,6 +216,8 @@ def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) 
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(d_map) & np.isfinite(d_win) & (c_win >= inp.depth_conf_threshold)
         ok &= np.abs(d_win / d_map - 1.0) <= max_rel_diff
+    if kf.depth_measured is not None:  # a depth camera's measurement beats the re-prediction
+        ok &= ~kf.depth_measured[vi // st, ui // st]
     d = d_map.copy()
     d[ok] = (n[ok] * d_map[ok] + d_win[ok]) / (n[ok] + 1.0)
     X = inp.queries.X_world.copy()
@@ -325,6 +332,63 @@ def refine_pose_pnp(
     T[:3, :3] = R
     T[:3, 3] = tvec.reshape(3)
     return invert_T(T), n, bound
+
+
+def measured_queries(inp: StitchInput) -> np.ndarray:
+    """(N,) bool: the track queries whose map point comes from a depth camera's measurement of the gauge
+    keyframe (anchors[0].depth_measured at the query pixel); all False without one."""
+    n = len(inp.queries.uv)
+    kf = inp.anchors[0] if inp.anchors else None
+    if kf is None or kf.depth_measured is None:
+        return np.zeros(n, bool)
+    st, (h, w) = kf.depth_stride, kf.depth_measured.shape
+    r = np.clip((inp.queries.uv[:, 1] // st).astype(np.intp), 0, h - 1)
+    c = np.clip((inp.queries.uv[:, 0] // st).astype(np.intp), 0, w - 1)
+    return kf.depth_measured[r, c] & inp.queries.valid
+
+
+def refine_with_measured_depth(
+    inp: StitchInput, j: int, q: np.ndarray, T_world_cam: np.ndarray, inlier_px: float, min_points: int
+) -> np.ndarray:
+    """Frame j's PnP pose refined again with its measured depth (inp.metric_depth[j]) at the tracked pixels.
+
+    q: indices of the queries observed in frame j; T_world_cam its PnP pose; inlier_px the PnP
+    reprojection bound (3 robust sigma). Depth residuals compare measurement with measurement: only map
+    points a depth camera measured (measured_queries), at PnP inliers, whose depth in camera j agrees with
+    frame j's measured depth within 3 sigma. Each point's depth sigma: the robust spread of the relative
+    differences, and the depth gradient at the tracked pixel times the pixel noise (the pixel is a noisy
+    track: on a slanted floor 1 px is ~2 % of depth, an error shared with the reprojection residual; without
+    this term a pure rotation at the default noise lost accuracy). Returns T_world_cam unchanged when frame
+    j has no measured depth or fewer than min_points such points.
+    """
+    D_img = inp.metric_depth.get(j)
+    if D_img is None:
+        return T_world_cam
+    X, uv = inp.queries.X_world[q], inp.prediction.tracks[j][q].astype(np.float64)
+    proj, z = project_points(inp.K[j], invert_T(T_world_cam), X)
+    use = np.linalg.norm(proj - uv, axis=1) < inlier_px
+    D = np.where(measured_queries(inp)[q], sample_nearest(D_img, uv), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = z / D - 1.0
+    ok = use & np.isfinite(rel) & (z > 0)
+    if np.count_nonzero(ok) < min_points:
+        return T_world_cam
+    med = float(np.median(rel[ok]))
+    sigma_rel = max(1.4826 * float(np.median(np.abs(rel[ok] - med))), 1e-3)
+    sigma_px = max(inlier_px / 3.0, 0.3)
+    # the tracked pixel is uncertain by sigma_px: so is the depth sampled there, by |grad D| sigma_px
+    sigma = np.hypot(sigma_rel * D, _depth_gradient(D_img, uv) * sigma_px)
+    D = np.where(ok & (np.abs(z - (1.0 + med) * D) <= 3.0 * sigma), D, np.nan)
+    return refine_pose_rgbd(X[use], uv[use], D[use], sigma[use], inp.K[j], T_world_cam, sigma_px)
+
+
+def _depth_gradient(D_img: np.ndarray, uv: np.ndarray, step: float = 2.0) -> np.ndarray:
+    """|grad D| (N,) of a depth image (H, W) at pixels uv (N,2), depth units per pixel: central differences
+    `step` px apart (a registered depth camera at half the colour resolution repeats each sample over 2 px);
+    NaN where a neighbour is a hole or outside (the depth there is not trusted)."""
+    du = (sample_nearest(D_img, uv + [step, 0.0]) - sample_nearest(D_img, uv - [step, 0.0])) / (2 * step)
+    dv = (sample_nearest(D_img, uv + [0.0, step]) - sample_nearest(D_img, uv - [0.0, step])) / (2 * step)
+    return np.hypot(du, dv)
 
 
 def _track_depth_scale(
@@ -509,6 +573,7 @@ class TrackStitcher:
             used += len(q)
             T_pnp, n_in, px = refine_pose_pnp(X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points)
             if T_pnp is not None:
+                T_pnp = refine_with_measured_depth(inp, j, q, T_pnp, px, cfg.min_pnp_points)
                 dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
                 dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
                 if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
