@@ -164,7 +164,8 @@ def test_incremental_grid_matches_a_fresh_fusion_after_every_kind_of_change():
     np.testing.assert_array_equal(m.snapshot(fresh=True).points, m.snapshot(fresh=True).points)
 
 
-def test_a_new_keyframe_updates_the_grid_with_its_own_points_only(monkeypatch):
+def _map_counting_grid_points(monkeypatch) -> tuple[GlobalMap, list[int]]:
+    """A 20-keyframe map whose grid exists; every later grid update appends its point count to the list."""
     from vggt_ros.slam.voxel_grid import VoxelGrid
 
     m = _map(20, voxel_size=0.05)
@@ -174,6 +175,11 @@ def test_a_new_keyframe_updates_the_grid_with_its_own_points_only(monkeypatch):
     monkeypatch.setattr(
         VoxelGrid, "add", lambda self, p, *a, **k: (seen.append(len(p)), real(self, p, *a, **k))
     )
+    return m, seen
+
+
+def test_a_new_keyframe_updates_the_grid_with_its_own_points_only(monkeypatch):
+    m, seen = _map_counting_grid_points(monkeypatch)
     m.add_keyframe(99, 0, 0, make_T(np.eye(3), [5, 0, 0]), K, (120, 160), *_cloud(500, 99))
     s = m.snapshot()
     assert seen == [500] and len(s) > len(_map(20, voxel_size=0.05).snapshot())
@@ -181,15 +187,7 @@ def test_a_new_keyframe_updates_the_grid_with_its_own_points_only(monkeypatch):
 
 def test_changes_between_snapshots_reach_the_grid_in_one_update(monkeypatch):
     """An anchor refined in every window costs the grid one removal + one addition per snapshot."""
-    from vggt_ros.slam.voxel_grid import VoxelGrid
-
-    m = _map(20, voxel_size=0.05)
-    m.snapshot()
-    seen: list[int] = []
-    real = VoxelGrid.add
-    monkeypatch.setattr(
-        VoxelGrid, "add", lambda self, p, *a, **k: (seen.append(len(p)), real(self, p, *a, **k))
-    )
+    m, seen = _map_counting_grid_points(monkeypatch)
     for r in range(3):
         m.replace_points(19, *_cloud(400, 50 + r))
     m.update_pose(18, make_T(rot_z(0.2), [0, 1, 0]))
