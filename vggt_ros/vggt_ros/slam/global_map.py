@@ -270,22 +270,21 @@ class GlobalMap:
         """Hold stored points to half the cap, less when the fused grid needs more than the other half.
 
         The grid shrinks with the points it fuses, about in proportion, so the budget gives each stored
-        point its share of the grid's bytes as measured now (up to three passes refine it). Thinning
-        goes to 90 % of the budget, so the next keyframes add without thinning every keyframe again;
-        the grid is rebuilt once at the next snapshot."""
+        point its share of the grid's bytes as measured now. Thinning goes to 90 % of the budget, so the
+        next keyframes add without thinning every keyframe again; it drops the grid, which the next
+        snapshot rebuilds from the thinned points (and measures again)."""
         records = 256 * len(self.keyframes)
-        for _ in range(3):
-            stored = self.num_points_stored
-            per_point = _BYTES_PER_POINT + self._fused_bytes() / max(1, stored)
-            half = (self.max_bytes // 2 - records) / _BYTES_PER_POINT
-            max_points = int(max(0, min(half, (self.max_bytes - records) / per_point)))
-            if stored <= max_points:
-                return
-            share = int(0.9 * max_points) // max(1, len(self.keyframes))
-            for kf in self.keyframes.values():
-                self._thin(kf, share)
-            self.thinning_events += 1
-            self._drop_grid()
+        stored = self.num_points_stored
+        per_point = _BYTES_PER_POINT + self._fused_bytes() / max(1, stored)
+        half = (self.max_bytes // 2 - records) / _BYTES_PER_POINT
+        max_points = int(max(0, min(half, (self.max_bytes - records) / per_point)))
+        if stored <= max_points:
+            return
+        share = int(0.9 * max_points) // max(1, len(self.keyframes))
+        for kf in self.keyframes.values():
+            self._thin(kf, share)
+        self.thinning_events += 1
+        self._drop_grid()
 
     # --- output -------------------------------------------------------------------------------
     def points_map(self) -> MapSnapshot:
