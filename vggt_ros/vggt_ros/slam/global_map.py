@@ -310,14 +310,14 @@ class GlobalMap:
         if not self.voxel_size:
             self._snapshot = self.points_map()
         else:
-            for _ in range(2):  # a new grid may need room: thinning drops it, built again at once
+            while True:  # the grid may need room: a thinning drops it, built again from fewer points
                 if self._grid is None:
                     self._grid = VoxelGrid(float(self.voxel_size))
                     self._dirty = set(self.keyframes)
                 grid = self._grid
                 self._update_grid(grid)
-                self._enforce_cap()
-                if self._grid is not None:
+                self._enforce_cap()  # each thinning keeps <= 90 % of the points: this ends
+                if self._grid is grid:
                     break
             self._snapshot = MapSnapshot(*grid.fused())
         self.note_peak()
