@@ -303,12 +303,9 @@ class VGGTPredictor:
 
     def prepare(self, frame: Frame) -> None:
         """Preprocess a frame ahead of its window (the runtime calls it from the frame callback, beside
-        the worker's forward): its resized pixels wait in the preprocessor's cache. Never raises; a frame
-        that cannot be preprocessed fails in its window, as before."""
-        try:
-            self.preprocessor.prepare(frame)
-        except Exception as exc:  # noqa: BLE001 - the window reports it
-            LOG.debug("prepare(%s) failed: %s", getattr(frame, "stamp_ns", "?"), exc)
+        the worker's forward): its resized pixels wait in the preprocessor's cache. An error here is the
+        caller's to swallow (NodeCore._prepare): the window preprocesses the frame again and reports it."""
+        self.preprocessor.prepare(frame)
 
     def release_memory(self) -> None:
         """After a CUDA out-of-memory error: forget cached patch tokens, collect, return the allocator's
