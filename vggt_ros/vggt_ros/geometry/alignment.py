@@ -36,6 +36,16 @@ class AlignmentResult:
     iterations: int = 0
 
 
+ROBUST_SIGMA = 1.4826  # MAD -> standard deviation of a normal distribution
+
+
+def median_and_sigma(x: np.ndarray, floor: float = 1e-3) -> tuple[float, float]:
+    """Robust centre and spread of samples x (N,): (median, max(1.4826 x median absolute deviation,
+    floor)), the spread in x's units (floor keeps a bound from collapsing on identical samples)."""
+    med = float(np.median(x))
+    return med, max(ROBUST_SIGMA * float(np.median(np.abs(x - med))), floor)
+
+
 def _as_points(name: str, x: np.ndarray) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vggt_ros.geometry.alignment import median_and_sigma
 from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
 from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import KeyframeConfig
@@ -89,8 +90,7 @@ class Keyframe:
         ok = np.isfinite(lr)
         if np.count_nonzero(ok) < min_pixels:
             return 0
-        med = float(np.median(lr[ok]))
-        sigma = max(1.4826 * float(np.median(np.abs(lr[ok] - med))), 1e-3)
+        med, sigma = median_and_sigma(lr[ok])
         take = ok & (np.abs(lr - med) <= outlier_sigmas * sigma)
         if np.count_nonzero(take) < min_pixels:
             return 0

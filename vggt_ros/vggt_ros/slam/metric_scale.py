@@ -24,10 +24,9 @@ from enum import Enum
 
 import numpy as np
 
+from vggt_ros.geometry.alignment import ROBUST_SIGMA, median_and_sigma
 from vggt_ros.geometry.se3 import rotation_angle
 from vggt_ros.slam.config import ScaleConfig
-
-ROBUST_SIGMA = 1.4826  # MAD -> standard deviation of a normal distribution
 
 
 class ScaleState(str, Enum):
@@ -62,8 +61,7 @@ def robust_log_median(log_ratios: np.ndarray, cfg: ScaleConfig, min_count: int) 
     r = r[np.isfinite(r)]
     if r.size < min_count:
         raise Rejected("too_few_samples")
-    med = float(np.median(r))
-    spread = max(ROBUST_SIGMA * float(np.median(np.abs(r - med))), 1e-3)
+    med, spread = median_and_sigma(r)
     inl = r[np.abs(r - med) <= cfg.outlier_sigmas * spread]
     if inl.size < max(min_count, cfg.min_inlier_ratio * r.size):
         raise Rejected("inconsistent")

@@ -28,7 +28,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from vggt_ros.geometry.alignment import DegenerateInputError, robust_sim3, umeyama_sim3
+from vggt_ros.geometry.alignment import DegenerateInputError, median_and_sigma, robust_sim3, umeyama_sim3
 from vggt_ros.geometry.depth import (
     in_image,
     project_points,
@@ -373,8 +373,7 @@ def refine_with_measured_depth(
     ok = use & np.isfinite(rel) & (z > 0)
     if np.count_nonzero(ok) < min_points:
         return T_world_cam
-    med = float(np.median(rel[ok]))
-    sigma_rel = max(1.4826 * float(np.median(np.abs(rel[ok] - med))), 1e-3)
+    med, sigma_rel = median_and_sigma(rel[ok])
     sigma_px = max(inlier_px / 3.0, 0.3)
     # the tracked pixel is uncertain by sigma_px: so is the depth sampled there, by |grad D| sigma_px
     sigma = np.hypot(sigma_rel * D, _depth_gradient(D_img, uv) * sigma_px)
