@@ -155,10 +155,11 @@ def test_unknown_stitcher():
         make_stitcher("nope")
 
 
-def test_new_frame_depth_scale_ties_depth_to_the_map(seq):
+@pytest.mark.parametrize("source", ["dense", "tracks"])
+def test_per_frame_depth_scale_ties_depth_to_the_gauge(seq, source):
     inp, _ = _input(seq, SimNoise.zero())
     inp.prediction.depth[6] = inp.prediction.depth[6] * 1.08  # frame 6 predicted 8 % too deep
-    res = TrackStitcher().stitch(inp)
+    res = TrackStitcher(StitchConfig(frame_depth_scale=source)).stitch(inp)
     assert res.accepted and res.pnp_refined == 12
     s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
     assert res.sim3.scale == pytest.approx(s_true, rel=1e-3)
@@ -192,3 +193,31 @@ def test_measured_depth_tightens_the_new_frames_poses():
                 rot[use].append(float(np.degrees(rotation_angle(R.T @ T_true[:3, :3]))))
     rms = {u: float(np.sqrt(np.mean(np.square(e)))) for u, e in rot.items()}
     assert rms[True] < 0.85 * rms[False], rms  # measured: 0.23 vs 0.30 deg
+
+
+def _scale_of(res, j: int) -> float:
+    return res.depth_scale.get(j, res.sim3.scale)
+
+
+def test_new_frames_take_the_window_scale_not_one_biased_gauge(seq):
+    """The gauge keyframe's stored depth is 3 % too deep (one keyframe's own depth bias); the 3 other
+    anchors are right. The default ("window") gives every new frame the anchors' consensus scale, so a
+    keyframe made from it does not inherit the gauge's error (the step of the map's scale random walk);
+    the per-frame scale against the gauge ("dense", the previous default) copies the gauge's 3 %."""
+    inp, _ = _input(seq, SimNoise.zero())
+    gauge = inp.anchors[0]
+    gauge.depth = gauge.depth * np.float32(1.03)
+    s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
+    res = TrackStitcher().stitch(inp)
+    assert res.accepted, res.reason
+    for j in inp.new_indices:
+        assert _scale_of(res, j) == pytest.approx(s_true, rel=3e-3)
+    dense = TrackStitcher(StitchConfig(frame_depth_scale="dense")).stitch(inp)
+    assert dense.accepted
+    errs = [_scale_of(dense, j) / s_true - 1.0 for j in inp.new_indices]
+    assert np.median(errs) > 0.02  # the gauge's bias, passed on
+
+
+def test_unknown_frame_depth_scale():
+    with pytest.raises(ValueError):
+        StitchConfig(frame_depth_scale="nope")

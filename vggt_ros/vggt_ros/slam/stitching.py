@@ -554,7 +554,9 @@ class TrackStitcher:
         """PnP-refine each new frame's pose on its track/map-point matches (from the given poses).
 
         A refined pose is kept when it stays within max_pnp_deviation_rel x depth and
-        max_pnp_deviation_deg of the starting pose; depth scales from the dense or track ratio.
+        max_pnp_deviation_deg of the starting pose. Per-frame depth scales (the frame's own ratio to the
+        gauge's map points) only when config.frame_depth_scale is "dense" or "tracks"; with "window" (the
+        default) depth_scale stays empty and every new frame takes the window scale.
         """
         cfg = self.config
         poses = dict(poses)
@@ -578,15 +580,12 @@ class TrackStitcher:
                 if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
                     poses[j] = T_pnp
                     refined += 1
-                    sj = None
-                    if cfg.dense_depth_scale and inp.anchors:
-                        if gauge_X is None:
+                    if cfg.frame_depth_scale != "window":  # "window": the window scale holds for all
+                        if cfg.frame_depth_scale == "dense" and inp.anchors and gauge_X is None:
                             gauge_X = inp.anchors[0].points_world()[1]
-                        sj = _dense_depth_scale(inp, j, T_pnp, gauge_X)
-                    if sj is None:
-                        sj = _track_depth_scale(inp, j, q, T_pnp, px)
-                    if sj is not None and abs(sj / scale - 1.0) <= cfg.max_depth_scale_dev:
-                        depth_scales[j] = sj
+                        sj = self._frame_scale(inp, j, q, T_pnp, px, gauge_X)
+                        if sj is not None and abs(sj / scale - 1.0) <= cfg.max_depth_scale_dev:
+                            depth_scales[j] = sj
             else:
                 T_cw = invert_T(poses[j])
                 rvec, _ = cv2.Rodrigues(T_cw[:3, :3])
@@ -595,6 +594,22 @@ class TrackStitcher:
                 )
             inliers += n_in
         return PoseRefinement(poses, refined, used, inliers, depth_scales)
+
+    def _frame_scale(
+        self,
+        inp: StitchInput,
+        j: int,
+        q: np.ndarray,
+        T_pnp: np.ndarray,
+        px: float,
+        gauge_X: np.ndarray | None,
+    ) -> float | None:
+        """Frame j's own depth scale against the gauge keyframe ("dense": all its map points, else or as
+        fallback the tracked ones); None when too few samples."""
+        sj = None
+        if self.config.frame_depth_scale == "dense" and gauge_X is not None:
+            sj = _dense_depth_scale(inp, j, T_pnp, gauge_X)
+        return sj if sj is not None else _track_depth_scale(inp, j, q, T_pnp, px)
 
 
 # --- baselines ------------------------------------------------------------------------------------
