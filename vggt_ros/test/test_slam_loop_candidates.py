@@ -45,3 +45,38 @@ def test_candidate_score_gate_depends_on_the_segment(query_segment, score, verif
     monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
     closer.detect(query, keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
     assert calls == ([0] if verified else [])
+
+
+def _place_db(cfg: LoopConfig) -> tuple[LoopCloser, KeyframeManager, np.ndarray]:
+    """A segment-0 map: keyframe 0 at a place (descriptor e0), 13 later keyframes elsewhere."""
+    base = _unit(np.eye(16)[0])
+    kfs = [_kf(0, 0, base, 0.0)] + [_kf(i, 0, _unit(np.eye(16)[i]), 0.0) for i in range(2, 15)]
+    keyframes = KeyframeManager()
+    keyframes.keyframes = kfs
+    closer = LoopCloser(cfg)
+    for kf in kfs:
+        closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+    return closer, keyframes, base
+
+
+@pytest.mark.parametrize(("segment", "score", "revisits"),
+                         [(0, 0.95, True), (0, 0.8, False), (1, 0.8, True), (1, 0.6, False)])
+def test_revisits_place_uses_the_candidate_gate(segment, score, revisits):
+    """A frame that looks like an earlier keyframe (the gate detect() applies) is a place revisit."""
+    closer, keyframes, base = _place_db(LoopConfig())
+    d = _unit(score * base + np.sqrt(1 - score**2) * _unit(np.eye(16)[1]))
+    assert closer.revisits_place(d, segment, keyframes) is revisits
+
+
+def test_revisits_place_not_for_recent_keyframes_cooldown_or_when_off():
+    closer, keyframes, base = _place_db(LoopConfig(exclude_recent=14))
+    assert not closer.revisits_place(base, 0, keyframes)  # keyframe 0 is among the newest 14: connected
+    closer, keyframes, base = _place_db(LoopConfig())
+    assert closer.revisits_place(base, 0, keyframes)
+    closer._cooldown = 2  # right after a closure
+    assert not closer.revisits_place(base, 0, keyframes)
+    closer, keyframes, base = _place_db(LoopConfig(enabled=False))
+    assert not closer.revisits_place(base, 0, keyframes)
+    closer, keyframes, _ = _place_db(LoopConfig())
+    assert not closer.revisits_place(np.ones(8, np.float32), 0, keyframes)  # another descriptor kind
+    assert not closer.revisits_place(None, 0, keyframes)

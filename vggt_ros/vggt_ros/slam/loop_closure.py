@@ -111,6 +111,28 @@ class LoopCloser:
             self.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
 
     # --- detection --------------------------------------------------------------------------------
+    def revisits_place(
+        self, descriptor: np.ndarray | None, segment_id: int, keyframes: KeyframeManager
+    ) -> bool:
+        """True when a frame with this descriptor would be a loop candidate as a keyframe: an earlier
+        keyframe of its segment (not among the newest exclude_recent) scores >= min_score, or one of
+        another segment >= reloc_min_score. The pipeline then makes the frame a keyframe, so that
+        closing a loop does not depend on a keyframe happening to fall where the path comes back (at
+        the end of a figure-eight the last keyframe may be a few frames off the start's view, scoring
+        0.77-0.88 where the frames before scored 0.94). No candidate while loop closure is off, in
+        cooldown after a closure, or for a descriptor of another kind than the database's."""
+        cfg = self.config
+        if not cfg.enabled or descriptor is None or self._cooldown > 0:
+            return False
+        if self.places.dim is not None and descriptor.size != self.places.dim:
+            return False
+        recent = self._recent_in_segment(keyframes, int(segment_id), cfg.exclude_recent)
+        for cand in self.places.query(descriptor, k=4, exclude_ids=recent,
+                                      min_score=min(cfg.min_score, cfg.reloc_min_score)):
+            if cand.score >= (cfg.min_score if cand.segment_id == segment_id else cfg.reloc_min_score):
+                return True
+        return False
+
     def detect(
         self,
         kf: Keyframe,
@@ -128,7 +150,7 @@ class LoopCloser:
         if self._cooldown > 0:
             self._cooldown -= 1
             return None
-        recent = self._recent_in_segment(keyframes, kf, cfg.exclude_recent)
+        recent = self._recent_in_segment(keyframes, kf.segment_id, cfg.exclude_recent)
         cands = self.places.query(
             kf.descriptor,
             k=4 * cfg.max_candidates,
@@ -160,7 +182,7 @@ class LoopCloser:
         return None
 
     @staticmethod
-    def _recent_in_segment(keyframes: KeyframeManager, kf: Keyframe, n: int) -> list[int]:
+    def _recent_in_segment(keyframes: KeyframeManager, segment_id: int, n: int) -> list[int]:
         """The n newest keyframes of kf's segment (already tied to it by stitching). Keyframes of other
         segments are never excluded: right after a new segment starts, the place it sees is most
         likely the old segment's newest keyframes, exactly the relocalisation targets."""
@@ -168,7 +190,7 @@ class LoopCloser:
         for k in reversed(keyframes.keyframes):
             if len(out) >= n:
                 break
-            if k.segment_id == kf.segment_id:
+            if k.segment_id == segment_id:
                 out.append(k.keyframe_id)
         return out
 

@@ -46,9 +46,10 @@ from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
-from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
+from vggt_ros.slam.keyframes import Keyframe, KeyframeManager, image_stride_for
 from vggt_ros.slam.loop_closure import LoopCloser
 from vggt_ros.slam.metric_scale import MetricScale, WindowFrame
+from vggt_ros.slam.place_recognition import image_descriptor
 from vggt_ros.slam.stitching import (
     StitchInput,
     TrackQueries,
@@ -677,6 +678,23 @@ class Pipeline:
             covis, self.keyframes.motion_rel(last, T_wc), frame_index - last.frame_index
         )
 
+    def _revisits_place(self, w: _Window, j: int, p: PendingFrame) -> bool:
+        """The window's last new frame becomes a keyframe (min_frame_gap after the last one) when it looks
+        like an earlier place (LoopCloser.revisits_place), so the loop is tried where the path comes back,
+        not only where a keyframe happens to fall. Its descriptor is the predictor's, else the classical
+        image descriptor of the image at the keyframe stride (what a keyframe would store): one per window."""
+        assert w.pred is not None
+        last = self.keyframes.last_in_segment(self.tracking.segment_id)
+        if last is None or not self.config.loop.enabled:
+            return False
+        if p.index - last.frame_index < self.config.keyframes.min_frame_gap:
+            return False
+        desc = w.pred.descriptors.get(j) if w.pred.descriptors else None
+        if desc is None:
+            si = image_stride_for(p.frame.size, self.config.keyframes.max_image_pixels)
+            desc = image_descriptor(np.ascontiguousarray(p.frame.rgb[::si, ::si]))
+        return self.loops.revisits_place(desc, self.tracking.segment_id, self.keyframes)
+
     def _frame_depths(self, w: _Window, sol: WindowSolution) -> list[FrameDepth]:
         """frame_depth of each new frame (k = 0.. of w.pending), once for the emit and the cloud."""
         assert w.pred is not None
@@ -700,6 +718,8 @@ class Pipeline:
             T_map_cam = T_BODY_OPTICAL @ T_wc
             depth, conf_out, conf = depths[k]
             is_kf = self._is_keyframe(w, j, T_wc, p.index)
+            if not is_kf and k == len(w.pending) - 1:
+                is_kf = self._revisits_place(w, j, p)
             out.append(
                 FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, w.window_id, is_kf)
             )
