@@ -679,15 +679,15 @@ class Pipeline:
         )
 
     def _revisits_place(self, w: _Window, j: int, p: PendingFrame) -> bool:
-        """The window's last new frame becomes a keyframe (min_frame_gap after the last one) when it looks
-        like an earlier place (LoopCloser.revisits_place), so the loop is tried where the path comes back,
-        not only where a keyframe happens to fall. Its descriptor is the predictor's, else the classical
+        """The window's last new frame becomes a keyframe when it looks like an earlier place
+        (LoopCloser.revisits_place), so the loop is tried where the path comes back, not only where a
+        keyframe happens to fall (no min_frame_gap: at most one such keyframe per window, none during the
+        loop closer's cooldown; the 90-frame sample loop's last keyframe fell 2 frames before the frame that
+        matches the start). Its descriptor is the predictor's, else the classical
         image descriptor of the image at the keyframe stride (what a keyframe would store): one per window."""
         assert w.pred is not None
         last = self.keyframes.last_in_segment(self.tracking.segment_id)
         if last is None or not self.config.loop.enabled:
-            return False
-        if p.index - last.frame_index < self.config.keyframes.min_frame_gap:
             return False
         desc = w.pred.descriptors.get(j) if w.pred.descriptors else None
         if desc is None:
