@@ -130,6 +130,7 @@ class _Window:
     K: np.ndarray | None = None
     queries: TrackQueries | None = None
     measured: dict[int, np.ndarray] = field(default_factory=dict)  # window index -> metric depth (H, W)
+    final: bool = False  # the stream's last window (flush): its last frame may still close a loop
 
     @property
     def size(self) -> tuple[int, int]:
@@ -235,7 +236,8 @@ class Pipeline:
         """Process the leftover frames as a last (shorter) window; nothing stays pending."""
         out: list[Update] = []
         while len(self.window):
-            out += self._process(self.window.take(self.window.new_per_window(self.bootstrapped)))
+            pending = self.window.take(self.window.new_per_window(self.bootstrapped))
+            out += self._process(pending, final=not len(self.window))
         return out
 
     def prepare(self, frame: Frame) -> None:
@@ -302,7 +304,8 @@ class Pipeline:
         return out
 
     # --- one window -------------------------------------------------------------------------------
-    def _process(self, pending: list[PendingFrame]) -> list[Update]:
+    def _process(self, pending: list[PendingFrame], final: bool = False) -> list[Update]:
+        """Predict, stitch and emit one window of new frames; final: the stream's last window (flush)."""
         window_id = self._next_window
         self._next_window += 1
         if not pending:
@@ -310,7 +313,7 @@ class Pipeline:
         t_start = time.perf_counter()
         last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
         anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
-        w = _Window(window_id, pending, anchors)
+        w = _Window(window_id, pending, anchors, final=final)
         if self._skip:
             reason = self._skip.pop(0)
             self.counters.windows_skipped[reason_key(reason)] += 1
@@ -681,13 +684,16 @@ class Pipeline:
     def _revisits_place(self, w: _Window, j: int, p: PendingFrame) -> bool:
         """The window's last new frame becomes a keyframe when it looks like an earlier place
         (LoopCloser.revisits_place), so the loop is tried where the path comes back, not only where a
-        keyframe happens to fall (no min_frame_gap: at most one such keyframe per window, none during the
-        loop closer's cooldown; the 90-frame sample loop's last keyframe fell 2 frames before the frame that
-        matches the start). Its descriptor is the predictor's, else the classical
-        image descriptor of the image at the keyframe stride (what a keyframe would store): one per window."""
+        keyframe happens to fall: min_frame_gap after the last keyframe, or in the stream's last window
+        (flush: the last chance; the 90-frame sample loop's last keyframe fell 2 frames before the frame
+        that matches the start), at most one per window and none in the loop closer's cooldown. Its
+        descriptor is the predictor's, else the classical image descriptor of the image at the keyframe
+        stride (what a keyframe would store): one per window."""
         assert w.pred is not None
         last = self.keyframes.last_in_segment(self.tracking.segment_id)
         if last is None or not self.config.loop.enabled:
+            return False
+        if p.index - last.frame_index < self.config.keyframes.min_frame_gap and not w.final:
             return False
         desc = w.pred.descriptors.get(j) if w.pred.descriptors else None
         if desc is None:
