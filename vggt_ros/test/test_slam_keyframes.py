@@ -29,6 +29,20 @@ def _add(m: KeyframeManager, i: int, T=None, depth_value=2.0):
     )
 
 
+def test_points_cam_are_the_world_points_in_the_camera_frame():
+    """points_cam: the same pixels as points_world (also subsampled), in the optical camera frame."""
+    m = KeyframeManager(KeyframeConfig(depth_stride=4))
+    T = make_T(rot_y(0.3), np.array([0.5, -0.2, 1.0]))
+    kf = _add(m, 0, T=T)
+    for kw in ({}, {"max_points": 50, "seed": 3}):
+        uv_c, X_c, c_c = kf.points_cam(**kw)
+        uv_w, X_w, c_w = kf.points_world(**kw)
+        assert np.array_equal(uv_c, uv_w) and np.array_equal(c_c, c_w)
+        np.testing.assert_allclose(X_c[:, 2], 2.0)  # depth along optical z, not the world's z
+        np.testing.assert_allclose(X_c @ T[:3, :3].T + T[:3, 3], X_w, atol=1e-12)
+    assert len(kf.points_cam(max_points=50, seed=3)[0]) == 50
+
+
 def test_storage_is_strided_and_bounded():
     m = KeyframeManager(KeyframeConfig(depth_stride=4, max_image_pixels=40 * 30, max_active=3))
     kf = _add(m, 0)

@@ -16,7 +16,7 @@ import numpy as np
 
 from vggt_ros.geometry.alignment import median_and_sigma
 from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
-from vggt_ros.geometry.se3 import Sim3, invert_T
+from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
 from vggt_ros.slam.config import KeyframeConfig
 from vggt_ros.types import Frame
 
@@ -155,10 +155,11 @@ class Keyframe:
         v, u = np.mgrid[0:h, 0:w].astype(np.float64) * self.depth_stride
         return np.stack([u, v], axis=-1)
 
-    def points_world(
+    def points_cam(
         self, max_points: int | None = None, seed: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Valid depth pixels -> (uv (M,2) camera pixels, X_world (M,3), conf (M,)), optionally subsampled."""
+        """Valid depth pixels -> (uv (M,2) camera pixels, X_cam (M,3) optical camera frame, map units,
+        conf (M,)), optionally subsampled (the same pixels as points_world with the same arguments)."""
         if self.depth is None or self.conf is None:
             return np.zeros((0, 2)), np.zeros((0, 3)), np.zeros(0)
         uv = self.pixel_grid().reshape(-1, 2)
@@ -167,7 +168,14 @@ class Keyframe:
         ok = np.flatnonzero(np.isfinite(d) & (d > 0))
         if max_points is not None and len(ok) > max_points:
             ok = np.sort(np.random.default_rng(seed).choice(ok, max_points, replace=False))
-        return uv[ok], unproject_pixels(uv[ok], d[ok], self.K, self.T_world_cam), c[ok]
+        return uv[ok], unproject_pixels(uv[ok], d[ok], self.K), c[ok]
+
+    def points_world(
+        self, max_points: int | None = None, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Valid depth pixels -> (uv (M,2) camera pixels, X_world (M,3), conf (M,)), optionally subsampled."""
+        uv, X_cam, c = self.points_cam(max_points, seed)
+        return uv, apply_T(self.T_world_cam, X_cam), c
 
     def as_frame(self) -> Frame:
         """The keyframe's image as a Frame at camera resolution (nearest upsampling if strided)."""

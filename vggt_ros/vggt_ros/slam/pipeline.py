@@ -43,7 +43,7 @@ import numpy as np
 
 from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
-from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
+from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager, image_stride_for
@@ -648,10 +648,8 @@ class Pipeline:
             d = np.where(conf >= thr, pred.depth[i] * scale, np.nan)
             if kf.fuse_depth(d, conf) == 0 or kf.keyframe_id not in self.global_map.keyframes:
                 continue
-            uv, X, c = kf.points_world()
-            self.global_map.replace_points(
-                kf.keyframe_id, apply_T(invert_T(kf.T_world_cam), X), kf.colors_at(uv), c
-            )
+            uv, X_cam, c = kf.points_cam()
+            self.global_map.replace_points(kf.keyframe_id, X_cam, kf.colors_at(uv), c)
 
     def _is_keyframe(self, w: _Window, j: int, T_wc: np.ndarray, frame_index: int) -> bool:
         """Keyframe decision for window frame j against the last keyframe of the segment."""
@@ -770,7 +768,7 @@ class Pipeline:
         measured = w.measured.get(j)
         if measured is not None and self.metric.filter.metric:
             kf.set_measured_depth(measured)
-        uv_k, X_k, c_k = kf.points_world()
+        uv_k, X_k, c_k = kf.points_cam()
         col = p.frame.rgb[uv_k[:, 1].astype(np.intp), uv_k[:, 0].astype(np.intp)]
         self.global_map.add_keyframe(
             kf.keyframe_id,
@@ -779,7 +777,7 @@ class Pipeline:
             T_BODY_OPTICAL @ kf.T_world_cam,
             w.K[j],
             w.size,
-            apply_T(invert_T(kf.T_world_cam), X_k),
+            X_k,
             col,
             c_k,
             segment_id=kf.segment_id,

@@ -32,6 +32,20 @@ def voxel_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray
     return (ki[:, 0] << (2 * _BITS)) | (ki[:, 1] << _BITS) | ki[:, 2], ok
 
 
+def _contributions(
+    points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, ok: np.ndarray, sg: np.ndarray
+) -> np.ndarray:
+    """Per point ok[i] (in input order): the 8 running-sum terms (M, 8) [w, w*xyz, w*rgb, w*conf] with
+    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes). Fortran order: the caller groups columns."""
+    conf = np.asarray(confidence, np.float64)[ok]
+    v = np.empty((len(ok), 8), order="F")
+    v[:, 0] = np.maximum(conf, 1e-6) * sg
+    v[:, 1:4] = np.asarray(points, np.float64)[ok] * v[:, :1]
+    v[:, 4:7] = np.asarray(colors, np.float64)[ok] * v[:, :1]
+    v[:, 7] = conf * v[:, 0]
+    return v
+
+
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:
     out = np.empty((rows,) + a.shape[1:], a.dtype)
     out[: len(a)] = a
@@ -74,19 +88,14 @@ class VoxelGrid:
         order = np.argsort(keys, kind="stable")  # points grouped by voxel, in input order within one
         ks = keys[order]
         starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
-        idx = ok[order]
-        sg = signs[idx].astype(np.float64)
-        conf = np.asarray(confidence, np.float64)[idx]
-        v = np.empty((len(idx), 8))
-        v[:, 0] = np.maximum(conf, 1e-6) * sg
-        v[:, 1:4] = np.asarray(points, np.float64)[idx] * v[:, :1]
-        v[:, 4:7] = np.asarray(colors, np.float64)[idx] * v[:, :1]
-        v[:, 7] = conf * v[:, 0]
+        sg = signs[ok].astype(np.float64)
+        v = _contributions(points, colors, confidence, ok, sg).T[:, order]  # (8, M) grouped by voxel
+        sg = sg[order]
         gains = np.add.reduceat(np.maximum(sg, 0), starts) > 0
         slots = self._slots(ks[starts], gains)
         if np.any(slots < 0):
             raise ValueError("removing points that were never added")
-        self._sums[slots] += np.add.reduceat(v, starts, axis=0)
+        self._sums[slots] += np.add.reduceat(v, starts, axis=1).T
         was = self._n[slots] > 0
         self._n[slots] += np.add.reduceat(sg, starts).astype(np.int32)
         now = self._n[slots] > 0
