@@ -126,31 +126,40 @@ class Stitcher(Protocol):
 def anchor_depth_correspondences(
     inp: StitchInput, max_points: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Same pixels of each anchor: window points (N,3), world points (N,3), sqrt(conf_map*conf_win) (N,)."""
+    """Same pixels of each anchor: window points (N,3), world points (N,3), sqrt(conf_map*conf_win) (N,).
+
+    At most max_points, drawn (seeded) from all anchors' usable pixels before anything is unprojected."""
     pred = inp.prediction
-    srcs, dsts, ws = [], [], []
+    picks: list[tuple[int, Keyframe, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     for i, kf in enumerate(inp.anchors):
-        if i not in pred.depth:
+        if i not in pred.depth or kf.depth is None or kf.conf is None:
             continue
-        uv, X, c_map = kf.points_world()
-        if len(uv) == 0:
-            continue
-        ui, vi = uv[:, 0].astype(np.intp), uv[:, 1].astype(np.intp)
+        st = kf.depth_stride
+        d_map = kf.depth.reshape(-1).astype(np.float64)
+        rows, cols = np.divmod(np.flatnonzero(np.isfinite(d_map) & (d_map > 0)), kf.depth.shape[1])
+        vi, ui = rows * st, cols * st
         d = pred.depth[i][vi, ui].astype(np.float64)
         c = pred.depth_conf[i][vi, ui].astype(np.float64)
-        ok = np.isfinite(d) & (d > 0) & (c >= inp.depth_conf_threshold)
-        if not np.any(ok):
-            continue
-        srcs.append(unproject_pixels(uv[ok], d[ok], inp.K[i], invert_T(pred.T_cam_win[i])))
-        dsts.append(X[ok])
-        ws.append(np.sqrt(c_map[ok] * c[ok]))
-    if not srcs:
+        ok = np.flatnonzero(np.isfinite(d) & (d > 0) & (c >= inp.depth_conf_threshold))
+        if len(ok):
+            picks.append((i, kf, rows[ok], cols[ok], d[ok], c[ok]))
+    total = sum(len(p[2]) for p in picks)
+    if not total:
         return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
-    src, dst, w = np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
-    if len(src) > max_points:
-        keep = np.sort(np.random.default_rng(inp.seed).choice(len(src), max_points, replace=False))
-        src, dst, w = src[keep], dst[keep], w[keep]
-    return src, dst, w
+    keep = (np.sort(np.random.default_rng(inp.seed).choice(total, max_points, replace=False))
+            if total > max_points else np.arange(total))
+    srcs, dsts, ws = [], [], []
+    first = 0
+    for i, kf, rows, cols, d, c in picks:
+        sel = keep[(keep >= first) & (keep < first + len(rows))] - first
+        first += len(rows)
+        r, q = rows[sel], cols[sel]
+        uv = np.stack([q, r], axis=1).astype(np.float64) * kf.depth_stride
+        d_map = kf.depth[r, q].astype(np.float64)
+        srcs.append(unproject_pixels(uv, d[sel], inp.K[i], invert_T(pred.T_cam_win[i])))
+        dsts.append(unproject_pixels(uv, d_map, kf.K, kf.T_world_cam))
+        ws.append(np.sqrt(kf.conf[r, q].astype(np.float64) * c[sel]))
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(ws)
 
 
 def anchor_depth_scale(inp: StitchInput) -> float:
