@@ -154,6 +154,7 @@ def anchor_depth_correspondences(
         sel = keep[(keep >= first) & (keep < first + len(rows))] - first
         first += len(rows)
         r, q = rows[sel], cols[sel]
+        assert kf.depth is not None and kf.conf is not None  # checked in the first pass
         uv = np.stack([q, r], axis=1).astype(np.float64) * kf.depth_stride
         d_map = kf.depth[r, q].astype(np.float64)
         srcs.append(unproject_pixels(uv, d[sel], inp.K[i], invert_T(pred.T_cam_win[i])))
