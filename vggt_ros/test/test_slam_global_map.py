@@ -210,3 +210,23 @@ def test_removing_every_point_leaves_an_empty_grid():
     np.testing.assert_array_equal(
         np.sort(g.fused()[0], axis=0), np.sort(voxel_fuse(MapSnapshot(*clouds[0]), 0.05).points, axis=0)
     )
+
+
+def test_voxel_sums_follow_the_input_order():
+    """Many points in one voxel: the grid's sums are the plain input-order sums (bincount), the same on
+    any machine whatever order the key sort leaves equal keys in (a pairwise sum would differ)."""
+    from vggt_ros.slam.voxel_grid import VoxelGrid
+
+    rng = np.random.default_rng(7)
+    n = 300
+    pts = (0.01 + 0.03 * rng.random((n, 3))).astype(np.float32)  # one 0.05 voxel
+    col = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    conf = (0.5 + 10 * rng.random(n)).astype(np.float32)
+    g = VoxelGrid(0.05)
+    g.add(pts, col, conf)
+    w_sum, wx_sum = 0.0, 0.0
+    for w, x in zip(conf.astype(np.float64), pts[:, 0].astype(np.float64)):
+        w_sum += w
+        wx_sum += w * x
+    assert g.num_voxels == 1
+    assert g._sums[0, 0] == w_sum and g._sums[0, 1] == wx_sum  # exact: the same additions, in order

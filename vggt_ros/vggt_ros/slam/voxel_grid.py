@@ -36,7 +36,8 @@ def _contributions(
     points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, ok: np.ndarray, sg: np.ndarray
 ) -> np.ndarray:
     """Per point ok[i] (in input order): the 8 running-sum terms (M, 8) [w, w*xyz, w*rgb, w*conf] with
-    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes). Fortran order: the caller groups columns."""
+    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes). Fortran order: each term's column is
+    contiguous (np.bincount's weights)."""
     conf = np.asarray(confidence, np.float64)[ok]
     v = np.empty((len(ok), 8), order="F")
     v[:, 0] = np.maximum(conf, 1e-6) * sg
@@ -85,19 +86,21 @@ class VoxelGrid:
         self.dropped += int(np.count_nonzero(signs > 0)) - int(np.count_nonzero(signs[ok] > 0))
         if not len(ok):
             return
-        order = np.argsort(keys, kind="stable")  # points grouped by voxel, in input order within one
-        ks = keys[order]
-        starts = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+        u, inv = np.unique(keys, return_inverse=True)  # voxels (M,) sorted; each point's voxel
         sg = signs[ok].astype(np.float64)
-        v = _contributions(points, colors, confidence, ok, sg).T[:, order]  # (8, M) grouped by voxel
-        sg = sg[order]
-        gains = np.add.reduceat(np.maximum(sg, 0), starts) > 0
-        slots = self._slots(ks[starts], gains)
+        v = _contributions(points, colors, confidence, ok, sg)
+        # per voxel, its points' terms summed in input order (bincount: a plain loop, the same on any
+        # machine, whatever order the sort left equal keys in)
+        per_voxel = np.empty((len(u), 8))
+        for c in range(8):
+            per_voxel[:, c] = np.bincount(inv, weights=v[:, c], minlength=len(u))
+        gains = np.bincount(inv, weights=np.maximum(sg, 0.0), minlength=len(u)) > 0
+        slots = self._slots(u, gains)
         if np.any(slots < 0):
             raise ValueError("removing points that were never added")
-        self._sums[slots] += np.add.reduceat(v, starts, axis=1).T
+        self._sums[slots] += per_voxel
         was = self._n[slots] > 0
-        self._n[slots] += np.add.reduceat(sg, starts).astype(np.int32)
+        self._n[slots] += np.rint(np.bincount(inv, weights=sg, minlength=len(u))).astype(np.int32)
         now = self._n[slots] > 0
         self.num_voxels += int(np.count_nonzero(now & ~was)) - int(np.count_nonzero(was & ~now))
         empty = slots[~now]
