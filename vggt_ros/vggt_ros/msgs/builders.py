@@ -264,12 +264,13 @@ class MessageBuilder:
         if not (len(pts) == len(cols) == len(conf)):
             raise ValueError(f"points {len(pts)}, colors {len(cols)}, confidence {len(conf)} differ")
         keep = np.isfinite(pts).all(axis=1)
-        pts, cols, conf = pts[keep], cols[keep], conf[keep]
+        if not keep.all():
+            pts, cols, conf = pts[keep], cols[keep], conf[keep]
         n = len(pts)
-        cloud = np.empty(n, dtype=CLOUD_DTYPE)
-        cloud["x"], cloud["y"], cloud["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
-        cloud["rgb"] = pack_rgb(cols)
-        cloud["confidence"] = conf
+        cloud = np.empty((n, len(CLOUD_FIELDS)), dtype="<f4")  # CLOUD_DTYPE's layout: 5 float32 per point
+        cloud[:, :3] = pts
+        cloud[:, 3] = pack_rgb(cols)
+        cloud[:, 4] = conf
         fields = [
             self._msg(
                 "sensor_msgs/msg/PointField",
@@ -289,7 +290,7 @@ class MessageBuilder:
             is_bigendian=False,
             point_step=CLOUD_POINT_STEP,
             row_step=CLOUD_POINT_STEP * n,
-            data=self.family.sequence(np.frombuffer(cloud.tobytes(), dtype=np.uint8)),
+            data=self.family.sequence(cloud.view(np.uint8).reshape(-1)),
             is_dense=True,
         )
 

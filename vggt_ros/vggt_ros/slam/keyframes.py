@@ -9,6 +9,7 @@ keyframe store does not grow with the sequence beyond a few hundred bytes per ke
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +20,15 @@ from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
 from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
 from vggt_ros.slam.config import KeyframeConfig
 from vggt_ros.types import Frame
+
+
+@functools.lru_cache(maxsize=8)
+def _strided_pixel_grid(h: int, w: int, stride: int) -> np.ndarray:
+    """(h, w, 2) float64 camera pixels (u, v) = (col, row) x stride; read-only (one per keyframe shape)."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64) * stride
+    grid = np.stack([u, v], axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 @dataclass
@@ -150,10 +160,9 @@ class Keyframe:
         return self.depth is not None and (self.image is not None or self.image_jpeg is not None)
 
     def pixel_grid(self) -> np.ndarray:
-        """(h, w, 2) camera-resolution pixel (u, v) of each stored depth pixel."""
+        """(h, w, 2) camera-resolution pixel (u, v) of each stored depth pixel (read-only, shared)."""
         h, w = self.depth.shape if self.depth is not None else (0, 0)
-        v, u = np.mgrid[0:h, 0:w].astype(np.float64) * self.depth_stride
-        return np.stack([u, v], axis=-1)
+        return _strided_pixel_grid(h, w, self.depth_stride)
 
     def points_cam(
         self, max_points: int | None = None, seed: int = 0
