@@ -35,15 +35,17 @@ def voxel_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray
 def _contributions(
     points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, ok: np.ndarray, sg: np.ndarray
 ) -> np.ndarray:
-    """Per point ok[i] (in input order): the 8 running-sum terms (M, 8) [w, w*xyz, w*rgb, w*conf] with
-    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes). Fortran order: each term's column is
-    contiguous (np.bincount's weights)."""
+    """Per point ok[i] (in input order): the 8 running-sum terms (8, M) [w, w*xyz, w*rgb, w*conf] with
+    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes); each term's row is contiguous (bincount's
+    weights), built row by row (no strided writes)."""
     conf = np.asarray(confidence, np.float64)[ok]
-    v = np.empty((len(ok), 8), order="F")
-    v[:, 0] = np.maximum(conf, 1e-6) * sg
-    v[:, 1:4] = np.asarray(points, np.float64)[ok] * v[:, :1]
-    v[:, 4:7] = np.asarray(colors, np.float64)[ok] * v[:, :1]
-    v[:, 7] = conf * v[:, 0]
+    xyz = np.ascontiguousarray(np.asarray(points)[ok].T, dtype=np.float64)  # (3, M)
+    rgb = np.ascontiguousarray(np.asarray(colors)[ok].T, dtype=np.float64)  # (3, M)
+    v = np.empty((8, len(ok)))
+    np.multiply(np.maximum(conf, 1e-6), sg, out=v[0])
+    np.multiply(xyz, v[0], out=v[1:4])
+    np.multiply(rgb, v[0], out=v[4:7])
+    np.multiply(conf, v[0], out=v[7])
     return v
 
 
@@ -93,7 +95,7 @@ class VoxelGrid:
         # machine, whatever order the sort left equal keys in)
         per_voxel = np.empty((len(u), 8))
         for c in range(8):
-            per_voxel[:, c] = np.bincount(inv, weights=v[:, c], minlength=len(u))
+            per_voxel[:, c] = np.bincount(inv, weights=v[c], minlength=len(u))
         gains = np.bincount(inv, weights=np.maximum(sg, 0.0), minlength=len(u)) > 0
         slots = self._slots(u, gains)
         if np.any(slots < 0):
