@@ -103,12 +103,15 @@ def sample_bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:
     v1 = np.minimum(v0 + 1, H - 1)
     a = u - u0
     b = v - v0
-    im = img.astype(np.float64)
-    if im.ndim == 3:
+    if img.ndim == 3:
         a = a[..., None]
         b = b[..., None]
-    out = (im[v0, u0] * (1 - a) * (1 - b) + im[v0, u1] * a * (1 - b)
-           + im[v1, u0] * (1 - a) * b + im[v1, u1] * a * b)
+
+    def at(vi: np.ndarray, ui: np.ndarray) -> np.ndarray:  # float64 of the samples only, not the image
+        return img[vi, ui].astype(np.float64)
+
+    out = (at(v0, u0) * (1 - a) * (1 - b) + at(v0, u1) * a * (1 - b)
+           + at(v1, u0) * (1 - a) * b + at(v1, u1) * a * b)
     out[~ok] = np.nan
     return out
 
