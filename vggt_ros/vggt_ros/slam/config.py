@@ -145,7 +145,8 @@ class LoopConfig:
         for 40 frames before one keyframe reached 0.9).
     exclude_recent: the newest this many keyframes of the query's own segment are not loop candidates
         (already connected by the stitching chain); other segments' keyframes always are.
-    max_candidates: candidates verified per new keyframe (each costs one 2-frame prediction).
+    max_candidates: candidates verified per new keyframe (each costs one prediction of a window of
+        at most verify_anchors + verify_query_keyframes frames).
     min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
         and this fraction of track observations within the PnP bound.
     max_correction_rel: a loop within one segment may move the query keyframe by at most this
@@ -153,6 +154,15 @@ class LoopConfig:
         drift cannot be larger, so a bigger jump is a false loop (aliased places), rejected.
     max_loop_chi2: after optimising, a loop edge whose chi2 exceeds this does not fit the graph:
         the loop is rolled back.
+    verify_anchors: keyframes whose stored depth anchors the verification window: the candidate plus
+        up to verify_anchors - 1 keyframes of its segment that see its view (verify_min_covisible of
+        their points inside it) within verify_span keyframes of it. The window's scale is their
+        consensus (stitching.anchor_depth_scale), as in the main windows: one keyframe's stored depth
+        carries a few % of regional depth bias, and a relocalisation edge alone fixes a segment's scale.
+    verify_query_keyframes: frames of the query's side: the query plus up to verify_query_keyframes - 1
+        of its segment's keyframes (same covisibility and span rule); the loop's scale ratio is the
+        median over all of them (their depth re-predicted in the window vs their stored depth).
+        The verification window has at most verify_anchors + verify_query_keyframes frames.
     """
 
     enabled: bool = True
@@ -164,6 +174,17 @@ class LoopConfig:
     min_inlier_ratio: float = 0.5
     max_correction_rel: float = 0.1
     max_loop_chi2: float = 50.0
+    verify_anchors: int = 3
+    verify_query_keyframes: int = 2
+    verify_min_covisible: float = 0.5
+    verify_span: int = 6
+
+    def __post_init__(self) -> None:
+        if self.verify_anchors < 1 or self.verify_query_keyframes < 1:
+            raise ValueError(
+                f"need verify_anchors, verify_query_keyframes >= 1, got {self.verify_anchors}, "
+                f"{self.verify_query_keyframes}"
+            )
 
 @dataclass
 class ScaleConfig:

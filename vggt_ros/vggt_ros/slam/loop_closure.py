@@ -8,8 +8,12 @@ At every new keyframe (docs/architecture.md#loop-closure-and-the-pose-graph):
    image descriptor) goes into a PlaceDatabase; the database is queried for earlier keyframes
    that look alike, excluding the last `exclude_recent` keyframes of the same segment.
 3. Each candidate (at most `max_candidates`) is verified geometrically: the predictor runs on a
-   2-frame window [candidate, query], the TrackStitcher aligns it to the candidate's stored depth,
-   and the loop is kept only with enough Sim(3) inliers and track inliers. Within one segment
+   small window [candidate, up to verify_anchors - 1 of its covisible neighbours, query, up to
+   verify_query_keyframes - 1 of its neighbours] (at most 5 frames by default), the TrackStitcher
+   aligns it to the candidate's stored depth (the query's pose), and the loop is kept only with
+   enough Sim(3) inliers and track inliers. The loop's scale: the window's scale from all anchors'
+   stored depth (their consensus, as in the main windows, not one keyframe's regional depth bias),
+   applied to the query side's re-predicted vs stored depth (median). Within one segment
    the implied move of the query must be explainable by drift (max_correction_rel of the path
    travelled since the candidate): a larger jump means an aliased place, rejected.
 4. The loop edge is added and the graph solved; an edge that does not fit (chi2 above
@@ -17,13 +21,13 @@ At every new keyframe (docs/architecture.md#loop-closure-and-the-pose-graph):
    the pipeline, which moves keyframes, their map points and the emitted path. A loop between
    two segments merges them (relocalisation).
 Cost per keyframe: one database query (a matrix product, capped size) and at most
-`max_candidates` 2-frame predictions; after a closure the next `cooldown` keyframes skip step 3.
+`max_candidates` predictions of <= 5 frames; after a closure the next `cooldown` keyframes skip step 3.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,7 +37,7 @@ from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.place_recognition import PlaceDatabase, image_descriptor
 from vggt_ros.slam.pose_graph import EdgeSigmas, PoseGraph, PoseGraphConfig, edge_sigmas
-from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher
+from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, anchor_depth_scale
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
 from vggt_ros.slam.updates import LoopClosure
 from vggt_ros.types import Predictor
@@ -170,7 +174,7 @@ class LoopCloser:
             if verified >= cfg.max_candidates:
                 break
             verified += 1
-            ver = self._verify(kf, match, cand.score, predictor, stitcher, config)
+            ver = self._verify(kf, match, cand.score, predictor, stitcher, config, keyframes)
             if ver is None:
                 continue
             if same and not self._drift_explains(kf, match, ver):
@@ -194,6 +198,45 @@ class LoopCloser:
                 out.append(k.keyframe_id)
         return out
 
+    def _neighbours(
+        self, kf: Keyframe, keyframes: KeyframeManager, n: int, exclude: set[int], earlier_only: bool
+    ) -> list[Keyframe]:
+        """Up to n other keyframes of kf's segment to verify with: verifiable, kf's image size, within
+        verify_span keyframes of kf (only earlier ones when earlier_only), not in `exclude`, with at
+        least verify_min_covisible of their points inside kf's view; most covisible first, nearest in
+        time on ties. Neighbours in time share kf's local map scale (tied by the stitching chain)."""
+        cfg = self.config
+        if n <= 0:
+            return []
+        lo = kf.keyframe_id - cfg.verify_span
+        hi = kf.keyframe_id if earlier_only else kf.keyframe_id + cfg.verify_span
+        scored: list[tuple[float, int, Keyframe]] = []
+        for k in keyframes.keyframes[max(lo, 0): hi + 1]:
+            if (k.keyframe_id == kf.keyframe_id or k.keyframe_id in exclude or k.segment_id != kf.segment_id
+                    or not k.verifiable or k.size != kf.size):
+                continue
+            covis = keyframes.covisible_geometric(k, kf.T_world_cam, kf.K, kf.size, max_points=200)
+            if covis >= cfg.verify_min_covisible:
+                scored.append((-round(covis, 1), abs(k.keyframe_id - kf.keyframe_id), k))
+        scored.sort(key=lambda t: (t[0], t[1]))
+        return [k for _, _, k in scored[:n]]
+
+    def _verification_window(
+        self, q: Keyframe, m: Keyframe, keyframes: KeyframeManager
+    ) -> tuple[list[Keyframe], list[Keyframe]]:
+        """(anchors [m, m's neighbours], query side [q, q's neighbours]) of the verification window.
+
+        m's neighbours never come from q's own neighbourhood (the newest exclude_recent keyframes of
+        q's segment): in a loop within one segment those carry the drift the loop is to measure."""
+        cfg = self.config
+        recent = set(self._recent_in_segment(keyframes, q.segment_id, cfg.exclude_recent))
+        anchors = [m] + self._neighbours(m, keyframes, cfg.verify_anchors - 1, recent | {q.keyframe_id},
+                                         earlier_only=False)
+        taken = {k.keyframe_id for k in anchors}
+        query_side = [q] + self._neighbours(q, keyframes, cfg.verify_query_keyframes - 1, taken,
+                                            earlier_only=True)
+        return anchors, query_side
+
     def _verify(
         self,
         q: Keyframe,
@@ -202,26 +245,33 @@ class LoopCloser:
         predictor: Predictor,
         stitcher: TrackStitcher,
         config: PipelineConfig,
+        keyframes: KeyframeManager,
     ) -> _Verified | None:
-        """Predict [m, q], stitch to m's stored depth; None unless enough Sim(3) and track inliers."""
-        frames = [m.as_frame(), q.as_frame()]
+        """Predict the window [anchors..., q, q's neighbours] (_verification_window, at most
+        verify_anchors + verify_query_keyframes frames) with track queries from m's map points.
+
+        q's pose: the window stitched to m alone (window frame 0 = m's camera, which the prediction
+        places without pose noise; the other anchors' predicted poses would only add theirs), q the
+        only new frame. None unless enough Sim(3) and track inliers. The loop's scale: the window ->
+        world scale of all anchors (_consensus_scale), applied to the query side (_query_scale_ratio).
+        """
+        anchors, query_side = self._verification_window(q, m, keyframes)
+        window = anchors + query_side
+        A = len(anchors)
         uv, X, _ = m.points_world(max_points=config.stitch.num_queries, seed=self.seed + q.keyframe_id)
         if len(uv) < config.stitch.min_correspondences:
             return None
         try:
-            pred = predictor.predict(frames, uv.astype(np.float32), [0, 1])
+            frames = [k.as_frame() for k in window]
+            pred = predictor.predict(frames, uv.astype(np.float32), list(range(len(window))))
         except Exception as exc:  # a failed verification is no loop, never a crash
             log.warning("loop verification failed: %s", exc)
             return None
-        K = np.stack([m.K, q.K if q.K_known else pred.K[1]]).astype(np.float64)
+        K = np.stack(
+            [k.K for k in anchors] + [k.K if k.K_known else pred.K[A + i] for i, k in enumerate(query_side)]
+        ).astype(np.float64)
         inp = StitchInput(
-            pred,
-            [m],
-            [1],
-            K,
-            TrackQueries(uv, X),
-            m.size,
-            config.depth_conf_threshold,
+            pred, [m], [A], K, TrackQueries(uv, X), m.size, config.depth_conf_threshold,
             self.seed + q.keyframe_id,
         )
         try:
@@ -234,17 +284,10 @@ class LoopCloser:
             return None
         if not (res.track_inlier_ratio >= cfg.min_inlier_ratio):
             return None
-        d_loop = pred.depth[1].astype(np.float64) * res.depth_scale.get(1, res.sim3.scale)
-        d_cur = q.depth.astype(np.float64) if q.depth is not None else None
-        ratio = 1.0
-        if d_cur is not None:
-            st = q.depth_stride
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = d_loop[::st, ::st] / d_cur
-            r = r[np.isfinite(r) & (r > 0)]
-            if r.size >= 50:
-                ratio = float(np.median(r))
-        return _Verified(m.keyframe_id, score, res.T_world_cam[1], ratio, res.num_inliers)
+        max_dev = config.stitch.max_depth_scale_dev
+        scale = _consensus_scale(replace(inp, anchors=anchors), res.sim3.scale, max_dev)
+        ratio = _query_scale_ratio(pred.depth, scale, query_side, A)
+        return _Verified(m.keyframe_id, score, res.T_world_cam[A], ratio, res.num_inliers)
 
     def _drift_bound(self, q: Keyframe, m: Keyframe) -> float:
         """The largest move drift can explain between keyframes m and q of one segment (world units):
@@ -326,3 +369,43 @@ def _largest_correction(
     r = max(float(np.degrees(rotation_angle(C.R))) for C in corrections.values())
     s = max(abs(C.scale - 1.0) for C in corrections.values()) + 1.0
     return t, r, s
+
+
+def _consensus_scale(inp: StitchInput, gauge_scale: float, max_dev: float) -> float:
+    """Window -> world scale from all of inp.anchors' stored depth (stitching.anchor_depth_scale: the
+    weighted median of log(d_map / d_win) over their pixels), as the main windows take theirs: each
+    keyframe's stored depth carries its own few % of regional bias, the consensus less.
+    gauge_scale: the scale of the stitch on the gauge alone; returned instead when the consensus is
+    NaN or differs from it by more than max_dev (relative): the anchors do not agree, trust none more.
+    """
+    s = anchor_depth_scale(inp)
+    if np.isfinite(s) and abs(s / gauge_scale - 1.0) <= max_dev:
+        return float(s)
+    log.info("loop verification: anchors' scale %.4g vs the gauge's %.4g, gauge kept", s, gauge_scale)
+    return float(gauge_scale)
+
+
+def _query_scale_ratio(
+    depth: dict[int, np.ndarray], scale: float, query_side: list[Keyframe], first: int,
+    min_pixels: int = 50,
+) -> float:
+    """Median over the query-side keyframes' stored depth pixels of d_loop / d_cur: d_loop = the
+    verification window's depth (H, W) of window index first + i, times the window -> world scale;
+    d_cur = keyframe i's stored depth (at its depth_stride, its segment's world units).
+
+    > 1: the query's neighbourhood is mapped that much too small relative to the anchors' map.
+    Pooling several keyframes averages each prediction's and each stored depth's regional bias.
+    1.0 when fewer than min_pixels ratios are usable (no scale information: the edge keeps q's scale).
+    """
+    logs = []
+    for i, kf in enumerate(query_side):
+        d_win = depth.get(first + i)
+        if kf.depth is None or d_win is None:
+            continue
+        st = kf.depth_stride
+        d_loop = d_win.astype(np.float64)[::st, ::st] * scale
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = d_loop / kf.depth.astype(np.float64)
+        logs.append(np.log(r[np.isfinite(r) & (r > 0)]))
+    x = np.concatenate(logs) if logs else np.zeros(0)
+    return float(np.exp(np.median(x))) if x.size >= min_pixels else 1.0
