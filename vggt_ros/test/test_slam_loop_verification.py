@@ -6,6 +6,9 @@ carries a few % of regional depth bias) no longer sets the relative scale of a r
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from vggt_ros.sim.sequence import make_sequence
@@ -101,3 +104,17 @@ def test_neighbours_need_covisibility_and_stay_in_the_segment(seq):
 def test_verification_counts_are_validated():
     with pytest.raises(ValueError):
         LoopConfig(verify_anchors=0)
+
+
+def test_bench_measures_the_scale_error_of_both_verifications():
+    """bench/loop_verification.py runs (3 trials at 1x noise): every loop verifies, errors are finite."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "loop_verification.py"
+    spec = importlib.util.spec_from_file_location("loop_verification_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    seq = make_sequence("loop", 40, width=bench.W, height=bench.H)
+    for anchors, query in ((1, 1), (3, 2)):
+        errs, fails = bench.run_setting(seq, SimNoise.harsh(), 1.0, anchors, query, 3)
+        assert fails == 0 and errs.shape == (3,)
+        assert np.all(np.abs(errs) < 10.0)  # % of scale: a verification, not garbage
