@@ -203,8 +203,8 @@ class LoopCloser:
     ) -> list[Keyframe]:
         """Up to n other keyframes of kf's segment to verify with: verifiable, kf's image size, within
         verify_span keyframes of kf (only earlier ones when earlier_only), not in `exclude`, with at
-        least verify_min_covisible of their points inside kf's view; most covisible first, nearest in
-        time on ties. Neighbours in time share kf's local map scale (tied by the stitching chain)."""
+        least verify_min_covisible of their points inside kf's view; nearest in time first (the map's
+        scale walks from keyframe to keyframe: the nearest share kf's scale best), then most covisible."""
         cfg = self.config
         if n <= 0:
             return []
@@ -217,7 +217,7 @@ class LoopCloser:
                 continue
             covis = keyframes.covisible_geometric(k, kf.T_world_cam, kf.K, kf.size, max_points=200)
             if covis >= cfg.verify_min_covisible:
-                scored.append((-round(covis, 1), abs(k.keyframe_id - kf.keyframe_id), k))
+                scored.append((abs(k.keyframe_id - kf.keyframe_id), -covis, k))
         scored.sort(key=lambda t: (t[0], t[1]))
         return [k for _, _, k in scored[:n]]
 
