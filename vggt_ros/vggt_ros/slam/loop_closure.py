@@ -210,7 +210,7 @@ class LoopCloser:
             return []
         lo = kf.keyframe_id - cfg.verify_span
         hi = kf.keyframe_id if earlier_only else kf.keyframe_id + cfg.verify_span
-        scored: list[tuple[float, int, Keyframe]] = []
+        scored: list[tuple[int, float, Keyframe]] = []
         for k in keyframes.keyframes[max(lo, 0): hi + 1]:
             if (k.keyframe_id == kf.keyframe_id or k.keyframe_id in exclude or k.segment_id != kf.segment_id
                     or not k.verifiable or k.size != kf.size):
