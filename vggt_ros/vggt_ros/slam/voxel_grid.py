@@ -28,20 +28,20 @@ def voxel_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray
     """Points (N,3) -> (packed int64 keys (M,), indices (M,) of the points inside the key range)."""
     k = np.floor(np.asarray(points) / voxel)  # in the points' dtype, as a fusion from scratch
     ok = np.flatnonzero(np.all(np.abs(k) < _HALF, axis=1))
-    ki = k[ok].astype(np.int64) + _HALF
+    ki = (k if len(ok) == len(k) else k[ok]).astype(np.int64) + _HALF  # usually every point is inside
     return (ki[:, 0] << (2 * _BITS)) | (ki[:, 1] << _BITS) | ki[:, 2], ok
 
 
 def _contributions(
-    points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, ok: np.ndarray, sg: np.ndarray
+    points: np.ndarray, colors: np.ndarray, confidence: np.ndarray, ok: np.ndarray | slice, sg: np.ndarray
 ) -> np.ndarray:
-    """Per point ok[i] (in input order): the 8 running-sum terms (8, M) [w, w*xyz, w*rgb, w*conf] with
-    w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes); each term's row is contiguous (bincount's
-    weights), built row by row (no strided writes)."""
+    """Per point ok[i] (ok: an index array or a slice; input order): the 8 running-sum terms (8, M)
+    [w, w*xyz, w*rgb, w*conf] with w = max(conf, 1e-6) * sg[i] (sign +1 adds, -1 removes); each
+    term's row is contiguous (bincount's weights), built row by row (no strided writes)."""
     conf = np.asarray(confidence, np.float64)[ok]
     xyz = np.ascontiguousarray(np.asarray(points)[ok].T, dtype=np.float64)  # (3, M)
     rgb = np.ascontiguousarray(np.asarray(colors)[ok].T, dtype=np.float64)  # (3, M)
-    v = np.empty((8, len(ok)))
+    v = np.empty((8, len(conf)))
     np.multiply(np.maximum(conf, 1e-6), sg, out=v[0])
     np.multiply(xyz, v[0], out=v[1:4])
     np.multiply(rgb, v[0], out=v[4:7])
@@ -89,8 +89,9 @@ class VoxelGrid:
         if not len(ok):
             return
         u, inv = np.unique(keys, return_inverse=True)  # voxels (M,) sorted; each point's voxel
-        sg = signs[ok].astype(np.float64)
-        v = _contributions(points, colors, confidence, ok, sg)
+        sel = slice(None) if len(ok) == len(points) else ok  # no gather when every point is inside
+        sg = signs[sel].astype(np.float64)
+        v = _contributions(points, colors, confidence, sel, sg)
         # per voxel, its points' terms summed in input order (bincount: a plain loop, the same on any
         # machine, whatever order the sort left equal keys in)
         per_voxel = np.empty((len(u), 8))
