@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vggt_ros.geometry.alignment import median_and_sigma
-from vggt_ros.geometry.depth import in_image, project_points, unproject_pixels
+from vggt_ros.geometry.depth import in_image, pixel_grid, project_points, unproject_pixels
 from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T
 from vggt_ros.slam.config import KeyframeConfig
 from vggt_ros.types import Frame
@@ -25,8 +25,7 @@ from vggt_ros.types import Frame
 @functools.lru_cache(maxsize=8)
 def _strided_pixel_grid(h: int, w: int, stride: int) -> np.ndarray:
     """(h, w, 2) float64 camera pixels (u, v) = (col, row) x stride; read-only (one per keyframe shape)."""
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64) * stride
-    grid = np.stack([u, v], axis=-1)
+    grid = pixel_grid((h, w)) * stride
     grid.flags.writeable = False
     return grid
 
