@@ -25,10 +25,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from vggt_ros.sim.sequence import SyntheticSequence, make_sequence  # noqa: E402
-from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor  # noqa: E402
+from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor, smooth_field  # noqa: E402
 from vggt_ros.slam.config import LoopConfig, PipelineConfig  # noqa: E402
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager  # noqa: E402
 from vggt_ros.slam.loop_closure import LoopCloser  # noqa: E402
@@ -40,19 +39,12 @@ NOISE_KEYS = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_f
 SETTINGS = ((1, 1), (3, 1), (1, 2), (3, 2))  #: (verify_anchors, verify_query_keyframes)
 
 
-def smooth_bias(rng: np.random.Generator, shape: tuple[int, int], amp: float) -> np.ndarray:
-    """(h, w) smooth field with max |value| = amp: a 3x4 grid ~ U(-1, 1), bicubic upsampling."""
-    g = rng.uniform(-1.0, 1.0, (3, 4)).astype(np.float32)
-    f = cv2.resize(g, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC).astype(np.float64)
-    return f * (amp / max(float(np.abs(f).max()), 1e-12))
-
-
 def keyframe(seq: SyntheticSequence, kf_id: int, frame: int, segment: int, rng: np.random.Generator,
              factor: float) -> Keyframe:
     """Keyframe at the ground-truth pose; stored depth (H/4, W/4) metres with a regional bias, an offset."""
     gt = seq.ground_truth_at(frame)
     g = gt.depth[::STRIDE, ::STRIDE].astype(np.float64)
-    bias = smooth_bias(rng, g.shape, 0.06 * factor / np.sqrt(2.0))
+    bias = smooth_field(rng, g.shape, 0.06 * factor / np.sqrt(2.0))
     d = g * (1.0 + bias) * (1.0 + rng.normal(0.0, 0.01 * factor))
     d = np.where(g > 0, d, np.nan).astype(np.float32)
     conf = np.full(d.shape, 10.0, np.float32)

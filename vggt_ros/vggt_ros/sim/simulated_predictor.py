@@ -117,7 +117,7 @@ def _blank_garbage(rng: np.random.Generator, blank: list[bool], T_win_cam: np.nd
         if blank[s] and s > 0:
             T_win_cam[s] = random_T()
         if blank[s] and s in depth:
-            depth[s] = (1.0 + _smooth_field(rng, hw, 0.5)).astype(np.float32)
+            depth[s] = (1.0 + smooth_field(rng, hw, 0.5)).astype(np.float32)
             depth_conf[s] = (1.0 + rng.uniform(0.0, 0.3, hw)).astype(np.float32)
         if s > 0 and (blank[s] or blank[0]) and N:
             tracks[s] = rng.uniform(0.0, 1.0, (N, 2)) * [hw[1] - 1, hw[0] - 1]
@@ -150,7 +150,7 @@ def window_scale(gts: Sequence[GroundTruth]) -> float:
     return count / total
 
 
-def _smooth_field(rng: np.random.Generator, hw: tuple[int, int], amp: float) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, hw: tuple[int, int], amp: float) -> np.ndarray:
     """Smooth field over the image with max |value| = amp (low-frequency bias)."""
     g = rng.uniform(-1.0, 1.0, (3, 4)).astype(np.float32)
     f = cv2.resize(g, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC).astype(np.float64)
@@ -236,7 +236,7 @@ class SimulatedPredictor:
         for s in depth_for:
             rng = r_depth[s]
             g = gts[s].depth.astype(np.float64) * scale
-            bias = _smooth_field(rng, hw, nz.depth_bias_frac)
+            bias = smooth_field(rng, hw, nz.depth_bias_frac)
             d = g * (1.0 + rng.normal(0.0, nz.depth_frac, hw)) * (1.0 + bias)
             out = rng.random(hw) < nz.depth_outlier_frac
             lf = rng.uniform(np.log(1.25), np.log(3.0), hw) * rng.choice([-1.0, 1.0], hw)
