@@ -54,10 +54,6 @@ from vggt_ros.types import Frame, WindowPrediction  # noqa: E402
 IMAGE_TOPIC = "/camera/image"
 TOTAL_REPLAY = "TOTAL replay (with bag read and write)"
 TOTAL_LIVE = "TOTAL live node (no bag I/O; the target)"
-TOPIC_STAGE = {"depth": "msg: depth image + info", "depth/camera_info": "msg: depth image + info",
-               "points": "msg: PointCloud2 window", "map": "msg: PointCloud2 map",
-               "odometry": "msg: TF/odometry/path", "/tf": "msg: TF/odometry/path",
-               "path": "msg: TF/odometry/path", "/diagnostics": "msg: diagnostics"}
 
 
 class RecordingPredictor:
