@@ -149,9 +149,14 @@ class LoopConfig:
         at most verify_anchors + verify_query_keyframes frames).
     min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
         and this fraction of track observations within the PnP bound.
-    max_correction_rel: a loop within one segment may move the query keyframe by at most this
-        fraction of the path length travelled since the matched keyframe (plus one scene depth):
-        drift cannot be larger, so a bigger jump is a false loop (aliased places), rejected.
+    max_correction_rel / max_correction_depth: a loop within one segment may move the query keyframe
+        by at most max_correction_rel x the path length travelled since the matched keyframe, plus
+        max_correction_depth x the matched keyframe's median depth: drift cannot be larger, so a bigger
+        jump is a false loop (aliased places), rejected. The depth term is the verification's own pose
+        error: the issue's VGGT-like noise puts a frame's centre 2.6 % of the depth off (RMS) and 1.2 deg
+        of rotation adds ~2 %, so 0.2 is ~3 sigma at 2x that noise. It was 0.5: in the twin rooms at 2x
+        (seed 6) a doorway seen 1.7 depths deep let a false loop through (implied move 1.68, bound 1.85;
+        true loops there and on the figure-eight move at most 0.1 x the travel, none needs the slack).
     max_loop_chi2: after optimising, a loop edge whose chi2 exceeds this does not fit the graph:
         the loop is rolled back.
     verify_anchors: keyframes whose stored depth anchors the verification window: the candidate plus
@@ -173,6 +178,7 @@ class LoopConfig:
     min_inliers: int = 60
     min_inlier_ratio: float = 0.5
     max_correction_rel: float = 0.1
+    max_correction_depth: float = 0.2
     max_loop_chi2: float = 50.0
     verify_anchors: int = 3
     verify_query_keyframes: int = 2

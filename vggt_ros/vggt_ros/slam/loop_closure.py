@@ -15,7 +15,8 @@ At every new keyframe (docs/architecture.md#loop-closure-and-the-pose-graph):
    stored depth (their consensus, as in the main windows, not one keyframe's regional depth bias),
    applied to the query side's re-predicted vs stored depth (median). Within one segment
    the implied move of the query must be explainable by drift (max_correction_rel of the path
-   travelled since the candidate): a larger jump means an aliased place, rejected.
+   travelled since the candidate, plus max_correction_depth of its scene depth for the verification's
+   own error): a larger jump means an aliased place, rejected.
 4. The loop edge is added and the graph solved; an edge that does not fit (chi2 above
    max_loop_chi2) is rolled back. Accepted: the per-keyframe Sim(3) corrections are returned to
    the pipeline, which moves keyframes, their map points and the emitted path. A loop between
@@ -291,9 +292,11 @@ class LoopCloser:
 
     def _drift_bound(self, q: Keyframe, m: Keyframe) -> float:
         """The largest move drift can explain between keyframes m and q of one segment (world units):
-        max_correction_rel x the path travelled from m to q, plus half of m's scene depth."""
+        max_correction_rel x the path travelled from m to q, plus max_correction_depth x m's scene depth
+        (the verification's own pose error)."""
+        cfg = self.config
         travelled = self.path_length.get(q.keyframe_id, 0.0) - self.path_length.get(m.keyframe_id, 0.0)
-        return self.config.max_correction_rel * max(travelled, 0.0) + 0.5 * m.median_depth
+        return cfg.max_correction_rel * max(travelled, 0.0) + cfg.max_correction_depth * m.median_depth
 
     def _within_drift(self, q: Keyframe, m: Keyframe) -> bool:
         """Before verifying: a true loop's match is within drift of the query's estimate, give or take
