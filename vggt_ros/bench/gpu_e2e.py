@@ -10,8 +10,10 @@ Sections (--sections, comma separated):
           Tolerance stated and printed (PASS/FAIL), never asserted: a blind run always completes.
   e2e     a synthetic loop sample bag (--frames at --width x --height) through `vggt-ros replay`'s
           code with the real VGGTPredictor (formula weights, bf16): new frames/s, latency p50/p95,
-          peak GPU memory, drops; then the same frames live at 30 Hz (pipelined, queue 16): drops by
-          reason and submit-to-odometry latency p50/p95.
+          peak GPU memory, drops, and where the time went (predictor calls by window length: first
+          call, preprocess / network / postprocess; the rest outside the predictor); then the same
+          frames live at 30 Hz (pipelined, queue 16 and 4): drops by reason and submit-to-odometry
+          latency p50/p95.
 Dry mode on a CPU: --device cpu --config tiny (a tiny random model, small images; checks the script).
 """
 
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,6 +163,39 @@ def check_golden(model: VGGT, device: torch.device, dry: bool) -> None:
                   + f", track {track_px:.3f} px -> {'PASS' if ok else 'FAIL'}", flush=True)
 
 
+class CallTimer:
+    """Wraps a predictor: wall time and the predictor's own timings (preprocess_s, network_s,
+    postprocess_s) of every call, by window length (main windows vs loop verifications)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[tuple[int, int, float, dict[str, float]]] = []  # (frames, queries, wall s, timings)
+
+    def predict(self, frames: Any, query_points: np.ndarray, depth_for: Any) -> Any:
+        t0 = time.perf_counter()
+        pred = self.inner.predict(frames, query_points, depth_for)
+        self.calls.append((len(frames), len(query_points), time.perf_counter() - t0, dict(pred.timings)))
+        return pred
+
+    def __getattr__(self, name: str) -> Any:  # load/prepare/clear_cache/describe of the wrapped one
+        return getattr(self.inner, name)
+
+    def table(self, wall_s: float) -> str:
+        """Seconds by call kind, and what the run spent outside the predictor."""
+        stages = ("preprocess_s", "network_s", "postprocess_s")
+        rows = ["| frames x queries | calls | first call s | wall s | preprocess s | network s "
+                "| postprocess s |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for key in sorted({(s, q) for s, q, _, _ in self.calls}, reverse=True):
+            cs = [c for c in self.calls if (c[0], c[1]) == key]
+            sums = " | ".join(f"{sum(c[3].get(k, 0.0) for c in cs):.1f}" for k in stages)
+            rows.append(f"| {key[0]} x {key[1]} | {len(cs)} | {cs[0][2]:.2f} | {sum(c[2] for c in cs):.1f} | "
+                        f"{sums} |")
+        inside = sum(c[2] for c in self.calls)
+        rows.append(f"run wall {wall_s:.1f} s: predictor {inside:.1f} s, outside it (stitching, loop "
+                    f"closure, messages, bag I/O) {wall_s - inside:.1f} s")
+        return "\n".join(rows)
+
+
 def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None:
     from runtime_throughput import TimingSink
     from vggt_ros.io.bag import BagWriter, read_messages
@@ -187,7 +223,10 @@ def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None
         pred = VGGTPredictor.from_model(model, cfg)
         pred.load()
         _reset_peak(device)
-        res = replay(bag, Path(tmp) / "out", Params({"predictor": "vggt"}), predictor=pred, progress=False)
+        timer = CallTimer(pred)
+        t0 = time.perf_counter()
+        res = replay(bag, Path(tmp) / "out", Params({"predictor": "vggt"}), predictor=timer, progress=False)
+        wall = time.perf_counter() - t0
         rep = res.report
         print(f"replay (sync): {rep.get('frames_processed')} processed, {rep.get('frames_dropped')} dropped "
               f"{rep.get('drops') or ''}, {rep.get('windows_rejected')} windows rejected; "
@@ -195,6 +234,7 @@ def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None
               f"latency p50 {_f(rep.get('latency_p50_s'))} s, "
               f"p95 {_f(rep.get('latency_p95_s'))} s; peak GPU memory {_peak_gib(device)}; "
               f"oom_retries {rep.get('oom_retries', 0)}", flush=True)
+        print(timer.table(wall), flush=True)
         info = next(iter(read_messages(bag, [CAMERA_INFO_TOPIC])))
         K, _ = camera_info_K(info.message)  # as the replay (use_camera_info): the camera's own K
         frames = [dataclasses.replace(image_to_frame(m.message), K=K)
