@@ -196,6 +196,63 @@ class CallTimer:
         return "\n".join(rows)
 
 
+class NetworkTimedReplayDouble:
+    """TEST DOUBLE: returns the simulated predictor's recorded prediction of the same window (its
+    geometry and place descriptors), after running the real network path on the same frames, queries
+    and depth frames for its cost (output discarded). The formula weights cost what VGGT-1B costs but
+    predict no real geometry, so their windows, keyframes and loop verifications are not what a
+    trained network gives; this double keeps the simulated predictor's realistic SLAM behaviour and
+    pays the real forward for every call. Exposes predict() and name only: the pipeline is configured
+    as in the recording run (no GPU window cap, no OOM guard), so the windows are the same."""
+
+    name = "network-timed replay"
+
+    def __init__(self, store: dict[tuple[int, ...], Any], network: Any) -> None:
+        self.store = store
+        self.network = network
+
+    def predict(self, frames: Any, query_points: np.ndarray, depth_for: Any) -> Any:
+        import copy
+
+        key = tuple(int(f.stamp_ns) for f in frames)
+        if key not in self.store:
+            raise KeyError(f"window {key[:2]}... was not in the recording run (replay not deterministic?)")
+        timings = self.network.predict(frames, query_points, depth_for).timings
+        pred = copy.deepcopy(self.store[key])
+        pred.timings = dict(timings)
+        return pred
+
+
+def _print_replay(label: str, rep: dict[str, Any], timer: CallTimer, wall: float,
+                  device: torch.device) -> None:
+    print(f"{label}: {rep.get('frames_processed')} processed, {rep.get('frames_dropped')} dropped "
+          f"{rep.get('drops') or ''}, {rep.get('windows_rejected')} windows rejected, "
+          f"{rep.get('keyframes')} keyframes, loop closures {rep.get('loop_closures')}; "
+          f"{_f(rep.get('throughput_fps'), '.1f')} new frames/s; "
+          f"latency p50 {_f(rep.get('latency_p50_s'))} s, p95 {_f(rep.get('latency_p95_s'))} s; "
+          f"peak GPU memory {_peak_gib(device)}; oom_retries {rep.get('oom_retries', 0)}", flush=True)
+    print(timer.table(wall), flush=True)
+
+
+def replay_simulated_geometry(bag: Path, out: Path, network: Any, device: torch.device) -> None:
+    """The sample through the replay twice: the simulated predictor (recorded), then
+    NetworkTimedReplayDouble over the real network path: the node's speed with realistic windows."""
+    from cpu_path_bench import RecordingPredictor
+    from vggt_ros.runtime.params import Params
+    from vggt_ros.runtime.replay import choose_predictor, replay
+
+    sim, params = choose_predictor(Params({"predictor": "simulated"}), bag, False, lambda _: None)
+    rec = RecordingPredictor(sim)
+    replay(bag, out / "recorded", params, predictor=rec, progress=False)
+    network.clear_cache()
+    _reset_peak(device)
+    timer = CallTimer(NetworkTimedReplayDouble(rec.store, network))
+    t0 = time.perf_counter()
+    res = replay(bag, out / "timed", params, predictor=timer, progress=False)
+    _print_replay("replay (sync), simulated geometry + real network cost", res.report, timer,
+                  time.perf_counter() - t0, device)
+
+
 def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None:
     from runtime_throughput import TimingSink
     from vggt_ros.io.bag import BagWriter, read_messages
@@ -227,14 +284,8 @@ def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None
         t0 = time.perf_counter()
         res = replay(bag, Path(tmp) / "out", Params({"predictor": "vggt"}), predictor=timer, progress=False)
         wall = time.perf_counter() - t0
-        rep = res.report
-        print(f"replay (sync): {rep.get('frames_processed')} processed, {rep.get('frames_dropped')} dropped "
-              f"{rep.get('drops') or ''}, {rep.get('windows_rejected')} windows rejected; "
-              f"{_f(rep.get('throughput_fps'), '.1f')} new frames/s; "
-              f"latency p50 {_f(rep.get('latency_p50_s'))} s, "
-              f"p95 {_f(rep.get('latency_p95_s'))} s; peak GPU memory {_peak_gib(device)}; "
-              f"oom_retries {rep.get('oom_retries', 0)}", flush=True)
-        print(timer.table(wall), flush=True)
+        _print_replay("replay (sync), formula weights", res.report, timer, wall, device)
+        replay_simulated_geometry(bag, Path(tmp), pred, device)
         info = next(iter(read_messages(bag, [CAMERA_INFO_TOPIC])))
         K, _ = camera_info_K(info.message)  # as the replay (use_camera_info): the camera's own K
         frames = [dataclasses.replace(image_to_frame(m.message), K=K)

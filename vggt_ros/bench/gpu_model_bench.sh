@@ -11,18 +11,28 @@
 #       1: 0.04 s / 1.88 GB, 2: 0.05 / 2.07, 4: 0.07 / 2.45, 8: 0.11 / 3.23, 10: 0.14 / 3.63,
 #       20: 0.31 / 5.58, 50: 1.04 / 11.41, 100: 3.12 / 21.15; random weights (timing does not depend
 #       on values);
+# 2b. the node's window (camera, depth, track with 256 queries, no point head) for 8-32 frames: the
+#     frames/s each window length sustains on this GPU (window size is chosen from it);
 #  3. the cached-token path vs the plain forward;
 #  4. bf16 (and fp32) outputs with the formula weights VGGT-FW1 against the fp32 golden fixtures
-#     (tolerance printed), then a 600-frame 640x480 synthetic sample bag end to end through the real
-#     VGGT path (replay: new frames/s, latency p50/p95, peak GPU memory, drops; live at 30 Hz,
-#     pipelined: drops by reason, image-to-odometry latency p50/p95) (bench/gpu_e2e.py).
-# Step 4 needs the runtime's Python packages (rosbags, gtsam, ...); where the image lacks one it says
-# which and ends.
+#     (tolerance printed);
+#  5. a 600-frame 640x480 synthetic sample bag end to end (bench/gpu_e2e.py): replay through the real
+#     VGGT path with formula weights, then the same replay with the simulated predictor's geometry and
+#     the real network's cost per call (formula weights predict no real geometry, so their windows,
+#     keyframes and loop verifications are not a trained network's); each with new frames/s, latency
+#     p50/p95, peak GPU memory, drops and the predictor's time by call kind; then live at 30 Hz,
+#     pipelined: drops by reason, image-to-odometry latency p50/p95.
+# Steps 4-5 need the runtime's Python packages; the device image (2026-12) lacks rosbags, gtsam and
+# evo. Put their cp312 wheels in <repo>/.whl (ignored by git; carry it) and the script installs them:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#     -d .whl gtsam==4.3.0 rosbags==0.11.9 apsw backports.zstd lz4 ruamel.yaml mcap zstandard evo
+# (~45 MB). Where a package is still missing, step 5 says which and ends.
 #
 # Usage (from anywhere):  OUT=/some/dir bash vggt_ros/bench/gpu_model_bench.sh
 # Dry run on a CPU (what test_bench_gpu_script.py runs):  DRY=1 bash vggt_ros/bench/gpu_model_bench.sh
-# Writes $OUT/gpu_model_bench.md (the table), $OUT/gpu_compare.md, $OUT/env.txt, $OUT/log.txt,
-# $OUT/e2e.txt.
+# Writes $OUT/gpu_model_bench.md (the table), $OUT/gpu_window.md, $OUT/gpu_compare.md, $OUT/env.txt,
+# $OUT/log.txt, $OUT/golden.txt, $OUT/e2e.txt (7 files: the device tool returns at most 8).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +40,7 @@ PKG="$(dirname "$HERE")"                      # vggt_ros/ (the package root with
 OUT="${OUT:-$PKG/bench_out}"
 PY="${PYTHON:-python3}"
 if [[ "${DRY:-0}" == "1" ]]; then   # a dry run of this script on a CPU: tiny model, small sizes
-  DEVICE=cpu CONFIG=tiny FRAMES=1,2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
+  DEVICE=cpu CONFIG=tiny FRAMES=1,2 WIN_FRAMES=2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
 fi
 FRAMES="${FRAMES:-1,2,4,8,16,32}"
 RES="${RES:-392x518}"
@@ -46,6 +56,11 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit; report a failure an
 }
 export DEVICE
 mkdir -p "$OUT"
+WHEELS="${WHEELS:-$(dirname "$PKG")/.whl}"
+if [[ "${DRY:-0}" != "1" ]] && compgen -G "$WHEELS/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/vggt_site \
+    "$WHEELS"/*.whl && export PYTHONPATH="/tmp/vggt_site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 cd "$PKG"
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
@@ -89,13 +104,21 @@ EOF
 step "2. forward table" 120 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
   --frames "$FRAMES" --res "$RES" --heads agg,cam+depth,all --repeats 3 --warmup 2 --out "$OUT/gpu_model_bench.md" 2>&1 | tee -a "$OUT/log.txt"
 
+# 2b) the node's window (camera, depth, 256 track queries; no point head) by window length: what the
+# window size is chosen from (new frames per window / time = frames/s the GPU sustains).
+step "2b. node window" 90 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
+  --frames "${WIN_FRAMES:-8,12,16,20,24,32}" --res "$RES" --heads node --queries 256 --repeats 3 --warmup 2 \
+  --out "$OUT/gpu_window.md" 2>&1 | tee -a "$OUT/log.txt"
+
 # 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
 step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
   --frames "${CMP_FRAMES:-8,16}" --res "$RES" --heads cam+depth --compare --warmup 2 --repeats 3 --out "$OUT/gpu_compare.md" 2>&1 | tee -a "$OUT/log.txt"
 
 # 4) golden parity in bf16 and the end-to-end replay / live run with the formula weights.
 # shellcheck disable=SC2086
-step "4. golden + end to end" 210 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
-  --sections golden,e2e $E2E_ARGS 2>&1 | tee "$OUT/e2e.txt"
+step "4. golden" 60 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
+  --sections golden 2>&1 | tee "$OUT/golden.txt"
+step "5. end to end" 300 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
+  --sections e2e $E2E_ARGS 2>&1 | tee "$OUT/e2e.txt"
 
 echo "tables in $OUT"

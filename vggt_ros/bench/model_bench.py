@@ -34,6 +34,7 @@ HEAD_PRESETS: dict[str, tuple[str, ...]] = {
     "cam": ("camera",),
     "cam+depth": ("camera", "depth"),
     "all": ("camera", "depth", "point", "track"),
+    "node": ("camera", "depth", "track"),  # what the node's window runs (no point head)
 }
 # Reference implementation, fp32, 2 threads, full forward, as recorded with the golden fixtures
 # (docs/architecture.md#reference-timings).

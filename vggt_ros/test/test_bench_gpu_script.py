@@ -13,7 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.slow  # ~40 s on 2 shared cores
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_model_bench.sh"
-STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "3. cached tokens", "4. golden + end to end")
+STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "2b. node window", "3. cached tokens",
+         "4. golden", "5. end to end")
 
 
 def test_gpu_script_dry_run_completes_every_step(tmp_path):
@@ -24,5 +25,8 @@ def test_gpu_script_dry_run_completes_every_step(tmp_path):
     for step in STEPS:
         assert f"##### {step}: done" in out, f"step {step!r} did not complete:\n{out[-3000:]}"
     assert "backends that run:" in out and "bf16 tolerance" in out
-    assert "replay (sync):" in out and "live 30 Hz, pipelined, queue_size 16" in out
-    assert (tmp_path / "gpu_model_bench.md").is_file() and (tmp_path / "e2e.txt").is_file()
+    assert "replay (sync), formula weights:" in out and "live 30 Hz, pipelined, queue_size 16" in out
+    assert "replay (sync), simulated geometry + real network cost: 40 processed" in out
+    assert "run wall" in out and "| 16 x 256 |" in out  # the predictor's time by call kind
+    for name in ("gpu_model_bench.md", "gpu_window.md", "gpu_compare.md", "golden.txt", "e2e.txt"):
+        assert (tmp_path / name).is_file(), name
