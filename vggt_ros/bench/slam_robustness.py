@@ -230,6 +230,8 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
         "loops": loops,
         "false_loops": false_loops,
         "cpu_s": cpu,
+        "loop_verifications": sum(w.loop_verifications for w in stats),
+        "loop_checks_skipped": sum(w.loop_checks_skipped for w in stats),
         "stamps": set(poses),
         "poses": poses,
     }

@@ -80,3 +80,27 @@ def test_revisits_place_not_for_recent_keyframes_cooldown_or_when_off():
     closer, keyframes, _ = _place_db(LoopConfig())
     assert not closer.revisits_place(np.ones(8, np.float32), 0, keyframes)  # another descriptor kind
     assert not closer.revisits_place(None, 0, keyframes)
+
+
+@pytest.mark.parametrize(("budget", "loop_calls", "skips"), [(None, 2, 0), (2, 2, 0), (1, 1, 1), (0, 0, 1)])
+def test_window_budget_limits_loop_verifications_not_relocalisation(budget, loop_calls, skips, monkeypatch):
+    """Keyframe 20 of segment 1 looks exactly like keyframes 0 and 1 (segment 0: relocalisation candidates)
+    and 3 and 4 (its own segment, within drift: loop candidates). max_candidates 4: the relocalisation
+    candidates are always verified; the loop ones only as far as the window's remaining budget goes."""
+    base = _unit(np.eye(16)[0])
+    old = [_kf(i, 0, base, 0.0) for i in (0, 1)]
+    own = [_kf(i, 1, base, 0.05) for i in (3, 4)]
+    fillers = [_kf(i, 1, _unit(np.eye(16)[i]), 0.1) for i in range(5, 15)]  # the newest: not candidates
+    query = _kf(20, 1, base, 0.1)
+    keyframes = KeyframeManager()
+    keyframes.keyframes = [*old, *own, *fillers, query]
+    closer = LoopCloser(LoopConfig(max_candidates=4, exclude_recent=10))
+    for kf in [*old, *own, *fillers]:
+        closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+    monkeypatch.setattr(LoopCloser, "_within_drift", lambda self, q, m: True)
+    calls = []
+    monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
+    closer.detect(query, keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus(), budget)
+    assert sorted(c for c in calls if c < 2) == [0, 1]  # relocalisation: never budgeted
+    assert len([c for c in calls if c >= 2]) == loop_calls == closer.loop_verifications
+    assert closer.verifications == len(calls) and closer.budget_skips == skips

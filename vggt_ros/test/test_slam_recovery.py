@@ -180,3 +180,47 @@ def test_loop_closure_reduces_drift_and_moves_path_and_map(two_laps, tmp_path):
         np.testing.assert_array_equal(back.keyframes[kf_id].T_map_cam, k.T_map_cam)
         np.testing.assert_array_equal(back.keyframes[kf_id].points_cam, k.points_cam)
     np.testing.assert_array_equal(back.snapshot().points, p.global_map.snapshot().points)
+
+
+class FailingVerificationDouble:
+    """TEST DOUBLE around the simulated predictor: every frame gets the same place descriptor (every
+    keyframe looks like every other, as uninformative descriptors do) and windows of at most 5 frames
+    (loop verifications) get random tracks, so every verification fails and none closes a loop."""
+
+    name = "failing_verification"
+
+    def __init__(self, inner) -> None:
+        self.inner, self.sizes = inner, []
+
+    def predict(self, frames, query_points, depth_for):
+        pred = self.inner.predict(frames, query_points, depth_for)
+        self.sizes.append(len(frames))
+        same = np.full(32, 1 / np.sqrt(32), np.float32)
+        pred.descriptors = {i: same for i in range(len(frames))}
+        if len(frames) <= 5:
+            rng = np.random.default_rng(len(self.sizes))
+            pred.tracks[1:] = rng.uniform([0, 0], [W - 1, H - 1], pred.tracks[1:].shape).astype(np.float32)
+        return pred
+
+
+def test_loop_verifications_per_window_are_bounded_by_the_budget(two_laps):
+    """On the second lap every new keyframe has candidates and every verification fails: unbounded,
+    a window runs up to 4 verification predictions; the shipped budget caps it at 2, counts the
+    keyframes it leaves unchecked, and WindowStats counts exactly the predictions that ran."""
+    n = 16 + 12 * 32  # whole windows only: every prediction of <= 5 frames is a verification
+    runs = {}
+    for budget in (PipelineConfig().loop.max_loop_verifications_per_window, 1000):
+        cfg = PipelineConfig()
+        cfg.loop.max_loop_verifications_per_window = budget
+        pred = FailingVerificationDouble(SimulatedPredictor(two_laps.ground_truth, SimNoise()))
+        p = Pipeline(pred, cfg)
+        ups = []
+        for i in range(n):
+            ups += p.push(two_laps[i])
+        stats = _of(ups + p.flush(), WindowStats)
+        verifications = [s.loop_verifications for s in stats]
+        assert sum(verifications) == sum(s <= 5 for s in pred.sizes)  # counted == run
+        runs[budget] = (max(verifications), sum(s.loop_checks_skipped for s in stats), len(pred.sizes))
+    assert PipelineConfig().loop.max_loop_verifications_per_window == 2
+    assert runs[2][0] == 2 and runs[2][1] > 0
+    assert runs[1000][0] > 2 and runs[1000][1] == 0 and runs[1000][2] > runs[2][2]

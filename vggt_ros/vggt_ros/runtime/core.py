@@ -211,6 +211,8 @@ class NodeCore:
         self.segments = 0
         self.loop_closures = 0
         self.relocalisations = 0
+        self.loop_verifications = 0
+        self.loop_checks_skipped = 0
         self.scale_state = "none" if params["scale_source"] == "none" else "not_metric_yet"
         self.metric_scale: float | None = None
         self.metric_scale_sigma: float | None = None
@@ -508,6 +510,8 @@ class NodeCore:
         if math.isfinite(u.metric_scale):
             self.metric_scale, self.metric_scale_sigma = float(u.metric_scale), float(u.metric_scale_sigma)
         self.segments = max(self.segments, self.segment_id + 1)
+        self.loop_verifications += u.loop_verifications
+        self.loop_checks_skipped += u.loop_checks_skipped
         if u.accepted:
             self.windows_accepted += 1
         else:
@@ -774,6 +778,8 @@ class NodeCore:
                 segments=self.segments,
                 loop_closures=self.loop_closures,
                 relocalisations=self.relocalisations,
+                loop_verifications=self.loop_verifications,
+                loop_checks_skipped=self.loop_checks_skipped,
                 scale_source=str(self.params["scale_source"]),
                 scale_state=self.scale_state,
                 metric_scale=self.metric_scale,

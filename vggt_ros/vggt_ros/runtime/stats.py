@@ -95,6 +95,8 @@ class Diagnostics:
     segments: int = 0  # segments started so far (merged ones included)
     loop_closures: int = 0  # verified loops applied by the pose graph (relocalisations included)
     relocalisations: int = 0  # loops that merged a segment into an earlier one
+    loop_verifications: int = 0  # predictions run to verify loop / relocalisation candidates
+    loop_checks_skipped: int = 0  # keyframes whose loop candidates a window's budget left unverified
     oom_retries: int = 0  # CUDA out-of-memory errors survived by splitting the window (runtime/memory.py)
     forward_frames: int = 0  # frames per network forward after an OOM; 0 = the whole window
     scale_source: str = "none"  # params scale_source (docs/architecture.md#scale)

@@ -147,6 +147,14 @@ class LoopConfig:
         (already connected by the stitching chain); other segments' keyframes always are.
     max_candidates: candidates verified per new keyframe (each costs one prediction of a window of
         at most verify_anchors + verify_query_keyframes frames).
+    max_loop_verifications_per_window: loop verification predictions (candidates in the query's own
+        segment) per stitched window, all its new keyframes together, in order; a keyframe whose loop
+        candidates it leaves unverified is counted as a loop_check_skipped. Bounds a window's loop
+        cost whatever the descriptors say: with uninformative ones every keyframe has candidates (a
+        tiny random model: 91 verification predictions beside 5 windows). A place the camera stays in
+        is tried again at the next window's keyframes. Relocalisation candidates (other segments) are
+        not limited by it, as a lost tracker tries to relocalise at every frame (ORB-SLAM3): a budget
+        there delayed a kidnapped camera's relocalisation from 2 to 12 frames (2x, seed 2).
     min_inliers / min_inlier_ratio: the verification stitch must have this many Sim(3) inliers
         and this fraction of track observations within the PnP bound.
     max_correction_rel / max_correction_depth: a loop within one segment may move the query keyframe
@@ -175,6 +183,7 @@ class LoopConfig:
     reloc_min_score: float = 0.7
     exclude_recent: int = 12
     max_candidates: int = 2
+    max_loop_verifications_per_window: int = 2
     min_inliers: int = 60
     min_inlier_ratio: float = 0.5
     max_correction_rel: float = 0.1

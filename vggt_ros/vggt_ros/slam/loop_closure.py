@@ -74,6 +74,9 @@ class LoopCloser:
         self._last_centre: np.ndarray | None = None
         self.changed = False  # a correction moved the map since the last map publication
         self._cooldown = 0
+        # predictions run to verify candidates, those for loops within a segment, and keyframes whose
+        # loop candidates a window's budget left unverified (cumulative)
+        self.verifications = self.loop_verifications = self.budget_skips = 0
 
     # --- graph building ---------------------------------------------------------------------------
     def add_keyframe(
@@ -146,9 +149,14 @@ class LoopCloser:
         stitcher: Any,
         config: PipelineConfig,
         tracking: TrackingStatus,
+        loop_budget: int | None = None,
     ) -> tuple[dict[int, Sim3], LoopClosure] | None:
-        """Verify loop candidates for keyframe kf; on success solve the graph and return
-        (corrections kf_id -> world Sim(3), the LoopClosure event). None when nothing was closed."""
+        """Verify candidates for keyframe kf: at most max_candidates predictions, of which at most
+        loop_budget (None: no limit) for candidates in kf's own segment (loops; relocalisation
+        candidates in other segments are not limited by it). Counted in self.verifications,
+        self.loop_verifications and self.budget_skips (keyframes with a loop candidate left
+        unverified for the budget). On success solve the graph and return (corrections kf_id -> world
+        Sim(3), the LoopClosure event). None when nothing was closed."""
         cfg = self.config
         if not cfg.enabled or kf.descriptor is None or not isinstance(stitcher, TrackStitcher):
             return None
@@ -162,7 +170,7 @@ class LoopCloser:
             exclude_ids=recent,
             min_score=min(cfg.min_score, cfg.reloc_min_score),
         )
-        verified = 0
+        verified, budget_hit = 0, False
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]
             if not match.verifiable or match.size != kf.size:
@@ -174,7 +182,15 @@ class LoopCloser:
                 continue  # looks alike but too far for drift: an aliased place, not worth a prediction
             if verified >= cfg.max_candidates:
                 break
+            if same and loop_budget is not None and loop_budget <= 0:
+                if not budget_hit:
+                    budget_hit, self.budget_skips = True, self.budget_skips + 1
+                continue
             verified += 1
+            self.verifications += 1
+            if same:
+                self.loop_verifications += 1
+                loop_budget = None if loop_budget is None else loop_budget - 1
             ver = self._verify(kf, match, cand.score, predictor, stitcher, config, keyframes)
             if ver is None:
                 continue

@@ -131,6 +131,8 @@ class _Window:
     queries: TrackQueries | None = None
     measured: dict[int, np.ndarray] = field(default_factory=dict)  # window index -> metric depth (H, W)
     final: bool = False  # the stream's last window (flush): its last frame may still close a loop
+    loop_verifications: int = 0  # verification predictions run for this window's keyframes
+    loop_checks_skipped: int = 0  # new keyframes not checked: the window's verification budget was spent
 
     @property
     def size(self) -> tuple[int, int]:
@@ -291,6 +293,8 @@ class Pipeline:
             scale_state=self.metric.state.value,
             metric_scale=self.metric.filter.scale if self.metric.filter.metric else float("nan"),
             metric_scale_sigma=self.metric.filter.sigma,
+            loop_verifications=w.loop_verifications,
+            loop_checks_skipped=w.loop_checks_skipped,
         )
 
     def _reject(self, w: _Window, rej: _Rejected) -> list[Update]:
@@ -839,10 +843,14 @@ class Pipeline:
     def _close_loops(self, w: _Window, new_kfs: list[Keyframe]) -> list[Update]:
         """Look for loops / relocalisations of the new keyframes; apply accepted pose-graph corrections."""
         out: list[Update] = []
+        lc = self.loops
+        start, loop_start, skips_start = lc.verifications, lc.loop_verifications, lc.budget_skips
         for kf in new_kfs:
-            event = self.loops.detect(
-                kf, self.keyframes, self.predictor, self.stitcher, self.config, self.tracking
-            )
+            budget = self.config.loop.max_loop_verifications_per_window - (lc.loop_verifications - loop_start)
+            event = lc.detect(kf, self.keyframes, self.predictor, self.stitcher, self.config, self.tracking,
+                              budget)
+            w.loop_verifications = lc.verifications - start
+            w.loop_checks_skipped = lc.budget_skips - skips_start
             if event is None:
                 continue
             corrections, closure = event

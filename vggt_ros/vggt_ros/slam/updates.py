@@ -111,6 +111,9 @@ class WindowStats:
     scale_state: slam.metric_scale.ScaleState value ('none', 'not_metric_yet', 'metric', 'held');
     metric_scale: metres per first-window unit applied to the map so far (NaN until metric);
     metric_scale_sigma: its relative uncertainty (1 sigma; NaN until metric).
+    loop_verifications: loop/relocalisation verification predictions run for this window's new
+    keyframes; loop_checks_skipped: its new keyframes whose loop candidates were left unverified
+    once the window's budget (LoopConfig.max_loop_verifications_per_window) was spent.
     """
 
     window_id: int
@@ -130,6 +133,8 @@ class WindowStats:
     scale_state: str = "none"
     metric_scale: float = float("nan")
     metric_scale_sigma: float = float("nan")
+    loop_verifications: int = 0
+    loop_checks_skipped: int = 0
 
 
 @dataclass(frozen=True)
