@@ -104,3 +104,23 @@ def test_window_budget_limits_loop_verifications_not_relocalisation(budget, loop
     assert sorted(c for c in calls if c < 2) == [0, 1]  # relocalisation: never budgeted
     assert len([c for c in calls if c >= 2]) == loop_calls == closer.loop_verifications
     assert closer.verifications == len(calls) and closer.budget_skips == skips
+
+
+def test_a_keyframe_is_never_its_own_or_a_newer_keyframes_candidate(monkeypatch):
+    """A window that adds more than exclude_recent keyframes (28 new frames per window did: a crash,
+    'edge from node 18 to itself'): its first keyframe, checked after all of them were added, must not
+    find itself or the window's later keyframes; 'recent' counts back from the query."""
+    base = _unit(np.eye(16)[0])
+    kfs = [_kf(i, 0, base, 0.0) for i in range(20)]
+    keyframes = KeyframeManager()
+    keyframes.keyframes = kfs
+    closer = LoopCloser(LoopConfig(max_candidates=20, exclude_recent=12))
+    for kf in kfs:
+        closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+    monkeypatch.setattr(LoopCloser, "_within_drift", lambda self, q, m: True)
+    calls = []
+    monkeypatch.setattr(LoopCloser, "_verify",
+                        lambda self, q, m, *a: calls.append((q.keyframe_id, m.keyframe_id)))
+    for q in (5, 14, 19):
+        closer.detect(kfs[q], keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
+    assert calls == [(14, 0), (14, 1), (14, 2), *[(19, i) for i in range(8)]]

@@ -163,7 +163,7 @@ class LoopCloser:
         if self._cooldown > 0:
             self._cooldown -= 1
             return None
-        recent = self._recent_in_segment(keyframes, kf.segment_id, cfg.exclude_recent)
+        recent = self._recent_in_segment(keyframes, kf.segment_id, cfg.exclude_recent, kf.keyframe_id)
         cands = self.places.query(
             kf.descriptor,
             k=4 * cfg.max_candidates,
@@ -203,16 +203,24 @@ class LoopCloser:
         return None
 
     @staticmethod
-    def _recent_in_segment(keyframes: KeyframeManager, segment_id: int, n: int) -> list[int]:
-        """The n newest keyframes of kf's segment (already tied to it by stitching). Keyframes of other
-        segments are never excluded: right after a new segment starts, the place it sees is most
-        likely the old segment's newest keyframes, exactly the relocalisation targets."""
+    def _recent_in_segment(keyframes: KeyframeManager, segment_id: int, n: int,
+                           upto: int | None = None) -> list[int]:
+        """The n newest keyframes of kf's segment (already tied to it by stitching), counting back from
+        keyframe id `upto` (inclusive; None: the newest), plus every keyframe newer than `upto` (of a
+        window that added several: tied to kf by the same window). Keyframes of other segments are
+        never excluded: right after a new segment starts, the place it sees is most likely the old
+        segment's newest keyframes, exactly the relocalisation targets."""
         out: list[int] = []
+        taken = 0
         for k in reversed(keyframes.keyframes):
-            if len(out) >= n:
+            if upto is not None and k.keyframe_id > upto:
+                out.append(k.keyframe_id)
+                continue
+            if taken >= n:
                 break
             if k.segment_id == segment_id:
                 out.append(k.keyframe_id)
+                taken += 1
         return out
 
     def _neighbours(
@@ -246,7 +254,7 @@ class LoopCloser:
         m's neighbours never come from q's own neighbourhood (the newest exclude_recent keyframes of
         q's segment): in a loop within one segment those carry the drift the loop is to measure."""
         cfg = self.config
-        recent = set(self._recent_in_segment(keyframes, q.segment_id, cfg.exclude_recent))
+        recent = set(self._recent_in_segment(keyframes, q.segment_id, cfg.exclude_recent, q.keyframe_id))
         anchors = [m] + self._neighbours(m, keyframes, cfg.verify_anchors - 1, recent | {q.keyframe_id},
                                          earlier_only=False)
         taken = {k.keyframe_id for k in anchors}
