@@ -224,3 +224,27 @@ def test_loop_verifications_per_window_are_bounded_by_the_budget(two_laps):
     assert PipelineConfig().loop.max_loop_verifications_per_window == 2
     assert runs[2][0] == 2 and runs[2][1] > 0
     assert runs[1000][0] > 2 and runs[1000][1] == 0 and runs[1000][2] > runs[2][2]
+
+
+def test_a_failing_pose_graph_solve_rejects_the_loop_and_keeps_the_window(two_laps, monkeypatch):
+    """gtsam failing to solve (PoseGraphError) must not escape Pipeline.push: that would drop a window
+    whose frames and keyframes were already posed. The loop is rejected (counted), the graph keeps no
+    edge of it, every frame is posed, and loops close again once the solver works."""
+    from vggt_ros.slam.pose_graph import PoseGraph, PoseGraphError
+
+    real = PoseGraph.optimize
+    fails = {"n": 0}
+
+    def failing(self, window=None):
+        if fails["n"] < 2:
+            fails["n"] += 1
+            raise PoseGraphError("pose graph solve failed: test")
+        return real(self, window)
+
+    monkeypatch.setattr(PoseGraph, "optimize", failing)
+    p = Pipeline(SimulatedPredictor(two_laps.ground_truth, SimNoise()), PipelineConfig())
+    ups = _run(p, two_laps)
+    assert fails["n"] == 2 and p.tracking.loops_rejected >= 2
+    assert len(_of(ups, LoopClosure)) >= 1  # closed after the two failures
+    assert len(p.loops.graph.edge_ids("loop")) == len(_of(ups, LoopClosure))
+    assert {u.stamp_ns for u in _of(ups, FramePose)} == {int(s) for s in two_laps.stamps_ns}

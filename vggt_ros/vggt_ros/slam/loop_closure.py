@@ -37,7 +37,7 @@ from vggt_ros.geometry.se3 import Sim3, rotation_angle
 from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.place_recognition import PlaceDatabase, image_descriptor
-from vggt_ros.slam.pose_graph import EdgeSigmas, PoseGraph, PoseGraphConfig, edge_sigmas
+from vggt_ros.slam.pose_graph import EdgeSigmas, PoseGraph, PoseGraphConfig, PoseGraphError, edge_sigmas
 from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, anchor_depth_scale
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
 from vggt_ros.slam.updates import LoopClosure
@@ -350,7 +350,12 @@ class LoopCloser:
         S_q_meas = Sim3.from_T(ver.T_world_query, S_q.scale * ver.scale_ratio)
         S_m = self.graph.node(m.keyframe_id)
         sig = edge_sigmas(ver.num_inliers, 0.02, m.median_depth)
-        outcome = self.graph.try_loop(m.keyframe_id, q.keyframe_id, S_m.inverse() @ S_q_meas, sig)
+        try:
+            outcome = self.graph.try_loop(m.keyframe_id, q.keyframe_id, S_m.inverse() @ S_q_meas, sig)
+        except PoseGraphError as exc:  # the edge is removed again: the graph is as before, the window stands
+            tracking.loops_rejected += 1
+            log.warning("loop %d-%d not closed: %s", q.keyframe_id, m.keyframe_id, exc)
+            return None
         if not outcome.accepted:
             tracking.loops_rejected += 1
             log.info("loop %d-%d rolled back: chi2 %.3g", q.keyframe_id, m.keyframe_id, outcome.chi2)
