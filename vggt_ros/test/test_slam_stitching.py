@@ -19,6 +19,7 @@ from vggt_ros.slam.stitching import (
     TrackStitcher,
     anchor_depth_scale,
     make_stitcher,
+    unconnected_frame,
 )
 
 # a known map frame: world = Sim(3) of the ground-truth world (scale 0.4, rotated, shifted)
@@ -221,3 +222,20 @@ def test_new_frames_take_the_window_scale_not_one_biased_gauge(seq):
 def test_unknown_frame_depth_scale():
     with pytest.raises(ValueError):
         StitchConfig(frame_depth_scale="nope")
+
+
+@pytest.mark.parametrize(("oldest_anchor_sees", "break_at", "expected"),
+                         [(True, None, None), (True, 0, 4), (False, 0, 4), (False, 3, 7), (True, 3, 7)])
+def test_view_break_of_the_first_new_frame_is_found_whatever_the_oldest_anchor_sees(
+        seq, oldest_anchor_sees, break_at, expected):
+    """Window [4 anchors newest first, 12 new frames]; from new frame `break_at` on no track of frame 0
+    is seen (a kidnap). The first new frame's predecessor in time is frame 0, not the oldest anchor at
+    index 3: when that anchor sees none of frame 0's points, a kidnapped window was stitched as 'ok'."""
+    inp, _ = _input(seq, SimNoise())
+    vis = inp.prediction.vis
+    assert (vis[4:] > 0.5).sum(axis=1).min() >= 32  # the new frames see frame 0's view
+    if not oldest_anchor_sees:
+        vis[3] = 0.0
+    if break_at is not None:
+        vis[4 + break_at:] = 0.0
+    assert unconnected_frame(inp, StitchConfig()) == expected

@@ -251,11 +251,13 @@ def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarra
 def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     """First new window index where the tracks from frame 0 break off, else None.
 
-    A break: frame j sees fewer than min_frame_tracks of them while frame j-1 saw at least 4x that
-    many. Such a frame shares no view with the frames before it (a kidnap, a cut): its pose in the
-    window is VGGT's guess across a gap, so the window is not stitched as it is. In ordinary motion
-    the count falls off over several frames instead (fast motion may end a window with few tracks,
-    and that is no break).
+    A break: frame j sees fewer than min_frame_tracks of them while the frame before it in time saw
+    at least 4x that many. Such a frame shares no view with the frames before it (a kidnap, a cut):
+    its pose in the window is VGGT's guess across a gap, so the window is not stitched as it is. In
+    ordinary motion the count falls off over several frames instead (fast motion may end a window
+    with few tracks, and that is no break). The frame before the first new frame is frame 0 (the
+    newest keyframe, where the queries are), not the window index before it: that is the oldest
+    anchor, which may see little of frame 0 (8 anchors: a kidnapped window was stitched as 'ok').
     """
     pred = inp.prediction
     valid = inp.queries.valid if inp.queries.valid.any() else np.ones(len(inp.queries.uv), bool)
@@ -264,9 +266,11 @@ def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
         ok = (pred.vis[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf) & valid
         return int(np.count_nonzero(ok & in_image(pred.tracks[j].astype(np.float64), inp.size)))
 
+    before = 0
     for j in inp.new_indices:
-        if j >= 1 and seen(j) < cfg.min_frame_tracks and seen(j - 1) >= 4 * cfg.min_frame_tracks:
+        if j >= 1 and seen(j) < cfg.min_frame_tracks and seen(before) >= 4 * cfg.min_frame_tracks:
             return j
+        before = j
     return None
 
 
