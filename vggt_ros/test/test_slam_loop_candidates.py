@@ -28,7 +28,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(("query_segment", "score", "verified"),
                          [(1, 0.8, True), (0, 0.8, False), (0, 0.95, True), (1, 0.6, False)])
 def test_candidate_score_gate_depends_on_the_segment(query_segment, score, verified, monkeypatch):
-    cfg = LoopConfig()
+    cfg = LoopConfig(reloc_last_keyframes=0)  # the descriptor gate alone (break candidates: below)
     assert cfg.reloc_min_score < 0.8 < cfg.min_score < 0.95
     base = _unit(np.eye(16)[0])
     other = _unit(np.eye(16)[1])
@@ -124,3 +124,25 @@ def test_a_keyframe_is_never_its_own_or_a_newer_keyframes_candidate(monkeypatch)
     for q in (5, 14, 19):
         closer.detect(kfs[q], keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
     assert calls == [(14, 0), (14, 1), (14, 2), *[(19, i) for i in range(8)]]
+
+
+@pytest.mark.parametrize(("nth", "last", "expected"), [(0, 2, [13, 14]), (2, 2, [13, 14]), (3, 2, []),
+                                                       (0, 0, []), (0, 1, [14])])
+def test_a_new_segment_verifies_the_last_keyframes_before_its_break(nth, last, expected, monkeypatch):
+    """Segment 0: keyframes 0..14; segment 1 starts at keyframe 15 after a view break. Its descriptors
+    match nothing (orthogonal), yet its first BREAK_KEYFRAMES (3) keyframes verify the newest
+    `reloc_last_keyframes` of segment 0: right after a break the camera is most likely still there."""
+    from vggt_ros.slam.loop_closure import BREAK_KEYFRAMES
+
+    assert BREAK_KEYFRAMES == 3 and LoopConfig().reloc_last_keyframes == 2
+    old = [_kf(i, 0, _unit(np.eye(16)[i]), 0.0) for i in range(15)]
+    new = [_kf(15 + i, 1, _unit(np.eye(16)[15]), 0.1) for i in range(nth + 1)]
+    keyframes = KeyframeManager()
+    keyframes.keyframes = [*old, *new]  # list index == keyframe id, as KeyframeManager.add keeps it
+    closer = LoopCloser(LoopConfig(reloc_last_keyframes=last))
+    for kf in old:
+        closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+    calls = []
+    monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
+    closer.detect(new[-1], keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
+    assert sorted(calls) == expected

@@ -143,6 +143,9 @@ class LoopConfig:
         break): lower, since a lost camera rarely sees a place from a keyframe's exact viewpoint and only
         verification can merge segments (the kidnapped case: the right place ranked first at 0.72-0.85
         for 40 frames before one keyframe reached 0.9).
+    reloc_last_keyframes: the first keyframes of a segment started after a view break also verify the
+        newest this many keyframes of the segment tracked before it, whatever the descriptors say
+        (LoopCloser._break_candidates).
     exclude_recent: the newest this many keyframes of the query's own segment are not loop candidates
         (already connected by the stitching chain); other segments' keyframes always are.
     max_candidates: candidates verified per new keyframe (each costs one prediction of a window of
@@ -181,6 +184,7 @@ class LoopConfig:
     enabled: bool = True
     min_score: float = 0.9
     reloc_min_score: float = 0.7
+    reloc_last_keyframes: int = 2
     exclude_recent: int = 12
     max_candidates: int = 2
     max_loop_verifications_per_window: int = 2

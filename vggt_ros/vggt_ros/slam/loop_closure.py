@@ -36,7 +36,7 @@ import numpy as np
 from vggt_ros.geometry.se3 import Sim3, rotation_angle
 from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
-from vggt_ros.slam.place_recognition import PlaceDatabase, image_descriptor
+from vggt_ros.slam.place_recognition import Candidate, PlaceDatabase, image_descriptor
 from vggt_ros.slam.pose_graph import EdgeSigmas, PoseGraph, PoseGraphConfig, PoseGraphError, edge_sigmas
 from vggt_ros.slam.stitching import StitchInput, TrackQueries, TrackStitcher, anchor_depth_scale
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
@@ -46,6 +46,7 @@ from vggt_ros.types import Predictor
 log = logging.getLogger(__name__)
 
 _COOLDOWN = 4  # keyframes after a closure that skip verification (the place is connected already)
+BREAK_KEYFRAMES = 3  # first keyframes of a new segment that also try the old segment's last keyframes
 
 
 @dataclass
@@ -170,13 +171,17 @@ class LoopCloser:
             exclude_ids=recent,
             min_score=min(cfg.min_score, cfg.reloc_min_score),
         )
+        forced = self._break_candidates(kf, keyframes, {c.kf_id for c in cands})
+        cands += [Candidate(k.keyframe_id, -1.0, k.segment_id, k.T_world_cam) for k in forced]
+        forced_ids = {k.keyframe_id for k in forced}
         verified, budget_hit = 0, False
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]
             if not match.verifiable or match.size != kf.size:
                 continue
             same = match.segment_id == kf.segment_id
-            if cand.score < (cfg.min_score if same else cfg.reloc_min_score):
+            gate = cfg.min_score if same else cfg.reloc_min_score
+            if cand.score < gate and match.keyframe_id not in forced_ids:
                 continue
             if same and not self._within_drift(kf, match):
                 continue  # looks alike but too far for drift: an aliased place, not worth a prediction
@@ -201,6 +206,21 @@ class LoopCloser:
             if event is not None:
                 return event
         return None
+
+    def _break_candidates(self, kf: Keyframe, keyframes: KeyframeManager, taken: set[int]) -> list[Keyframe]:
+        """For the first BREAK_KEYFRAMES keyframes of a segment started after a view break: the newest
+        `reloc_last_keyframes` keyframes tracked before it in other segments, verified whatever their
+        descriptor says. A break at close range or in fast motion leaves the camera where those
+        keyframes are, and the image there can change too fast for the descriptor (kidnapped, 2
+        anchors, 2x: 0.37 between keyframes 3 frames apart: the segments never merged); a true kidnap
+        shares no view with them and its verification fails."""
+        n = self.config.reloc_last_keyframes
+        first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
+        if n <= 0 or first is None or kf.keyframe_id - first.keyframe_id >= BREAK_KEYFRAMES:
+            return []
+        before = [k for k in keyframes.keyframes if k.keyframe_id < first.keyframe_id
+                  and k.segment_id != kf.segment_id and k.keyframe_id not in taken]
+        return before[-n:]
 
     @staticmethod
     def _recent_in_segment(keyframes: KeyframeManager, segment_id: int, n: int,
