@@ -49,6 +49,9 @@ def test_replay_of_two_laps_closes_a_loop_and_moves_the_path(tmp_path):
              for a, b in zip(after.poses[:n], before.poses)]
     assert max(moved) > 1e-4
     assert any(t >= t_loop for t, _ in msgs["/vggt/map"])  # the map is republished after it
+    # each closure took a verification prediction, counted in the run's diagnostics (report.json)
+    assert res.report["loop_closures"] == len(loops)
+    assert res.report["loop_verifications"] >= len(loops) and res.report["loop_checks_skipped"] == 0
     # trajectory.tum is the final, corrected path
     stamps, T = read_tum(res.out_dir / "trajectory.tum")
     last = msgs["/vggt/path"][-1][1].poses

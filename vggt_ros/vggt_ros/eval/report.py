@@ -121,7 +121,9 @@ def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None =
     run: runtime numbers (Diagnostics.as_dict() plus 'throughput_fps', 'wall_time_s', ...).
     Keys: predictor, predictor_note, ate_rmse (m), ate_percent, rpe_trans_rmse (m), rpe_rot_deg, scale
     (Sim(3) scale estimate -> ground truth), scale_drift, frames_processed, frames_dropped, drops,
-    windows_rejected, rejections, latency_p50_s, latency_p95_s, throughput_fps, metrics (all of them).
+    windows_rejected, rejections, latency_p50_s, latency_p95_s, throughput_fps, the map's consistency
+    (tracking_state, segments, loop_closures, relocalisations, loop_verifications, loop_checks_skipped),
+    oom_retries, metrics (all of them).
     """
     run = dict(run or {})
     rep: dict[str, Any] = {
@@ -137,7 +139,8 @@ def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None =
     for key in ("frames_received", "frames_processed", "frames_dropped", "drops", "windows_accepted",
                 "windows_rejected", "rejections", "keyframes", "map_points", "latency_p50_s", "latency_p95_s",
                 "throughput_fps", "wall_time_s", "scale_source", "scale_state", "metric_scale",
-                "metric_scale_sigma", "scale_rejected"):
+                "metric_scale_sigma", "scale_rejected", "tracking_state", "segments", "loop_closures",
+                "relocalisations", "loop_verifications", "loop_checks_skipped", "oom_retries"):
         if key in run:
             rep[key] = run[key]
     if metrics is not None:
