@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import os
 import sys
@@ -212,8 +213,6 @@ class NetworkTimedReplayDouble:
         self.network = network
 
     def predict(self, frames: Any, query_points: np.ndarray, depth_for: Any) -> Any:
-        import copy
-
         key = tuple(int(f.stamp_ns) for f in frames)
         if key not in self.store:
             raise KeyError(f"window {key[:2]}... was not in the recording run (replay not deterministic?)")

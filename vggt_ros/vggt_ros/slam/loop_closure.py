@@ -172,8 +172,10 @@ class LoopCloser:
             min_score=min(cfg.min_score, cfg.reloc_min_score),
         )
         forced = self._break_candidates(kf, keyframes, {c.kf_id for c in cands})
-        cands += [Candidate(k.keyframe_id, -1.0, k.segment_id, k.T_world_cam) for k in forced]
-        forced_ids = {k.keyframe_id for k in forced}
+        cands += forced
+        forced_ids = {c.kf_id for c in forced}
+        # a keyframe never runs more than max_candidates predictions: no budget is that many
+        loops_left = cfg.max_candidates if loop_budget is None else loop_budget
         verified, budget_hit = 0, False
         for cand in cands:
             match = keyframes.keyframes[cand.kf_id]
@@ -187,7 +189,7 @@ class LoopCloser:
                 continue  # looks alike but too far for drift: an aliased place, not worth a prediction
             if verified >= cfg.max_candidates:
                 break
-            if same and loop_budget is not None and loop_budget <= 0:
+            if same and loops_left <= 0:
                 if not budget_hit:
                     budget_hit, self.budget_skips = True, self.budget_skips + 1
                 continue
@@ -195,7 +197,7 @@ class LoopCloser:
             self.verifications += 1
             if same:
                 self.loop_verifications += 1
-                loop_budget = None if loop_budget is None else loop_budget - 1
+                loops_left -= 1
             ver = self._verify(kf, match, cand.score, predictor, stitcher, config, keyframes)
             if ver is None:
                 continue
@@ -207,20 +209,20 @@ class LoopCloser:
                 return event
         return None
 
-    def _break_candidates(self, kf: Keyframe, keyframes: KeyframeManager, taken: set[int]) -> list[Keyframe]:
+    def _break_candidates(self, kf: Keyframe, keyframes: KeyframeManager, taken: set[int]) -> list[Candidate]:
         """For the first BREAK_KEYFRAMES keyframes of a segment started after a view break: the newest
         `reloc_last_keyframes` keyframes tracked before it in other segments, verified whatever their
         descriptor says. A break at close range or in fast motion leaves the camera where those
         keyframes are, and the image there can change too fast for the descriptor (kidnapped, 2
         anchors, 2x: 0.37 between keyframes 3 frames apart: the segments never merged); a true kidnap
-        shares no view with them and its verification fails."""
+        shares no view with them and its verification fails. Score -1: no descriptor vouches for them."""
         n = self.config.reloc_last_keyframes
         first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
         if n <= 0 or first is None or kf.keyframe_id - first.keyframe_id >= BREAK_KEYFRAMES:
             return []
         before = [k for k in keyframes.keyframes if k.keyframe_id < first.keyframe_id
                   and k.segment_id != kf.segment_id and k.keyframe_id not in taken]
-        return before[-n:]
+        return [Candidate(k.keyframe_id, -1.0, k.segment_id, k.T_world_cam) for k in before[-n:]]
 
     @staticmethod
     def _recent_in_segment(keyframes: KeyframeManager, segment_id: int, n: int,

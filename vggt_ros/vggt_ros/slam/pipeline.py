@@ -132,7 +132,7 @@ class _Window:
     measured: dict[int, np.ndarray] = field(default_factory=dict)  # window index -> metric depth (H, W)
     final: bool = False  # the stream's last window (flush): its last frame may still close a loop
     loop_verifications: int = 0  # verification predictions run for this window's keyframes
-    loop_checks_skipped: int = 0  # new keyframes not checked: the window's verification budget was spent
+    loop_checks_skipped: int = 0  # new keyframes whose loop candidates the window's budget left unverified
 
     @property
     def size(self) -> tuple[int, int]:
@@ -849,8 +849,6 @@ class Pipeline:
             budget = self.config.loop.max_loop_verifications_per_window - (lc.loop_verifications - loop_start)
             event = lc.detect(kf, self.keyframes, self.predictor, self.stitcher, self.config, self.tracking,
                               budget)
-            w.loop_verifications = lc.verifications - start
-            w.loop_checks_skipped = lc.budget_skips - skips_start
             if event is None:
                 continue
             corrections, closure = event
@@ -858,6 +856,8 @@ class Pipeline:
             self.metric.forget_motion()
             out.append(closure)
             out.append(self._trajectory_update(w.stamp_ns))
+        w.loop_verifications = lc.verifications - start
+        w.loop_checks_skipped = lc.budget_skips - skips_start
         return out
 
     def _apply_corrections(self, corrections: dict[int, Sim3]) -> None:
