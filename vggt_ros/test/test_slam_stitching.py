@@ -18,7 +18,9 @@ from vggt_ros.slam.stitching import (
     TrackQueries,
     TrackStitcher,
     anchor_depth_scale,
+    fuse_track_depths,
     make_stitcher,
+    refresh_queries,
     unconnected_frame,
 )
 
@@ -193,7 +195,9 @@ def test_measured_depth_tightens_the_new_frames_poses():
                 R = res.T_world_cam[4 + k][:3, :3]
                 rot[use].append(float(np.degrees(rotation_angle(R.T @ T_true[:3, :3]))))
     rms = {u: float(np.sqrt(np.mean(np.square(e)))) for u, e in rot.items()}
-    assert rms[True] < 0.85 * rms[False], rms  # measured: 0.23 vs 0.30 deg
+    # measured: 0.23 vs 0.25 deg (0.23 vs 0.30 before the stitch dropped depth-outlier queries and widened
+    # PnP's first inlier bound, which improved plain PnP here)
+    assert rms[True] < 0.95 * rms[False], rms
 
 
 def _scale_of(res, j: int) -> float:
@@ -217,6 +221,73 @@ def test_new_frames_take_the_window_scale_not_one_biased_gauge(seq):
     assert dense.accepted
     errs = [_scale_of(dense, j) / s_true - 1.0 for j in inp.new_indices]
     assert np.median(errs) > 0.02  # the gauge's bias, passed on
+
+
+def _corrupt_gauge_depth(inp: StitchInput, frac: float, factor: float, seed: int = 0) -> np.ndarray:
+    """Multiply the gauge's stored depth, and the map points of the queries there, by `factor` at a random
+    `frac` of the query pixels (outliers of the map); returns the (N,) bool of the corrupted queries."""
+    gauge = inp.anchors[0]
+    st = gauge.depth_stride
+    hit = np.random.default_rng(seed).random(len(inp.queries.uv)) < frac
+    r, c = (inp.queries.uv[hit, 1] // st).astype(int), (inp.queries.uv[hit, 0] // st).astype(int)
+    gauge.depth[r, c] *= np.float32(factor)
+    C = gauge.T_world_cam[:3, 3]
+    inp.queries.X_world[hit] = C + factor * (inp.queries.X_world[hit] - C)  # the map points follow
+    return hit
+
+
+def test_refresh_drops_queries_whose_map_depth_the_window_contradicts(seq):
+    """A query whose stored depth and the window's re-prediction disagree (> 15 %) loses its map point;
+    agreeing ones keep theirs (zero noise: exactly the true point)."""
+    inp, _ = _input(seq, SimNoise.zero())
+    hit = _corrupt_gauge_depth(inp, 0.1, 1.5)
+    assert 10 <= hit.sum() <= 45
+    s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
+    out = refresh_queries(inp, s_true)
+    assert not out.queries.valid[hit].any()
+    keep = ~hit & inp.queries.valid
+    np.testing.assert_allclose(out.queries.X_world[keep], inp.queries.X_world[keep], atol=1e-6)
+
+
+def test_map_depth_outliers_do_not_tilt_the_new_frames(seq):
+    """15 % of the gauge's tracked points 40 % too deep (map depth outliers): over the window's short
+    baseline they reproject within the PnP bound of 1 px tracks, so PnP keeps them; with the re-prediction
+    dropping them the new frames' worst rotation error halves (measured 0.30 vs 0.65 deg)."""
+    noise = dataclasses.replace(SimNoise.zero(), track_px=1.0)
+    errs = {}
+    for refresh in (True, False):
+        inp, new = _input(seq, noise)
+        _corrupt_gauge_depth(inp, 0.15, 1.4, seed=1)
+        res = TrackStitcher(StitchConfig(refresh_queries=refresh)).stitch(inp)
+        assert res.accepted, res.reason
+        errs[refresh] = _pose_errors(seq, res, new)[1]
+    assert errs[True] < 0.4
+    assert errs[True] < errs[False] / 1.6
+
+
+def test_track_depth_fusion_averages_the_new_frames_depth_into_the_map_points(seq):
+    """Map points 5 % off in depth (white, per point), new frames predicting depth with 5 % noise: after
+    fusing the ~12 new frames' samples the points' depth error falls below half; the gauge's map depth
+    disagreeing by more than 15 % takes no sample (the point stays as it was)."""
+    noise = dataclasses.replace(SimNoise.zero(), depth_frac=0.05)
+    inp, new = _input(seq, noise)
+    gauge = inp.anchors[0]
+    C = gauge.T_world_cam[:3, 3]
+    truth = inp.queries.X_world.copy()
+    f = 1.0 + np.random.default_rng(3).normal(0.0, 0.05, len(truth))
+    f[:5] = 1.5  # five map-depth outliers
+    inp.queries.X_world[:] = C + f[:, None] * (truth - C)
+    poses = {4 + k: G.transform_pose(seq.ground_truth_at(i).T_world_cam) for k, i in enumerate(new)}
+    s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
+    out = fuse_track_depths(inp, poses, s_true, StitchConfig())
+
+    def rel_err(X: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(X - C, axis=1) / np.linalg.norm(truth[5:] - C, axis=1) - 1.0
+
+    before, after = rel_err(inp.queries.X_world[5:]), rel_err(out.queries.X_world[5:])
+    assert np.sqrt(np.mean(before**2)) > 0.04
+    assert np.sqrt(np.mean(after**2)) < 0.5 * np.sqrt(np.mean(before**2))
+    np.testing.assert_allclose(out.queries.X_world[:5], inp.queries.X_world[:5], rtol=1e-9)
 
 
 def test_unknown_frame_depth_scale():
