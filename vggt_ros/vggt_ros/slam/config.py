@@ -76,7 +76,7 @@ class StitchConfig:
     max_pnp_deviation_rel: keep the PnP pose only if its centre is within this fraction of scene
         depth of the Sim(3) pose (and within max_pnp_deviation_deg in rotation). 12 deg: the network's
         poses at twice the harsh noise (2.4 deg RMS, plus the window's Sim(3)) are often more than 5 deg
-        off, and a 5 deg gate refused 12 % of good PnP poses there (bench/slam_robustness.py, 2x:
+        off, and a 5 deg gate refused 12 % of the PnP poses there; keeping them (bench/slam_robustness.py, 2x:
         figure-eight ATE 1.96 -> 1.48 %, covered black 1.19 -> 0.82 %; 1x: no PnP pose moved > 5 deg).
     max_depth_scale_dev: the anchors' depth-ratio scale replaces the Sim(3) scale when within this
         fraction of it; a per-frame depth scale (frame_depth_scale not "window") is used when within
