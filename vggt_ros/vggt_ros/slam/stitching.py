@@ -39,7 +39,7 @@ from vggt_ros.geometry.depth import (
     unproject_pixels,
 )
 from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
-from vggt_ros.geometry.se3 import Sim3, invert_T, rotation_angle
+from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T, rotation_angle
 from vggt_ros.slam.config import StitchConfig
 from vggt_ros.slam.keyframes import Keyframe
 from vggt_ros.types import WindowPrediction
@@ -267,7 +267,7 @@ def fuse_track_depths(
     pred, gauge = inp.prediction, inp.anchors[0]
     T_gw = invert_T(gauge.T_world_cam)
     X0 = inp.queries.X_world
-    z0 = (X0 @ T_gw[:3, :3].T + T_gw[:3, 3])[:, 2]
+    z0 = apply_T(T_gw, X0)[:, 2]
     own = np.isfinite(z0) & ~measured_queries(inp)
     total, count = np.where(own, 2.0 * z0, 0.0), np.where(own, 2.0, 0.0)
     for j in inp.new_indices:
@@ -275,12 +275,8 @@ def fuse_track_depths(
             continue
         q = track_observations(inp, j, cfg)
         q = q[own[q]]
-        uv = pred.tracks[j][q].astype(np.float64)
-        d = sample_bilinear(pred.depth[j], uv) * scale
-        c = sample_bilinear(pred.depth_conf[j], uv)
-        ok = np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
-        X = unproject_pixels(uv[ok], d[ok], inp.K[j], poses[j])
-        z = (X @ T_gw[:3, :3].T + T_gw[:3, 3])[:, 2]
+        uv, d, _, ok = tracked_depth(inp, j, q)
+        z = apply_T(T_gw, unproject_pixels(uv[ok], d[ok] * scale, inp.K[j], poses[j]))[:, 2]
         qi = q[ok]
         agree = np.abs(z / z0[qi] - 1.0) <= max_rel_diff
         np.add.at(total, qi[agree], z[agree])
@@ -301,6 +297,20 @@ def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarra
         & inp.queries.valid
     )
     return np.flatnonzero(ok)
+
+
+def tracked_depth(
+    inp: StitchInput, j: int, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window frame j's (j in prediction.depth) predicted depth at the tracked pixels of queries q:
+    pixels (M,2), depth (M,) window units, depth confidence (M,), and (M,) bool where the depth is
+    positive and confident (>= depth_conf_threshold)."""
+    pred = inp.prediction
+    uv = pred.tracks[j][q].astype(np.float64)
+    d = sample_bilinear(pred.depth[j], uv)
+    c = sample_bilinear(pred.depth_conf[j], uv)
+    ok = np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
+    return uv, d, c, ok
 
 
 def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
@@ -339,10 +349,7 @@ def track_correspondences(inp: StitchInput, cfg: StitchConfig) -> tuple[np.ndarr
         q = track_observations(inp, j, cfg)
         if len(q) == 0:
             continue
-        uv = pred.tracks[j][q].astype(np.float64)
-        d = sample_bilinear(pred.depth[j], uv)
-        c = sample_bilinear(pred.depth_conf[j], uv)
-        ok = np.isfinite(d) & (d > 0) & np.isfinite(c) & (c >= inp.depth_conf_threshold)
+        uv, d, c, ok = tracked_depth(inp, j, q)
         if not np.any(ok):
             continue
         srcs.append(unproject_pixels(uv[ok], d[ok], inp.K[j], invert_T(pred.T_cam_win[j])))
@@ -482,16 +489,8 @@ def _track_depth_scale(
     with np.errstate(invalid="ignore", divide="ignore"):
         proj = Xc[:, :2] / z[:, None] * np.diag(inp.K[j])[:2] + inp.K[j][:2, 2]
     err = np.linalg.norm(proj - uv, axis=1)
-    d = sample_bilinear(pred.depth[j], uv)
-    c = sample_bilinear(pred.depth_conf[j], uv)
-    ok = (
-        (err < inlier_px)
-        & (z > 0)
-        & np.isfinite(d)
-        & (d > 0)
-        & np.isfinite(c)
-        & (c >= inp.depth_conf_threshold)
-    )
+    _, d, _, confident = tracked_depth(inp, j, q)
+    ok = (err < inlier_px) & (z > 0) & confident
     if np.count_nonzero(ok) < 10:
         return None
     return float(np.median(z[ok] / d[ok]))
