@@ -11,9 +11,12 @@ Sections (--sections, comma separated):
   e2e     a synthetic loop sample bag (--frames at --width x --height) through `vggt-ros replay`'s
           code with the real VGGTPredictor (formula weights, bf16): new frames/s, latency p50/p95,
           peak GPU memory, drops, and where the time went (predictor calls by window length: first
-          call, preprocess / network / postprocess; the rest outside the predictor); then the same
-          frames live at 30 Hz (pipelined, queue 16 and 4): drops by reason and submit-to-odometry
-          latency p50/p95.
+          call, preprocess / network / postprocess; the rest outside the predictor); then the simulated
+          predictor's geometry at the real network's cost (NetworkTimedReplayDouble): the sync
+          replay, and the live node per --variants (node parameter overrides, ';'-separated; '' =
+          shipped defaults): every frame queued at once (sustained new frames/s), then submitted at
+          30 Hz (submit-to-odometry latency p50/p95: it grows through the run when the node cannot
+          keep up); queue 1000 in both, so nothing is dropped and every window was recorded.
 Dry mode on a CPU: --device cpu --config tiny (a tiny random model, small images; checks the script).
 """
 
@@ -23,6 +26,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -204,20 +208,28 @@ class NetworkTimedReplayDouble:
     predict no real geometry, so their windows, keyframes and loop verifications are not what a
     trained network gives; this double keeps the simulated predictor's realistic SLAM behaviour and
     pays the real forward for every call. Exposes predict() and name only: the pipeline is configured
-    as in the recording run (no GPU window cap, no OOM guard), so the windows are the same."""
+    as in the recording run (no GPU window cap, no OOM guard), so the windows are the same. A window
+    the recording never saw (live drops change the windows) is predicted by `fallback` (the simulated
+    predictor itself) after the same network call; counted in `misses`."""
 
     name = "network-timed replay"
 
-    def __init__(self, store: dict[tuple[int, ...], Any], network: Any) -> None:
+    def __init__(self, store: dict[tuple[int, ...], Any], network: Any, fallback: Any = None) -> None:
         self.store = store
         self.network = network
+        self.fallback = fallback
+        self.misses = 0
 
     def predict(self, frames: Any, query_points: np.ndarray, depth_for: Any) -> Any:
         key = tuple(int(f.stamp_ns) for f in frames)
-        if key not in self.store:
+        if key not in self.store and self.fallback is None:
             raise KeyError(f"window {key[:2]}... was not in the recording run (replay not deterministic?)")
         timings = self.network.predict(frames, query_points, depth_for).timings
-        pred = copy.deepcopy(self.store[key])
+        if key in self.store:
+            pred = copy.deepcopy(self.store[key])
+        else:
+            self.misses += 1
+            pred = self.fallback.predict(frames, query_points, depth_for)
         pred.timings = dict(timings)
         return pred
 
@@ -233,39 +245,93 @@ def _print_replay(label: str, rep: dict[str, Any], timer: CallTimer, wall: float
     print(timer.table(wall), flush=True)
 
 
-def replay_simulated_geometry(bag: Path, out: Path, network: Any, device: torch.device) -> None:
-    """The sample through the replay twice: the simulated predictor (recorded), then
-    NetworkTimedReplayDouble over the real network path: the node's speed with realistic windows."""
+def record_simulated(bag: Path, out: Path, overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The sample through the sync replay with the simulated predictor and these node parameters:
+    (its recorded windows, the simulated predictor, the parameters)."""
     from cpu_path_bench import RecordingPredictor
     from vggt_ros.runtime.params import Params
     from vggt_ros.runtime.replay import choose_predictor, replay
 
-    sim, params = choose_predictor(Params({"predictor": "simulated"}), bag, False, lambda _: None)
+    ask = Params({"predictor": "simulated", **overrides})
+    sim, params = choose_predictor(ask, bag, False, lambda _: None)
     rec = RecordingPredictor(sim)
-    replay(bag, out / "recorded", params, predictor=rec, progress=False)
+    replay(bag, out, params, predictor=rec, progress=False)
+    return rec.store, sim, params
+
+
+def replay_simulated_geometry(bag: Path, out: Path, network: Any, device: torch.device) -> tuple[Any, Any]:
+    """The sample through the replay twice: the simulated predictor (recorded), then
+    NetworkTimedReplayDouble over the real network path: the node's speed with realistic windows.
+    Returns the recording (windows, simulated predictor) of the shipped defaults."""
+    from vggt_ros.runtime.replay import replay
+
+    store, sim, params = record_simulated(bag, out / "recorded", {})
     network.clear_cache()
     _reset_peak(device)
-    timer = CallTimer(NetworkTimedReplayDouble(rec.store, network))
+    timer = CallTimer(NetworkTimedReplayDouble(store, network))
     t0 = time.perf_counter()
     res = replay(bag, out / "timed", params, predictor=timer, progress=False)
     _print_replay("replay (sync), simulated geometry + real network cost", res.report, timer,
                   time.perf_counter() - t0, device)
+    return store, sim
+
+
+def parse_variants(text: str) -> list[dict[str, Any]]:
+    """'a=1,b=true;;c=x' -> [{'a': 1, 'b': True}, {}, {'c': 'x'}] (values parsed as JSON when they can be)."""
+    out: list[dict[str, Any]] = []
+    for part in text.split(";"):
+        d: dict[str, Any] = {}
+        for item in filter(None, (x.strip() for x in part.split(","))):
+            k, _, v = item.partition("=")
+            try:
+                d[k.strip()] = json.loads(v)
+            except json.JSONDecodeError:
+                d[k.strip()] = v
+        out.append(d)
+    return out
+
+
+def live_variants(bag: Path, tmp: Path, frames: list[Any], network: Any, device: torch.device,
+                  variants: list[dict[str, Any]], live_frames: int, defaults: tuple[Any, Any] | None) -> None:
+    """Per variant: record the simulated predictor's windows with those parameters (`defaults`: the
+    shipped defaults' recording, when made already), then the live node with NetworkTimedReplayDouble:
+    all frames queued at once, then submitted at 30 Hz."""
+    from runtime_throughput import drive_live, percentile
+    from vggt_ros.runtime.params import Params
+
+    print("| node parameters | run | processed | drops | new frames/s | latency p50 / p95 s | "
+          "windows predicted ahead / again | unrecorded windows |\n|---|---|---:|---|---:|---:|---:|---:|",
+          flush=True)
+    for k, ov in enumerate(variants):
+        store, sim = defaults if (defaults and not ov) else record_simulated(bag, tmp / f"rec{k}", ov)[:2]
+        label = ", ".join(f"{a}={b}" for a, b in ov.items()) or "shipped defaults"
+        # nothing dropped in either run, so every window is one the recording saw (an unrecorded one
+        # costs the simulated predictor's CPU time, ~0.3 s at 640x480, which the network would not)
+        runs = (("all queued", None, {"queue_size": 1000, "drop_policy": "oldest"}, frames),
+                ("30 Hz", 30.0, {"queue_size": 1000, "drop_policy": "oldest"}, frames[:live_frames]))
+        for mode, rate, qp, fr in runs:
+            network.clear_cache()
+            double = NetworkTimedReplayDouble(store, network, fallback=sim)
+            params = Params({"predictor": "simulated", **ov, **qp})
+            r = drive_live(fr, params, double, tmp / "live.mcap", rate)
+            d, lat = r["d"], r["latency"]
+            fps = d.frames_processed / r["wall_s"] if r["wall_s"] > 0 else float("nan")
+            p50, p95 = percentile(lat, 50), percentile(lat, 95)
+            print(f"| {label} | {mode} | {d.frames_processed}/{d.frames_received} | {d.drops or '-'} | "
+                  f"{fps:.1f} | {p50:.3f} / {p95:.3f} | {d.windows_predicted_ahead} / "
+                  f"{d.ahead_repredicted} | {double.misses} |", flush=True)
+    print(f"peak GPU memory {_peak_gib(device)}", flush=True)
 
 
 def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None:
-    from runtime_throughput import TimingSink
-    from vggt_ros.io.bag import BagWriter, read_messages
+    from vggt_ros.io.bag import read_messages
     from vggt_ros.io.sample import write_sample
     from vggt_ros.io.sample_bag import CAMERA_INFO_TOPIC, IMAGE_TOPIC
     from vggt_ros.model.predictor import PredictorConfig, VGGTPredictor
-    from vggt_ros.msgs.builders import MessageBuilder
     from vggt_ros.msgs.decode import camera_info_K
-    from vggt_ros.msgs.family import RosbagsFamily
     from vggt_ros.msgs.frame import image_to_frame
-    from vggt_ros.runtime.core import NodeCore
-    from vggt_ros.runtime.factory import make_pipeline
     from vggt_ros.runtime.params import Params
-    from vggt_ros.runtime.replay import BagSink, Recorder, replay
+    from vggt_ros.runtime.replay import replay
     from vggt_ros.sim.sequence import make_sequence
 
     section(f"end to end: {args.frames} frames {args.width}x{args.height}, real VGGT path ({args.weights} "
@@ -278,42 +344,25 @@ def run_e2e(model: VGGT, device: torch.device, args: argparse.Namespace) -> None
         print(f"sample bag written in {time.perf_counter() - t0:.1f} s", flush=True)
         pred = VGGTPredictor.from_model(model, cfg)
         pred.load()
-        _reset_peak(device)
-        timer = CallTimer(pred)
-        t0 = time.perf_counter()
-        res = replay(bag, Path(tmp) / "out", Params({"predictor": "vggt"}), predictor=timer, progress=False)
-        wall = time.perf_counter() - t0
-        _print_replay("replay (sync), formula weights", res.report, timer, wall, device)
-        replay_simulated_geometry(bag, Path(tmp), pred, device)
-        info = next(iter(read_messages(bag, [CAMERA_INFO_TOPIC])))
-        K, _ = camera_info_K(info.message)  # as the replay (use_camera_info): the camera's own K
-        frames = [dataclasses.replace(image_to_frame(m.message), K=K)
-                  for m in read_messages(bag, [IMAGE_TOPIC])][: args.live_frames]
-        for qsize in (16, 4):
-            params = Params({"predictor": "vggt", "queue_size": qsize})
-            pred.clear_cache()
-            with BagWriter(Path(tmp) / "live.mcap", overwrite=True) as writer:
-                builder = MessageBuilder(RosbagsFamily(), "map")
-                sink = TimingSink(BagSink(writer, builder, "/vggt", Recorder()))
-                core = NodeCore(params, make_pipeline(params, pred), sink, mode="live")
-                core.start()
-                submitted: dict[int, float] = {}
-                t0 = time.monotonic()
-                for i, f in enumerate(frames):
-                    time.sleep(max(0.0, t0 + i / 30.0 - time.monotonic()))
-                    submitted[f.stamp_ns] = time.monotonic()
-                    core.submit(f)
-                while len(core.queue) and time.monotonic() - t0 < 300:  # the last frames, not 'shutdown'
-                    time.sleep(0.01)
-                core.stop(timeout=60.0)
-                core.finish()
-            d = core.diagnostics()
-            lat = [sink.published_at[s] - submitted[s] for s in sink.published_at if s in submitted]
-            p50, p95 = (np.percentile(lat, 50), np.percentile(lat, 95)) if lat else (np.nan, np.nan)
-            print(f"live 30 Hz, pipelined, queue_size {qsize}: {d.frames_processed}/{d.frames_received} "
-                  f"processed, drops {d.drops or '-'}; image-to-odometry latency p50 {p50:.3f} s, "
-                  f"p95 {p95:.3f} s; windows rejected {d.windows_rejected}; peak GPU memory "
-                  f"{_peak_gib(device)}", flush=True)
+        if "formula" in args.e2e:
+            _reset_peak(device)
+            timer = CallTimer(pred)
+            t0 = time.perf_counter()
+            res = replay(bag, Path(tmp) / "out", Params({"predictor": "vggt"}), predictor=timer,
+                         progress=False)
+            _print_replay("replay (sync), formula weights", res.report, timer, time.perf_counter() - t0,
+                          device)
+        defaults = None
+        if "simulated" in args.e2e:
+            defaults = replay_simulated_geometry(bag, Path(tmp), pred, device)
+        if "live" in args.e2e:
+            info = next(iter(read_messages(bag, [CAMERA_INFO_TOPIC])))
+            K, _ = camera_info_K(info.message)  # as the replay (use_camera_info): the camera's own K
+            frames = [dataclasses.replace(image_to_frame(m.message), K=K)
+                      for m in read_messages(bag, [IMAGE_TOPIC])]
+            _reset_peak(device)
+            live_variants(bag, Path(tmp), frames, pred, device, parse_variants(args.variants),
+                          args.live_frames, defaults)
 
 
 def _f(x: object, spec: str = ".3f") -> str:
@@ -340,7 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--live-frames", type=int, default=300, help="frames of each live 30 Hz run")
+    ap.add_argument("--live-frames", type=int, default=240, help="frames of each live 30 Hz run")
+    ap.add_argument("--e2e", default="formula,simulated,live",
+                    help="e2e parts: formula (weights replay), simulated (geometry replay), live")
+    ap.add_argument("--variants", default=";predict_ahead=true",
+                    help="live node parameter overrides per variant, ';'-separated ('' = shipped defaults)")
     ap.add_argument("--image-size", type=int, default=518, help="network width (518 = VGGT's)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)

@@ -20,8 +20,9 @@
 #     VGGT path with formula weights, then the same replay with the simulated predictor's geometry and
 #     the real network's cost per call (formula weights predict no real geometry, so their windows,
 #     keyframes and loop verifications are not a trained network's); each with new frames/s, latency
-#     p50/p95, peak GPU memory, drops and the predictor's time by call kind; then live at 30 Hz,
-#     pipelined: drops by reason, image-to-odometry latency p50/p95.
+#     p50/p95, peak GPU memory, drops and the predictor's time by call kind; then the live node (worker,
+#     publisher and predictor threads) with that double, shipped defaults and predict_ahead: all frames
+#     queued at once (sustained new frames/s), then at 30 Hz (image-to-odometry latency p50/p95).
 # Steps 4-5 need the runtime's Python packages; the device image (2026-12) lacks rosbags, gtsam and
 # evo. Put their cp312 wheels in <repo>/.whl (ignored by git; carry it) and the script installs them:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -118,7 +119,7 @@ step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --confi
 # shellcheck disable=SC2086
 step "4. golden" 60 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
   --sections golden 2>&1 | tee "$OUT/golden.txt"
-step "5. end to end" 300 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
+step "5. end to end" 340 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
   --sections e2e $E2E_ARGS 2>&1 | tee "$OUT/e2e.txt"
 
 echo "tables in $OUT"

@@ -8,11 +8,16 @@ times --cost-scale. A sleep releases the GIL as a CUDA forward does, so the over
 the one the pipelined runtime can get on a GPU machine with this CPU. Everything else is the real
 live path: NodeCore (live) -> slam.Pipeline -> MessageSink -> BagWriter (.mcap).
 
-1. Throughput: all frames queued at once (queue 1000, nothing dropped), serial vs pipelined, same
-   frames: new frames/s and the ratio.
-2. Live at 30 Hz: frames submitted at 30 Hz (drop 'latest'), for each --live-queues queue_size (4 is
-   the node's default) and --live-scales cost factor: frames processed / dropped by reason, latency
-   p50/p95 from submit() to the odometry publication leaving the sink (image-to-TF latency on this machine).
+Runtimes: serial (`pipelined` false), pipelined (the shipped default: messages built and published on a
+publisher thread) and ahead (pipelined + `predict_ahead`: the next window is predicted on a predictor
+thread while the worker stitches the previous one, with anchors chosen one window earlier; its
+accuracy cost is measured by bench/slam_robustness.py --param predict_ahead=true).
+
+1. Throughput: all frames queued at once (queue 1000, nothing dropped), each runtime, same frames:
+   new frames/s and the ratios to serial.
+2. Live at 30 Hz: frames submitted at 30 Hz (drop 'latest'), for each --live-queues queue_size and
+   --live-scales cost factor: frames processed / dropped by reason, latency p50/p95 from submit() to
+   the odometry publication leaving the sink (image-to-TF latency on this machine).
 
 Usage (from vggt_ros/): python bench/runtime_throughput.py [--frames 124 --width 640 --height 480]
 """
@@ -88,12 +93,19 @@ class TimingSink:
             self.published_at[pub.stamp_ns] = time.monotonic()
 
 
-def run_live(frames: Sequence[Frame], store: Store, fallback: Any, out: Path, pipelined: bool,
-             scale: float, rate_hz: float | None, queue_size: int) -> dict[str, Any]:
-    """One live run; rate_hz None = everything queued at once (throughput, drop 'oldest')."""
-    q = {"drop_policy": "oldest"} if rate_hz is None else {}
-    params = Params({"pipelined": pipelined, "queue_size": queue_size, **q})
-    pred = TimedPredictorDouble(store, scale, fallback)
+RUNTIMES: dict[str, dict[str, bool]] = {
+    "serial": {"pipelined": False},
+    "pipelined": {"pipelined": True},
+    "ahead": {"pipelined": True, "predict_ahead": True},
+}
+
+
+def drive_live(frames: Sequence[Frame], params: Params, pred: Any, out: Path,
+               rate_hz: float | None) -> dict[str, Any]:
+    """The live NodeCore (worker, publisher and predictor threads as the node runs them) writing an .mcap
+    at `out`: frames submitted all at once (rate_hz None) or at rate_hz, then stopped and finished.
+    Returns its diagnostics `d`, `wall_s` (first submit to the last odometry published) and `latency`
+    (submit to odometry, s, per published frame)."""
     submitted: dict[int, float] = {}
     with BagWriter(out, overwrite=True) as writer:
         sink = TimingSink(BagSink(writer, MessageBuilder(RosbagsFamily(), params["map_frame"]), "/vggt",
@@ -106,18 +118,32 @@ def run_live(frames: Sequence[Frame], store: Store, fallback: Any, out: Path, pi
                 time.sleep(max(0.0, t0 + i / rate_hz - time.monotonic()))
             submitted[f.stamp_ns] = time.monotonic()
             core.submit(f)
-        while len(core.queue) and time.monotonic() - t0 < 600:
+        while len(core.queue) and time.monotonic() - t0 < 600:  # the last frames, not 'shutdown'
             time.sleep(0.005)
         core.stop(timeout=120.0)
         core.finish()
+        core.wait_published(60.0)
         wall = max(sink.published_at.values(), default=t0) - t0
-    d = core.diagnostics()
     lat = [sink.published_at[s] - submitted[s] for s in sink.published_at if s in submitted]
+    return {"d": core.diagnostics(), "wall_s": wall, "latency": lat}
+
+
+def percentile(x: list[float], q: float) -> float:
+    """np.percentile, NaN for no samples."""
+    return float(np.percentile(x, q)) if x else float("nan")
+
+
+def run_live(frames: Sequence[Frame], store: Store, fallback: Any, out: Path, runtime: str,
+             scale: float, rate_hz: float | None, queue_size: int) -> dict[str, Any]:
+    """One live run; rate_hz None = everything queued at once (throughput, drop 'oldest')."""
+    q = {"drop_policy": "oldest"} if rate_hz is None else {}
+    params = Params({**RUNTIMES[runtime], "queue_size": queue_size, **q})
+    pred = TimedPredictorDouble(store, scale, fallback)
+    r = drive_live(frames, params, pred, out, rate_hz)
+    d, wall, lat = r["d"], r["wall_s"], r["latency"]
     return {"processed": d.frames_processed, "dropped": dict(d.drops), "received": d.frames_received,
             "wall_s": wall, "fps": d.frames_processed / wall if wall > 0 else float("nan"),
-            "lat_p50": float(np.percentile(lat, 50)) if lat else float("nan"),
-            "lat_p95": float(np.percentile(lat, 95)) if lat else float("nan"),
-            "misses": pred.misses}
+            "lat_p50": percentile(lat, 50), "lat_p95": percentile(lat, 95), "misses": pred.misses}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,27 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     frames = [seq[i] for i in range(len(seq))]
     truth = {f.stamp_ns: seq.ground_truth_at(i) for i, f in enumerate(frames)}
     fallback = SimulatedPredictor(truth.__getitem__)
-    store = record(Params(), seq, frames)
+    stores = {ahead: record(Params({"predict_ahead": ahead}), seq, frames) for ahead in (False, True)}
     print(f"setup (render + record, untimed): {time.perf_counter() - t0:.1f} s; {len(frames)} frames "
           f"{args.width}x{args.height}; double: H100 aggregator time x {args.cost_scale} "
           f"(16 frames: {h100_seconds(16):.3f} s, 12 new per window -> GPU bound "
           f"{12 / (args.cost_scale * h100_seconds(16)):.0f} frames/s)")
     with tempfile.TemporaryDirectory() as tmp:
-        res = {m: run_live(frames, store, fallback, Path(tmp) / f"{m}.mcap", m == "pipelined",
-                           args.cost_scale, None, 1000) for m in ("serial", "pipelined")}
-        print("\n| runtime | frames processed | dropped | wall s | new frames/s |\n|---|---:|---:|---:|---:|")
+        res = {m: run_live(frames, stores[m == "ahead"], fallback, Path(tmp) / f"{m}.mcap", m,
+                           args.cost_scale, None, 1000) for m in RUNTIMES}
+        print("\n| runtime | frames processed | dropped | wall s | new frames/s | x serial |\n"
+              "|---|---:|---:|---:|---:|---:|")
         for m, r in res.items():
             print(f"| {m} | {r['processed']} | {sum(r['dropped'].values())} | {r['wall_s']:.2f} | "
-                  f"{r['fps']:.1f} |")
-        print(f"pipelined / serial throughput: {res['pipelined']['fps'] / res['serial']['fps']:.2f}x")
+                  f"{r['fps']:.1f} | {r['fps'] / res['serial']['fps']:.2f} |")
         live_frames = frames[: args.live_frames or len(frames)]
         print(f"\nLive at 30 Hz ({len(live_frames)} frames, drop 'latest'):")
         print("| runtime | queue_size | cost x H100 | processed | drops by reason | latency p50 s | p95 s | "
               "unrecorded windows |\n|---|---:|---:|---:|---|---:|---:|---:|")
         runs = [(int(qs), float(sc), m) for qs in args.live_queues.split(",")
-                for sc in args.live_scales.split(",") for m in ("serial", "pipelined")]
+                for sc in args.live_scales.split(",") for m in RUNTIMES]
         for qsize, scale, m in runs:
-            r = run_live(live_frames, store, fallback, Path(tmp) / "live.mcap", m == "pipelined", scale, 30.0,
+            r = run_live(live_frames, stores[m == "ahead"], fallback, Path(tmp) / "live.mcap", m, scale, 30.0,
                          qsize)
             assert r["received"] == r["processed"] + sum(r["dropped"].values())
             print(f"| {m} | {qsize} | {scale:g} | {r['processed']}/{r['received']} | {r['dropped'] or '-'} | "

@@ -152,7 +152,8 @@ def test_postprocess_conventions_with_known_tensors(tiny_model: VGGT) -> None:
         "conf": np.full((1, 2, 1), 0.8, np.float32),
     }
     q = maps[0].net_to_orig(np.array([[56.0, 42.0]]))
-    res = pred._postprocess(frames, maps, out, q, np.array([True]), [1])
+    dense = pred._dense_to_orig({k: torch.from_numpy(v) for k, v in out.items()}, maps, [1])
+    res = pred._postprocess(frames, maps, out, q, np.array([True]), dense)
     np.testing.assert_allclose(res.T_cam_win[0], np.eye(4), atol=1e-7)
     Rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
     np.testing.assert_allclose(res.T_cam_win[1, :3, :3], Rz, atol=1e-6)

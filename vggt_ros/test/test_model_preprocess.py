@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from vggt_ros.model.preprocess import PreprocessError, PreprocessMap, preprocess_frames
 
@@ -118,6 +119,22 @@ def test_map_to_orig_linear_field_and_nan_crop(hw, mode) -> None:
     near = m.map_to_orig(field, interpolation="nearest")
     ok = ~np.isnan(near)
     assert np.abs(near[ok] - np.nan_to_num(out)[ok]).max() <= 0.03 / 2 + 1e-5  # within half a pixel step
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "nearest"])
+def test_maps_to_orig_resamples_a_stack_like_each_map_alone(interpolation) -> None:
+    """The predictor resamples a window's depth maps as one tensor (on the network's device): each slice
+    comes out as map_to_orig gives it, NaN outside the content included."""
+    _, (m,) = preprocess_frames([np.zeros((640, 480, 3), np.uint8)], "crop")  # portrait: rows cropped
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(0.5, 5.0, (3, *m.net_hw)).astype(np.float32)
+    stack = m.maps_to_orig(torch.from_numpy(maps), interpolation).numpy()
+    assert stack.shape == (3, 640, 480) and stack.dtype == np.float32
+    for k in range(3):
+        np.testing.assert_array_equal(stack[k], m.map_to_orig(maps[k], interpolation))
+    assert 0.1 < np.isnan(stack).mean() < 0.4  # the cropped rows (518 of 691 kept)
+    with pytest.raises(PreprocessError):
+        m.maps_to_orig(torch.zeros(2, 5, 5))
 
 
 def test_rgba_composited_on_white_and_gray() -> None:

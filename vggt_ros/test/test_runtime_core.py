@@ -322,3 +322,43 @@ def test_live_frames_are_prepared_in_the_callers_thread(seq, enabled):
     me = threading.current_thread().name
     expected = [(int(f.stamp_ns), me) for f in frames] if enabled else []
     assert pred.prepared == expected
+
+
+class ThreadNotingSlowDouble(SlowPredictorDouble):
+    """TEST DOUBLE: SlowPredictorDouble that notes the thread of every call."""
+
+    def __init__(self, inner: SimulatedPredictor, sleep_s: float) -> None:
+        super().__init__(inner, sleep_s)
+        self.threads: list[str] = []
+
+    def predict(self, frames, query_points, depth_for):
+        self.threads.append(threading.current_thread().name)
+        return super().predict(frames, query_points, depth_for)
+
+
+def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
+    """predict_ahead live: windows are predicted on the vggt_ros-predict thread beside the worker's
+    stitch, every frame is published once, and the map is the replay's (anchors fixed by window order)."""
+    frames = frames_of(seq, 100)  # 16 + 7 x 12: whole windows
+    params = Params({"queue_size": 200, "predict_ahead": True})
+    replay_pipeline = make_pipeline(params, SimulatedPredictor(seq.ground_truth))
+    sync = NodeCore(params, replay_pipeline, ListSink(), mode="sync")
+    for f in frames:
+        sync.submit(f)
+    sync.finish()
+    double = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.05)
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, double), sink, mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    wait_processed(core, 100)
+    assert core.stop(timeout=5.0)
+    d = core.diagnostics()
+    assert d.frames_processed == 100 and d.frames_dropped == 0 and sink.topics()["odometry"] == 100
+    assert d.windows_predicted_ahead >= 5 and d.ahead_repredicted == 0
+    assert sum(t.startswith("vggt_ros-predict") for t in double.threads) >= 5
+    s_live, T_live = core.pipeline.trajectory()
+    s_sync, T_sync = sync.pipeline.trajectory()
+    np.testing.assert_array_equal(s_live, s_sync)
+    np.testing.assert_allclose(T_live, T_sync, atol=1e-9)

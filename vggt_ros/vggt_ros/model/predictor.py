@@ -385,12 +385,14 @@ class VGGTPredictor:
             if cached[i] is None:
                 self.cache.put(k, patch_tokens[0, i].detach())
         descriptors = token_descriptors(patch_tokens[0])  # (S, C) place descriptors, pooled on the device
-        out_np = {k: v.detach().float().cpu().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
+        dense = self._dense_to_orig(out, maps, depth_idx)  # resampled where the network ran
+        out_np = {k: v.detach().float().cpu().numpy() for k, v in out.items()
+                  if isinstance(v, torch.Tensor) and k not in ("depth", "depth_conf")}
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t2 = time.perf_counter()
 
-        pred = self._postprocess(frames, maps, out_np, q, in_view, depth_idx)
+        pred = self._postprocess(frames, maps, out_np, q, in_view, dense)
         pred.descriptors = {i: descriptors[i] for i in range(s)}
         t3 = time.perf_counter()
         pred.timings.update(
@@ -415,6 +417,26 @@ class VGGTPredictor:
                             padded[0])
         return side, side
 
+    def _dense_to_orig(
+        self, out: dict[str, Any], maps: list[PreprocessMap], depth_idx: list[int]
+    ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """Depth and confidence of the frames in depth_idx at camera resolution (H0, W0) float32: frame
+        index -> map, resampled on the network's device (one batched call when the frames share a
+        size), then copied to the host."""
+        interp = self.config.depth_interpolation
+        depth: dict[int, np.ndarray] = {}
+        conf: dict[int, np.ndarray] = {}
+        groups: dict[PreprocessMap, list[int]] = {}
+        for j, i in enumerate(depth_idx):
+            groups.setdefault(maps[i], []).append(j)
+        for m, js in groups.items():
+            sel = torch.tensor(js, device=out["depth"].device)
+            d = m.maps_to_orig(out["depth"][0, sel, ..., 0], interp).cpu().numpy()
+            c = m.maps_to_orig(out["depth_conf"][0, sel], interp).cpu().numpy()
+            for k, j in enumerate(js):
+                depth[depth_idx[j]], conf[depth_idx[j]] = d[k], c[k]
+        return depth, conf
+
     def _postprocess(
         self,
         frames: Sequence[Frame],
@@ -422,18 +444,13 @@ class VGGTPredictor:
         out: dict[str, np.ndarray],
         q: np.ndarray,
         in_view: np.ndarray,
-        depth_idx: list[int],
+        dense: tuple[dict[int, np.ndarray], dict[int, np.ndarray]],
     ) -> WindowPrediction:
         s, n = len(frames), len(q)
         extr, K_net = pose_encoding_to_extri_intri(out["pose_enc"][0].astype(np.float64), maps[0].net_hw)
         T = extrinsics_to_T(extr)
         K = np.stack([self._intrinsics(f, m, K_net[i]) for i, (f, m) in enumerate(zip(frames, maps))])
-        depth: dict[int, np.ndarray] = {}
-        conf_maps: dict[int, np.ndarray] = {}
-        for j, i in enumerate(depth_idx):
-            interp = self.config.depth_interpolation
-            depth[i] = maps[i].map_to_orig(out["depth"][0, j, ..., 0], interp)
-            conf_maps[i] = maps[i].map_to_orig(out["depth_conf"][0, j], interp)
+        depth, conf_maps = dense
         tracks = np.zeros((s, n, 2), np.float32)
         vis = np.zeros((s, n), np.float32)
         tconf = np.zeros((s, n), np.float32)

@@ -99,11 +99,21 @@ class PreprocessMap:
 
         Bilinear (or nearest) in network pixels; camera pixels whose centre falls outside the
         network's image content (cropped away) are NaN. Values are not rescaled: depth along
-        the optical axis is unchanged by resizing.
+        the optical axis is unchanged by resizing. (maps_to_orig on a tensor, e.g. on the GPU.)
         """
         img = np.asarray(image_net, dtype=np.float32)
         if img.shape != tuple(self.net_hw):
             raise PreprocessError(f"map has shape {img.shape}, expected network size {self.net_hw}")
+        return self.maps_to_orig(torch.from_numpy(img)[None], interpolation)[0].numpy()
+
+    def maps_to_orig(
+        self, maps_net: torch.Tensor, interpolation: Literal["linear", "nearest"] = "linear"
+    ) -> torch.Tensor:
+        """map_to_orig for a stack (S, Hn, Wn) on any device -> (S, H0, W0) float32 on that device (the
+        predictor resamples the window's depth and confidence where the network ran)."""
+        if tuple(maps_net.shape[1:]) != tuple(self.net_hw):
+            raise PreprocessError(f"maps have shape {tuple(maps_net.shape)}, expected (S, {self.net_hw})")
+        x = maps_net.float()
         h0, w0 = self.orig_hw
         x0, y0, x1, y1 = self.valid_net_box()
         a = self.affine()
@@ -114,22 +124,23 @@ class PreprocessMap:
         v_ok = (v >= y0 - 0.5) & (v <= y1 + 0.5)
         u = np.clip(u, x0, x1)
         v = np.clip(v, y0, y1)
+
+        def idx(i: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(i.astype(np.int64)).to(x.device)
+
         if interpolation == "nearest":
-            out = img[np.floor(v + 0.5).astype(np.int64)][:, np.floor(u + 0.5).astype(np.int64)]
+            out = x[:, idx(np.floor(v + 0.5))][:, :, idx(np.floor(u + 0.5))]
         elif interpolation == "linear":
             ui = np.minimum(np.floor(u).astype(np.int64), max(x1 - 1, x0))
             vi = np.minimum(np.floor(v).astype(np.int64), max(y1 - 1, y0))
-            ui1 = np.minimum(ui + 1, x1)
-            vi1 = np.minimum(vi + 1, y1)
-            wu = (u - ui).astype(np.float32)
-            wv = (v - vi).astype(np.float32)[:, None]
-            rows = img[vi] * (1.0 - wv) + img[vi1] * wv  # (H0, Wn)
-            out = rows[:, ui] * (1.0 - wu) + rows[:, ui1] * wu
+            wu = torch.from_numpy((u - ui).astype(np.float32)).to(x.device)
+            wv = torch.from_numpy((v - vi).astype(np.float32)).to(x.device)[:, None]
+            rows = x[:, idx(vi)] * (1.0 - wv) + x[:, idx(np.minimum(vi + 1, y1))] * wv  # (S, H0, Wn)
+            out = rows[:, :, idx(ui)] * (1.0 - wu) + rows[:, :, idx(np.minimum(ui + 1, x1))] * wu
         else:
             raise PreprocessError(f"unknown interpolation {interpolation!r}")
-        out = out.astype(np.float32)
-        out[~v_ok, :] = np.nan
-        out[:, ~u_ok] = np.nan
+        out[:, idx(np.flatnonzero(~v_ok)), :] = float("nan")
+        out[:, :, idx(np.flatnonzero(~u_ok))] = float("nan")
         return out
 
 

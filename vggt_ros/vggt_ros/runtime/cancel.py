@@ -37,7 +37,7 @@ class CancellablePredictor:
     def __init__(self, inner: Predictor, event: threading.Event) -> None:
         self.inner = inner
         self.event = event
-        self._thread: int | None = None
+        self._threads: set[int] = set()  # threads inside predict() (a predictor thread and the worker)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -47,7 +47,7 @@ class CancellablePredictor:
         return str(getattr(self.inner, "name", type(self.inner).__name__))
 
     def _hook(self, module: Any, args: Any) -> None:
-        if self.event.is_set() and threading.get_ident() == self._thread:
+        if self.event.is_set() and threading.get_ident() in self._threads:
             raise WindowCancelled(f"stopped inside {type(module).__name__}")
 
     def predict(self, frames: Sequence[Frame], query_points: np.ndarray,
@@ -56,12 +56,13 @@ class CancellablePredictor:
             raise WindowCancelled("stopped before the window started")
         torch = sys.modules.get("torch")  # only a predictor that imported torch can run torch modules
         handle = None
+        me = threading.get_ident()
         if torch is not None:
-            self._thread = threading.get_ident()
+            self._threads.add(me)
             handle = torch.nn.modules.module.register_module_forward_pre_hook(self._hook)
         try:
             return self.inner.predict(frames, query_points, depth_for)
         finally:
             if handle is not None:
                 handle.remove()
-            self._thread = None
+            self._threads.discard(me)

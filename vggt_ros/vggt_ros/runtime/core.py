@@ -13,6 +13,9 @@ Modes:
   that ended, a camera that stopped: their poses and the loop they may close are not held back). With
   the `pipelined` parameter (default) a `PublisherThread` builds and publishes window k's messages
   while the worker runs window k+1's prediction; publications keep their order, frames their accounting.
+  With `predict_ahead` (slam.config.PipelineConfig.predict_ahead) the pipeline's predictions run on a
+  predictor thread: window k+1 is predicted while the worker stitches and emits window k, and the
+  worker collects each finished prediction in order (`Pipeline.collect`).
 
 Stopping (live): `stop()` = `request_stop()` (non-blocking: refuse input, drop every queued frame as
 'shutdown' without starting it) + ONE bounded wait for the window in flight: it may finish and publish
@@ -45,6 +48,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +104,8 @@ class PipelineLike(Protocol):
     def push(self, frame: Frame) -> list[Update]: ...
 
     def flush(self) -> list[Update]: ...
+
+    def collect(self, block: bool = False) -> list[Update]: ...
 
     def reset(self) -> list[Update]: ...
 
@@ -173,6 +179,7 @@ class NodeCore:
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._publisher: PublisherThread[Publication] | None = None  # live + pipelined: message building
+        self._predict_pool: ThreadPoolExecutor | None = None  # live + predict_ahead: the predictor thread
         self._stop = threading.Event()  # the current worker's; each start() makes a new one
         self.cancel = cancel if cancel is not None else threading.Event()  # set: abort the window in flight
         self._wall = wall_clock
@@ -326,17 +333,38 @@ class NodeCore:
                 log.exception("pipeline failed on frame %d: %s", frame.stamp_ns, exc)
                 self._forget_and_drop([frame], "pipeline_error")
                 return
-            if self._discarding():  # abandoned by stop(), or the transport is gone: publish nothing
-                self._handle(self._as_shutdown(updates, discard=True))
+            self._deliver(updates, int(frame.stamp_ns))
+
+    def _deliver(self, updates: Sequence[Update], stamp_ns: int | None) -> None:
+        """Pipeline lock held: publish a push's or collect's updates (nothing once discarding; cancelled
+        windows' frames as 'shutdown'); stamp_ns: the newest frame pushed (the sync mode's clock)."""
+        if self._discarding():  # abandoned by stop(), or the transport is gone: publish nothing
+            self._handle(self._as_shutdown(updates, discard=True))
+            return
+        cancelled = self.cancel.is_set()
+        if cancelled:
+            updates = self._as_shutdown(updates, discard=False)
+        if stamp_ns is not None:
+            self._data_t = max(self._data_t, stamp_ns * 1e-9)
+            self._last_stamp = max(self._last_stamp or 0, stamp_ns)
+        self._handle(updates)
+        if not cancelled:  # stopping: no periodic outputs after a cancelled window
+            self._tick()
+
+    def _collect(self, block: bool = False) -> None:
+        """Live, predicting ahead: finish the windows whose predictions are done (all: block)."""
+        collect = getattr(self.pipeline, "collect", None)
+        if not callable(collect) or not getattr(self.pipeline, "in_flight", 0):
+            return
+        with self._pipeline_lock:
+            try:
+                updates = collect(block)
+            except Exception as exc:  # as in _process: a broken window must not kill the node
+                self.worker_errors += 1
+                log.exception("pipeline failed finishing a window predicted ahead: %s", exc)
                 return
-            cancelled = self.cancel.is_set()
-            if cancelled:
-                updates = self._as_shutdown(updates, discard=False)
-            self._data_t = max(self._data_t, frame.stamp_ns * 1e-9)
-            self._last_stamp = max(self._last_stamp or 0, int(frame.stamp_ns))
-            self._handle(updates)
-            if not cancelled:  # stopping: no periodic outputs after a cancelled window
-                self._tick()
+            if updates:
+                self._deliver(updates, None)
 
     def _check_restart(self, frame: Frame) -> None:
         """A stamp far behind the newest one is a restarted source: restart the map (pipeline lock held)."""
@@ -619,15 +647,21 @@ class NodeCore:
             self.queue.reopen()
             if self.params["pipelined"] and (self._publisher is None or not self._publisher.alive):
                 self._publisher = PublisherThread(self._publish_piped, self._publisher_error)
+            set_executor = getattr(self.pipeline, "set_executor", None)
+            if self.params["predict_ahead"] and callable(set_executor) and self._predict_pool is None:
+                self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="vggt_ros-predict")
+                set_executor(self._predict_pool.submit)
             self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
                                             daemon=True)
             self._worker.start()
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            item = self.queue.get(timeout=0.05)
+            ahead = bool(getattr(self.pipeline, "in_flight", 0))  # poll for finished predictions
+            item = self.queue.get(timeout=0.002 if ahead else 0.05)
             if item is None:
                 if not stop.is_set():
+                    self._collect()
                     self._flush_if_idle()
                     self._tick()
                 continue
@@ -636,6 +670,7 @@ class NodeCore:
                 self._forget_and_drop([frame], SHUTDOWN)
                 break
             self._process(frame)
+        self._collect(block=True)  # the windows predicted ahead end like the window in flight
 
     def request_stop(self, cancel_window: bool = False, timeout: float | None = None) -> None:
         """Non-blocking first half of stop(): refuse input, drop the queued frames as 'shutdown' (never
@@ -785,8 +820,17 @@ class NodeCore:
                 metric_scale=self.metric_scale,
                 metric_scale_sigma=self.metric_scale_sigma,
                 scale_rejected=self._scale_rejected(),
+                **self._ahead_stats(),
                 **self._predictor_stats(),
             )
+
+    def _ahead_stats(self) -> dict[str, int]:
+        """The pipeline's predict-ahead counters (slam.pipeline.PipelineCounters), when it has them."""
+        c: Any = getattr(self.pipeline, "counters", None)
+        if not hasattr(c, "windows_predicted_ahead"):
+            return {}
+        return {"windows_predicted_ahead": int(c.windows_predicted_ahead),
+                "ahead_repredicted": int(c.ahead_repredicted + c.ahead_requeued)}
 
     def _predictor_stats(self) -> dict[str, int]:
         """oom_retries / forward_frames of an OomGuardPredictor (runtime/memory.py), else nothing."""

@@ -27,6 +27,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         window_size=params["window_anchors"] + params["window_new_frames"],
         num_anchors=params["window_anchors"],
         stitcher=params["stitcher"],
+        predict_ahead=params["predict_ahead"],
         depth_conf_threshold=params["depth_conf_threshold"],
         use_camera_intrinsics=params["use_camera_info"],
         cloud_stride=params["points_stride"],

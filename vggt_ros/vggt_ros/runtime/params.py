@@ -175,6 +175,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "Anchor keyframes (already in the map) at the start of each window.", 1, 32),
     _p("window_new_frames", int, _SLAM.num_new,
        "New frames per window (anchors + new = window length).", 1, 64),
+    _p("predict_ahead", bool, _SLAM.predict_ahead,
+       "While tracking, choose each window's anchors before the previous window is stitched, so its "
+       "prediction runs on a predictor thread beside that stitch (live); the replay predicts it at once "
+       "with the same anchors (same result). Costs accuracy: docs/architecture.md#predicting-ahead.",
+       read_only=True),
     _p("stitcher", str, _SLAM.stitcher,
        "Window-to-map alignment: 'tracks' (VGGT point tracks + anchor depth), or the baselines "
        "'camera_centres' / 'point_map'.", choices=("tracks", "camera_centres", "point_map")),

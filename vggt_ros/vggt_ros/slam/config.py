@@ -281,6 +281,11 @@ class PipelineConfig:
         (Keyframe.fuse_depth); every stitcher gets it, so the comparison stays fair.
     recover_new_segment: when a window cannot be stitched, re-predict it without anchors and start
         a new map segment from it (slam.tracking) instead of dropping it.
+    predict_ahead: while tracking, a window's anchors (and gauge query pixels) are chosen before the
+        previous window changes the map, so its prediction may run on the GPU while the previous
+        window is stitched (Pipeline.set_executor; without an executor it runs at once, the same
+        result: a deterministic replay of what the live node does). Costs: the previous window's new
+        keyframes are not among the anchors. docs/architecture.md#predicting-ahead.
     """
 
     window_size: int = 16
@@ -293,6 +298,7 @@ class PipelineConfig:
     emit_depth: bool = True
     fuse_anchor_depth: bool = True
     recover_new_segment: bool = True
+    predict_ahead: bool = False
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)

@@ -185,6 +185,17 @@ class Keyframe:
         uv, X_cam, c = self.points_cam(max_points, seed)
         return uv, apply_T(self.T_world_cam, X_cam), c
 
+    def points_world_at(self, uv: np.ndarray) -> np.ndarray:
+        """Map points (M,3) world at camera pixels uv (M,2) (e.g. from points_world) with the keyframe's
+        CURRENT depth and pose; NaN where the depth is no longer valid."""
+        uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+        if self.depth is None or not len(uv):
+            return np.full((len(uv), 3), np.nan)
+        st = self.depth_stride
+        d = self.depth[uv[:, 1].astype(np.intp) // st, uv[:, 0].astype(np.intp) // st].astype(np.float64)
+        d[~(np.isfinite(d) & (d > 0))] = np.nan
+        return unproject_pixels(uv, d, self.K, self.T_world_cam)
+
     def as_frame(self) -> Frame:
         """The keyframe's image as a Frame at camera resolution (nearest upsampling if strided)."""
         img = self.image

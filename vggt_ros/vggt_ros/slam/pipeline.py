@@ -23,6 +23,13 @@ Frames: internally the pipeline works in "world" = the first keyframe's OPTICAL 
 every Update is converted to the map frame = the first keyframe's BODY frame (REP 103/105):
 T_map_cam = T_BODY_OPTICAL @ T_world_cam.
 
+Predicting ahead (config.predict_ahead, docs/architecture.md#predicting-ahead): while tracking, the
+window that fills is predicted at once with anchors chosen before the previous window changed the map,
+on the executor the runtime gives (`set_executor`; the live node's GPU thread) or inline; `collect()`
+finishes (stitches, emits) the windows whose predictions are done, in order. Anchors that stopped being
+usable meanwhile (archived, another segment) are re-chosen and the window re-predicted; a view break
+that requeues frames also requeues the windows predicted after it.
+
 Overload hooks for the runtime: `skip_next_window(reason)` (the next window that fills is not
 predicted; its frames are dropped under `reason`) and `drop_pending(reason)`.
 Per-window Update order: FramePose/DepthFrame per new frame, KeyframeAdded, WindowCloud,
@@ -34,9 +41,12 @@ WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to each poin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,9 +123,49 @@ class PipelineCounters:
     keyframes: int = 0
     predict_time_s: float = 0.0
     core_time_s: float = 0.0
+    windows_predicted_ahead: int = 0  # predicted with anchors chosen ahead and used as predicted
+    ahead_repredicted: int = 0  # their anchors became unusable before the stitch: predicted again
+    ahead_requeued: int = 0  # an earlier window's view break put their frames back in the buffer
 
     def as_dict(self) -> dict[str, object]:
         return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}
+
+
+PredictResult = tuple["WindowPrediction | None", "Exception | None", float]  # prediction, error, seconds
+Submit = Callable[[Callable[[], PredictResult]], "Future[PredictResult]"]  # e.g. ThreadPoolExecutor.submit
+
+
+def _run_predictor(
+    predictor: Predictor, frames: list[Frame], uv: np.ndarray, depth_for: list[int]
+) -> PredictResult:
+    """One predictor call, never raising (its error is reported by the window that uses the result)."""
+    t0 = time.perf_counter()
+    try:
+        return predictor.predict(frames, uv, depth_for), None, time.perf_counter() - t0
+    except Exception as exc:
+        return None, exc, time.perf_counter() - t0
+
+
+def _done(result: PredictResult) -> Future[PredictResult]:
+    f: Future[PredictResult] = Future()
+    f.set_result(result)
+    return f
+
+
+@dataclass
+class _AnchorChoice:
+    """Anchors chosen for window `window_id` before the previous window changed the map: the keyframes,
+    their images as Frames (as the network saw them), the gauge's query pixels (M,2) and their segment."""
+
+    window_id: int
+    anchors: list[Keyframe]
+    frames: list[Frame]
+    uv: np.ndarray
+    segment_id: int
+
+    def usable(self, segment_id: int) -> bool:
+        """Still anchors of the current segment (not archived, not merged away)."""
+        return all(k.active and k.segment_id == segment_id for k in self.anchors)
 
 
 @dataclass
@@ -126,6 +176,9 @@ class _Window:
     pending: list[PendingFrame]
     anchors: list[Keyframe]
     timings: dict[str, float] = field(default_factory=dict)
+    ahead: _AnchorChoice | None = None  # predicted ahead: the choice, and its predictor call
+    job: Future[PredictResult] | None = None
+    waited_s: float = 0.0  # predictor time spent in the pipeline's own thread (calls, waits)
     pred: WindowPrediction | None = None
     K: np.ndarray | None = None
     queries: TrackQueries | None = None
@@ -162,7 +215,18 @@ class Pipeline:
         self.predictor = predictor
         self.config = config or PipelineConfig()
         self.stitcher = make_stitcher(self.config.stitcher, self.config.stitch)
+        self._submit: Submit | None = None
         self.reset()
+
+    def set_executor(self, submit: Submit | None) -> None:
+        """Where windows predicted ahead run (e.g. a one-thread ThreadPoolExecutor's submit; the
+        predictor must allow calls from that thread); None: inline, at once."""
+        self._submit = submit
+
+    @property
+    def in_flight(self) -> int:
+        """Windows predicted ahead and not yet finished (collect() finishes them)."""
+        return len(self._inflight)
 
     # --- state ------------------------------------------------------------------------------------
     def reset(self) -> list[Update]:
@@ -171,7 +235,8 @@ class Pipeline:
         Returns FrameRefused("reset") for the frames that were still pending (counters restart at 0).
         """
         window: FrameWindow | None = getattr(self, "window", None)
-        pending = window.clear() if window is not None else []
+        inflight: deque[_Window] = getattr(self, "_inflight", deque())
+        pending = [p for w in inflight for p in w.pending] + (window.clear() if window is not None else [])
         out: list[Update] = [FrameRefused(int(p.frame.stamp_ns), "reset") for p in pending]
         cfg = self.config
         self.validator = FrameValidator()
@@ -194,6 +259,8 @@ class Pipeline:
         self._poses: list[np.ndarray] = []
         self._frame_ref: list[int] = []  # keyframe each emitted pose is attached to (pose-graph moves)
         self._last_posed: _LastPosed | None = None
+        self._inflight: deque[_Window] = deque()  # predicted ahead, in window order
+        self._ahead: _AnchorChoice | None = None  # the next window's anchors, chosen ahead
         return out
 
     @property
@@ -235,11 +302,20 @@ class Pipeline:
         return []
 
     def flush(self) -> list[Update]:
-        """Process the leftover frames as a last (shorter) window; nothing stays pending."""
-        out: list[Update] = []
+        """Finish the windows predicted ahead, then process the leftover frames as a last (shorter)
+        window; nothing stays pending."""
+        out = self.collect(block=True)
         while len(self.window):
             pending = self.window.take(self.window.new_per_window(self.bootstrapped))
             out += self._process(pending, final=not len(self.window))
+        return out + self.collect(block=True)
+
+    def collect(self, block: bool = False) -> list[Update]:
+        """Finish (stitch, emit) the windows predicted ahead whose predictions are done, in window
+        order; block: all of them, waiting for their predictions."""
+        out: list[Update] = []
+        while self._inflight and (block or self._inflight[0].job is None or self._inflight[0].job.done()):
+            out += self._finish(self._inflight.popleft())
         return out
 
     def prepare(self, frame: Frame) -> None:
@@ -309,21 +385,95 @@ class Pipeline:
 
     # --- one window -------------------------------------------------------------------------------
     def _process(self, pending: list[PendingFrame], final: bool = False) -> list[Update]:
-        """Predict, stitch and emit one window of new frames; final: the stream's last window (flush)."""
+        """Predict, stitch and emit one window of new frames (or, predicting ahead, start its prediction
+        and return what finished meanwhile); final: the stream's last window (flush)."""
+        out: list[Update] = []
+        if self._ahead_possible(pending, final):
+            out += self._collect_before(self._next_window - 1)  # the anchors may lag one window, not more
+            choice = self._ahead_choice(self._next_window)
+            if choice is not None and not self._behind_requeued(pending):
+                self._launch(pending, choice)
+                return out + self.collect()
+        out += self.collect(block=True)
+        if self._behind_requeued(pending):
+            self.window.merge(pending)  # a view break requeued older frames: they form the next window
+            return out
         window_id = self._next_window
         self._next_window += 1
         if not pending:
-            return []
+            return out
         t_start = time.perf_counter()
-        last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
-        anchors = self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
-        w = _Window(window_id, pending, anchors, final=final)
+        if self.config.predict_ahead:
+            self._note_ahead(window_id + 1)
+        w = _Window(window_id, pending, self._current_anchors(), final=final)
         if self._skip:
             reason = self._skip.pop(0)
             self.counters.windows_skipped[reason_key(reason)] += 1
-            out = self._drop(pending, reason)
+            out += self._drop(pending, reason)
             out.append(self._stats(w, False, reason))
             return out
+        return out + self._run(w, t_start)
+
+    def _current_anchors(self) -> list[Keyframe]:
+        last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
+        return self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
+
+    # --- predicting ahead -------------------------------------------------------------------------
+    def _behind_requeued(self, pending: list[PendingFrame]) -> bool:
+        return bool(pending) and len(self.window) > 0 and self.window.pending[0].index < pending[0].index
+
+    def _ahead_possible(self, pending: list[PendingFrame], final: bool) -> bool:
+        return (self.config.predict_ahead and bool(pending) and not final and not self._skip
+                and self.bootstrapped and self.tracking.state is not TrackingState.LOST)
+
+    def _collect_before(self, window_id: int) -> list[Update]:
+        out: list[Update] = []
+        while self._inflight and self._inflight[0].window_id < window_id:
+            out += self._finish(self._inflight.popleft())
+        return out
+
+    def _choose_anchors(self, window_id: int) -> _AnchorChoice | None:
+        anchors = self._current_anchors()
+        if not anchors:
+            return None
+        uv = self._query_pixels(anchors[0], window_id)
+        frames = [k.as_frame() for k in anchors]
+        return _AnchorChoice(window_id, anchors, frames, uv, self.tracking.segment_id)
+
+    def _note_ahead(self, window_id: int) -> None:
+        """The map as it is now is what window `window_id` will be predicted against."""
+        if self._ahead is None or self._ahead.window_id != window_id:
+            self._ahead = self._choose_anchors(window_id)
+
+    def _ahead_choice(self, window_id: int) -> _AnchorChoice | None:
+        if self._inflight and self._inflight[-1].window_id == window_id - 1:
+            self._note_ahead(window_id)  # the previous window has not started: the map is as it will find it
+        c = self._ahead
+        return c if c is not None and c.window_id == window_id else None
+
+    def _launch(self, pending: list[PendingFrame], choice: _AnchorChoice) -> None:
+        w = _Window(self._next_window, pending, choice.anchors, ahead=choice)
+        self._next_window += 1
+        frames = choice.frames + [p.frame for p in pending]
+        job = functools.partial(_run_predictor, self.predictor, frames, choice.uv.astype(np.float32),
+                                list(range(len(frames))))
+        w.job = self._submit(job) if self._submit is not None else _done(job())
+        self._inflight.append(w)
+
+    def _finish(self, w: _Window) -> list[Update]:
+        t_start = time.perf_counter()
+        self._note_ahead(w.window_id + 1)
+        assert w.ahead is not None
+        if w.ahead.usable(self.tracking.segment_id):
+            self.counters.windows_predicted_ahead += 1
+        else:
+            log.info("window %d: anchors chosen ahead are no longer usable; predicting it again", w.window_id)
+            self.counters.ahead_repredicted += 1
+            w.ahead, w.job, w.anchors = None, None, self._current_anchors()
+        return self._run(w, t_start)
+
+    def _run(self, w: _Window, t_start: float) -> list[Update]:
+        anchors = w.anchors
         try:
             if anchors:
                 sol = self._track_or_recover(w)
@@ -333,25 +483,31 @@ class Pipeline:
             out = self._reject(w, rej)
         else:
             out = self._accept(w, sol)
-        self.counters.core_time_s += time.perf_counter() - t_start - w.timings.get("predict", 0.0)
+        self.counters.core_time_s += time.perf_counter() - t_start - w.waited_s
         return out
 
     def _predict(self, w: _Window) -> None:
-        """Run the predictor on anchors + new frames; fills w.pred, w.K, w.queries or raises _Rejected."""
+        """Run the predictor on anchors + new frames (or take the prediction started ahead); fills
+        w.pred, w.K, w.queries or raises _Rejected."""
         cfg = self.config
-        frames = [k.as_frame() for k in w.anchors] + [p.frame for p in w.pending]
-        w.queries = self._queries(w)
-        depth_for = list(range(len(frames)))
         t0 = time.perf_counter()
-        try:
-            pred = self.predictor.predict(frames, w.queries.uv.astype(np.float32), depth_for)
-        except Exception as exc:
-            log.exception("predictor failed on window %d", w.window_id)
+        if w.job is not None and w.ahead is not None:  # predicted ahead: the map points move with the map
+            frames = w.ahead.frames + [p.frame for p in w.pending]
+            w.queries = TrackQueries(w.ahead.uv, w.anchors[0].points_world_at(w.ahead.uv))
+            pred, exc, dt = w.job.result()
+        else:
+            frames = [k.as_frame() for k in w.anchors] + [p.frame for p in w.pending]
+            w.queries = self._queries(w)
+            pred, exc, dt = _run_predictor(self.predictor, frames, w.queries.uv.astype(np.float32),
+                                           list(range(len(frames))))
+        w.job = None
+        w.waited_s += time.perf_counter() - t0
+        w.timings["predict"] = w.timings.get("predict", 0.0) + dt
+        self.counters.predict_time_s += dt
+        if exc is not None or pred is None:
+            log.error("predictor failed on window %d", w.window_id, exc_info=exc)
             raise _Rejected(f"predictor_error ({type(exc).__name__}: {exc})") from None
-        finally:
-            dt = time.perf_counter() - t0
-            w.timings["predict"] = w.timings.get("predict", 0.0) + dt
-            self.counters.predict_time_s += dt
+        depth_for = list(range(len(frames)))
         bad = check_prediction(pred, len(frames), w.size, depth_for)
         if bad is not None:
             raise _Rejected(bad)
@@ -371,6 +527,11 @@ class Pipeline:
             return TrackQueries(uv, np.full((len(uv), 3), np.nan))
         uv, X, _ = w.anchors[0].points_world(max_points=n, seed=self.config.seed + w.window_id)
         return TrackQueries(uv, X)
+
+    def _query_pixels(self, gauge: Keyframe, window_id: int) -> np.ndarray:
+        """The gauge pixels (M,2) `_queries` picks for window `window_id` (the same seed)."""
+        n = self.config.stitch.num_queries
+        return gauge.points_cam(max_points=n, seed=self.config.seed + window_id)[0]
 
     def _track_or_recover(self, w: _Window) -> WindowSolution:
         """Stitch to the segment's anchors; on a stitch rejection, try to start a new segment instead."""
@@ -547,7 +708,11 @@ class Pipeline:
             keep,
             len(w.pending),
         )
-        self.window.requeue(w.pending[keep:])
+        later = [p for v in self._inflight for p in v.pending]  # predicted ahead: they follow the break
+        if later:
+            self.counters.ahead_requeued += len(self._inflight)
+            self._inflight.clear()
+        self.window.requeue(w.pending[keep:] + later)
         w.pending = w.pending[:keep]
 
     # --- accepted window --------------------------------------------------------------------------

@@ -62,6 +62,11 @@ class FrameWindow:
             raise ValueError("requeued frames must precede the pending ones")
         self._pending = list(frames) + self._pending
 
+    def merge(self, frames: list[PendingFrame]) -> None:
+        """Put frames taken by `take` back in index order (a window formed before an earlier window's
+        view break requeued older frames: they go first)."""
+        self._pending = sorted(self._pending + list(frames), key=lambda p: p.index)
+
     def clear(self) -> list[PendingFrame]:
         """Remove and return every pending frame."""
         return self.take(len(self._pending))
