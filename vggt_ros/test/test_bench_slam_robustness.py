@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 from vggt_ros.runtime.factory import pipeline_config
 from vggt_ros.runtime.params import Params
@@ -83,3 +84,24 @@ def test_twin_rooms_doorway_false_loop_is_rejected_by_the_depth_slack(bench: Mod
     assert shipped.loop.max_correction_depth == 0.2
     out = bench.run_once(case, seq, shipped, noise, 6)
     assert out["false_loops"] == 0 and out["loops"] >= 1, out["loops"]
+
+
+def test_reloc_event_delay_counts_to_the_first_window_back_in_the_map(bench: ModuleType) -> None:
+    """The delay ends at the newest frame of the first accepted window at or after the event posed in
+    the pre-event segment: not at a new segment's windows, nor at a rejected one."""
+    from types import SimpleNamespace
+
+    from vggt_ros.slam.updates import WindowStats
+
+    seq = SimpleNamespace(index_of=lambda s: s)  # stamps are frame indices here
+
+    def stats(stamp: int, seg: int, state: str = "tracking", accepted: bool = True) -> WindowStats:
+        return WindowStats(0, stamp, 16, 12, (0,), accepted, "", 1.0, 0.0, 0, 0, tracking_state=state,
+                           segment_id=seg)
+
+    ups = [stats(99, 0), stats(111, 1, "new_segment"), stats(123, 0, accepted=False), stats(135, 1),
+           stats(147, 0, "relocalised"), stats(159, 0)]
+    assert bench.reloc_event_delay(ups, seq, 100) == 47.0
+    assert bench.reloc_event_delay(ups[:4], seq, 100) == float("inf")
+    assert bench.reloc_event_delay([stats(99, 0), stats(111, 0)], seq, 100) == 11.0  # tracking resumed
+    assert np.isnan(bench.reloc_event_delay(ups[1:], seq, 100))  # no window before the event

@@ -362,3 +362,28 @@ def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
     s_sync, T_sync = sync.pipeline.trajectory()
     np.testing.assert_array_equal(s_live, s_sync)
     np.testing.assert_allclose(T_live, T_sync, atol=1e-9)
+
+
+def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_late(seq):
+    """predict_ahead: the worker polls while the predictor thread runs a window; stop() waits once,
+    abandons the worker still collecting it, and that window's frames become 'shutdown' drops."""
+    frames = frames_of(seq, 40)  # windows 0 and 1 serial (bootstrap), window 2 predicted ahead
+    pred = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.3)
+    params = Params({"queue_size": 64, "predict_ahead": True})
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, pred), sink, mode="live")
+    core.start()
+    for f in frames:
+        core.submit(f)
+    deadline = time.monotonic() + 20
+    while not (pred.calls >= 3 and pred.in_flight.is_set()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert pred.threads[-1].startswith("vggt_ros-predict")  # window 2 on the predictor thread
+    assert core.stop(timeout=0.1) is False  # the worker waits for window 2: abandoned
+    published = len(sink.items)
+    deadline = time.monotonic() + 10
+    while core.worker_alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+    d = core.diagnostics()
+    assert not core.worker_alive and len(sink.items) == published
+    assert d.frames_processed == 28 and d.drops == {"shutdown": 12}

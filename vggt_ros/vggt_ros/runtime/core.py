@@ -648,8 +648,9 @@ class NodeCore:
             if self.params["pipelined"] and (self._publisher is None or not self._publisher.alive):
                 self._publisher = PublisherThread(self._publish_piped, self._publisher_error)
             set_executor = getattr(self.pipeline, "set_executor", None)
-            if self.params["predict_ahead"] and callable(set_executor) and self._predict_pool is None:
-                self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="vggt_ros-predict")
+            if self.params["predict_ahead"] and callable(set_executor):
+                if self._predict_pool is None:
+                    self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="vggt_ros-predict")
                 set_executor(self._predict_pool.submit)
             self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
                                             daemon=True)
