@@ -61,6 +61,17 @@ def wait_processed(core, n, timeout=30.0):
     assert core.wait_published(max(0.1, deadline - time.monotonic()))
 
 
+def abandoned_worker_ends_silently(core, sink, timeout=10.0):
+    """After a stop() that abandoned the worker: it ends within timeout and publishes nothing more;
+    returns the diagnostics then."""
+    published = len(sink.items)
+    deadline = time.monotonic() + timeout
+    while core.worker_alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not core.worker_alive and len(sink.items) == published
+    return core.diagnostics()
+
+
 def test_live_source_at_30hz_with_a_slow_predictor(seq):
     """A window of 12 new frames arrives every 0.4 s; the double needs 0.7 s per window: overload."""
     frames = frames_of(seq, 120)  # render before timing: the source must keep 30 Hz
@@ -122,12 +133,7 @@ def test_stop_while_a_window_is_in_flight_is_bounded(seq):
     assert pred.in_flight.wait(5.0)
     assert core.stop(timeout=0.1) is False  # the worker is inside predict(): abandoned
     assert core.stop(timeout=5.0) is False  # the first deadline holds: no second wait
-    published = len(sink.items)
-    deadline = time.monotonic() + 10
-    while core.worker_alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-    d = core.diagnostics()
-    assert not core.worker_alive and len(sink.items) == published
+    d = abandoned_worker_ends_silently(core, sink)
     assert d.frames_processed == 0 and d.drops == {"shutdown": 16} and pred.calls == 1
 
 
@@ -380,10 +386,5 @@ def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_lat
         time.sleep(0.005)
     assert pred.threads[-1].startswith("vggt_ros-predict")  # window 2 on the predictor thread
     assert core.stop(timeout=0.1) is False  # the worker waits for window 2: abandoned
-    published = len(sink.items)
-    deadline = time.monotonic() + 10
-    while core.worker_alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-    d = core.diagnostics()
-    assert not core.worker_alive and len(sink.items) == published
+    d = abandoned_worker_ends_silently(core, sink)
     assert d.frames_processed == 28 and d.drops == {"shutdown": 12}
