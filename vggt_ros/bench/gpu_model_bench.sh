@@ -13,6 +13,10 @@
 #       on values);
 # 2b. the node's window (camera, depth, track with 256 queries, no point head) for 8-32 frames: the
 #     frames/s each window length sustains on this GPU (window size is chosen from it);
+# 2c. opt-in, COMPILE=inductor|cudagraphs: the same window with the aggregator compiled (minutes, so on
+#     its own: cd vggt_ros && python3 bench/model_bench.py --device cuda --config full --dtype bf16
+#     --weights random --frames 16 --res 392x518 --heads node --queries 256 --repeats 3 --warmup 2
+#     --compile inductor);
 #  3. the cached-token path vs the plain forward;
 #  4. bf16 (and fp32) outputs with the formula weights VGGT-FW1 against the fp32 golden fixtures
 #     (tolerance printed);
@@ -43,6 +47,7 @@ OUT="${OUT:-$PKG/bench_out}"
 PY="${PYTHON:-python3}"
 if [[ "${DRY:-0}" == "1" ]]; then   # a dry run of this script on a CPU: tiny model, small sizes
   DEVICE=cpu CONFIG=tiny FRAMES=1,2 WIN_FRAMES=2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
+  COMPILE="${COMPILE:-aot_eager}" COMPILE_FRAMES=2
 fi
 FRAMES="${FRAMES:-1,2,4,8,16,32}"
 RES="${RES:-392x518}"
@@ -111,6 +116,15 @@ step "2. forward table" 120 "$PY" bench/model_bench.py --device "$DEVICE" --conf
 step "2b. node window" 90 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \
   --frames "${WIN_FRAMES:-8,12,16,20,24,32}" --res "$RES" --heads node --queries 256 --repeats 3 --warmup 2 \
   --out "$OUT/gpu_window.md" 2>&1 | tee -a "$OUT/log.txt"
+
+# 2c) opt-in (COMPILE=inductor or cudagraphs; off by default: compiling takes minutes and the script
+# must stay within 8): the node's window with the aggregator blocks compiled as the node's
+# compile_backend does, first call (compile) timed apart; table in log.txt. DRY runs it with aot_eager.
+if [[ -n "${COMPILE:-}" ]]; then
+  step "2c. compiled node window" 420 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 \
+    --weights random --frames "${COMPILE_FRAMES:-16}" --res "$RES" --heads node --queries 256 --repeats 3 --warmup 2 \
+    --compile "$COMPILE" 2>&1 | tee -a "$OUT/log.txt"
+fi
 
 # 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
 step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \

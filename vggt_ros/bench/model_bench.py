@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from vggt_ros.model.vggt import VGGT, VGGTConfig  # noqa: E402
+from vggt_ros.model.vggt import VGGT, VGGTConfig, compile_aggregator_blocks  # noqa: E402
 
 HEAD_PRESETS: dict[str, tuple[str, ...]] = {
     "agg": (),
@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="cached-token path (all frames but the last cached) vs plain forward",
     )
+    ap.add_argument("--compile", default="", metavar="BACKEND",
+                    help="torch.compile the aggregator's blocks as the node's compile_backend does "
+                         "('inductor', 'cudagraphs', 'aot_eager'); the first call (compile) is timed apart")
     ap.add_argument("--out", default=None, help="also write the table to this file")
     args = ap.parse_args(argv)
 
@@ -270,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     model = build_model(args.config, args.weights, device)
     gen = torch.Generator().manual_seed(0)
+    if args.compile:
+        compile_aggregator_blocks(model, args.compile)
+        emit(f"# aggregator blocks compiled with torch.compile(backend={args.compile!r}); each size's first "
+             "call (compile) is timed apart, before the warm-ups")
 
     if args.compare:
         emit("| frames | HxW | heads | plain s | cached s | cached/plain | max rel diff |")
@@ -295,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                     continue
+                if args.compile:
+                    t0 = time.perf_counter()
+                    measure(model, images, heads, queries, dtype, 1, 0)
+                    emit(f"# {s} frames {hp}: first call (compile) {time.perf_counter() - t0:.1f} s")
                 rate = gemm_gflops(device)  # right before the row: how busy the machine is
                 t, cpu, peak = measure(model, images, heads, queries, dtype, args.repeats, warmup)
                 cpu_per = cpu / torch.get_num_threads() if device.type == "cpu" else float("nan")

@@ -13,8 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.slow  # ~40 s on 2 shared cores
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_model_bench.sh"
-STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "2b. node window", "3. cached tokens",
-         "4. golden", "5. end to end")
+STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "2b. node window",
+         "2c. compiled node window", "3. cached tokens", "4. golden", "5. end to end")
 
 
 def test_gpu_script_dry_run_completes_every_step(tmp_path):

@@ -48,7 +48,7 @@ from .preprocess import (
     resize_frame,
     to_unit_float,
 )
-from .vggt import VGGT, VGGTConfig, autocast_dtype
+from .vggt import VGGT, VGGTConfig, autocast_dtype, compile_aggregator_blocks
 from .weights import LoadReport, ModelSource, load_weights
 
 LOG = logging.getLogger(__name__)
@@ -282,9 +282,7 @@ class VGGTPredictor:
         backend = self.config.compile_backend
         if not backend:
             return model
-        agg = model.aggregator
-        for block in [*agg.frame_blocks, *agg.global_blocks]:
-            block.compile(backend=backend, dynamic=None)
+        compile_aggregator_blocks(model, backend)
         LOG.info("aggregator blocks compiled with torch.compile(backend=%r); the first windows of each "
                  "size pay the compile time", backend)
         return model

@@ -80,6 +80,17 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
+def compile_aggregator_blocks(model: VGGT, backend: str) -> VGGT:
+    """The aggregator's frame and global attention blocks compiled in place with torch.compile(backend)
+    (Module.compile keeps the state_dict keys); '' leaves the model as it is. The first forward of each
+    window size pays the compile time. Returns the model."""
+    if backend:
+        agg = model.aggregator
+        for block in [*agg.frame_blocks, *agg.global_blocks]:
+            block.compile(backend=backend, dynamic=None)
+    return model
+
+
 class VGGT(nn.Module):
     """Aggregator + camera, depth, point and track heads."""
 
