@@ -48,7 +48,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +71,7 @@ from vggt_ros.slam.updates import (
 from vggt_ros.types import Frame
 
 from .cancel import CANCELLED_MARK
+from .executor import DaemonExecutor
 from .params import Params
 from .publisher import PublisherThread
 from .publishing import (
@@ -179,7 +179,7 @@ class NodeCore:
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._publisher: PublisherThread[Publication] | None = None  # live + pipelined: message building
-        self._predict_pool: ThreadPoolExecutor | None = None  # live + predict_ahead: the predictor thread
+        self._predict_pool: DaemonExecutor | None = None  # live + predict_ahead: the predictor thread
         self._stop = threading.Event()  # the current worker's; each start() makes a new one
         self.cancel = cancel if cancel is not None else threading.Event()  # set: abort the window in flight
         self._wall = wall_clock
@@ -649,8 +649,8 @@ class NodeCore:
                 self._publisher = PublisherThread(self._publish_piped, self._publisher_error)
             set_executor = getattr(self.pipeline, "set_executor", None)
             if self.params["predict_ahead"] and callable(set_executor):
-                if self._predict_pool is None:
-                    self._predict_pool = ThreadPoolExecutor(1, thread_name_prefix="vggt_ros-predict")
+                if self._predict_pool is None or not self._predict_pool.alive:
+                    self._predict_pool = DaemonExecutor("vggt_ros-predict")
                 set_executor(self._predict_pool.submit)
             self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
                                             daemon=True)
