@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--live-frames", type=int, default=240, help="frames of each live 30 Hz run")
+    ap.add_argument("--live-frames", type=int, default=180, help="frames of each live 30 Hz run")
     ap.add_argument("--e2e", default="formula,simulated,live",
                     help="e2e parts: formula (weights replay), simulated (geometry replay), live")
     ap.add_argument("--variants", default=";predict_ahead=true,window_anchors=6",

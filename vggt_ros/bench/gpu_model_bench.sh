@@ -134,7 +134,7 @@ step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --confi
 # shellcheck disable=SC2086
 step "4. golden" 60 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
   --sections golden 2>&1 | tee "$OUT/golden.txt"
-step "5. end to end" 340 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
+step "5. end to end" 360 "$PY" bench/gpu_e2e.py --device "$DEVICE" --config "$CONFIG" \
   --sections e2e $E2E_ARGS 2>&1 | tee "$OUT/e2e.txt"
 
 echo "tables in $OUT"
