@@ -436,7 +436,7 @@ class Pipeline:
         anchors = self._current_anchors()
         if not anchors:
             return None
-        uv = self._query_pixels(anchors[0], window_id)
+        uv = self._queries(anchors, window_id, anchors[0].size).uv
         frames = [k.as_frame() for k in anchors]
         return _AnchorChoice(window_id, anchors, frames, uv, self.tracking.segment_id)
 
@@ -473,9 +473,8 @@ class Pipeline:
         return self._run(w, t_start)
 
     def _run(self, w: _Window, t_start: float) -> list[Update]:
-        anchors = w.anchors
         try:
-            if anchors:
+            if w.anchors:
                 sol = self._track_or_recover(w)
             else:
                 sol = self._bootstrap(w)
@@ -497,7 +496,7 @@ class Pipeline:
             pred, exc, dt = w.job.result()
         else:
             frames = [k.as_frame() for k in w.anchors] + [p.frame for p in w.pending]
-            w.queries = self._queries(w)
+            w.queries = self._queries(w.anchors, w.window_id, w.size)
             pred, exc, dt = _run_predictor(self.predictor, frames, w.queries.uv.astype(np.float32),
                                            list(range(len(frames))))
         w.job = None
@@ -520,18 +519,15 @@ class Pipeline:
         ).astype(np.float64)
         w.measured = self._measured_depths(w)
 
-    def _queries(self, w: _Window) -> TrackQueries:
+    def _queries(self, anchors: list[Keyframe], window_id: int, size: tuple[int, int]) -> TrackQueries:
+        """Window `window_id`'s track queries: up to num_queries of the gauge's map points (seeded by the
+        window), or without anchors a grid on frame 0 of `size` (H, W) with no map points."""
         n = self.config.stitch.num_queries
-        if not w.anchors:  # no map points yet: a grid on frame 0
-            uv = query_grid(n, w.size)
+        if not anchors:  # no map points yet: a grid on frame 0
+            uv = query_grid(n, size)
             return TrackQueries(uv, np.full((len(uv), 3), np.nan))
-        uv, X, _ = w.anchors[0].points_world(max_points=n, seed=self.config.seed + w.window_id)
+        uv, X, _ = anchors[0].points_world(max_points=n, seed=self.config.seed + window_id)
         return TrackQueries(uv, X)
-
-    def _query_pixels(self, gauge: Keyframe, window_id: int) -> np.ndarray:
-        """The gauge pixels (M,2) `_queries` picks for window `window_id` (the same seed)."""
-        n = self.config.stitch.num_queries
-        return gauge.points_cam(max_points=n, seed=self.config.seed + window_id)[0]
 
     def _track_or_recover(self, w: _Window) -> WindowSolution:
         """Stitch to the segment's anchors; on a stitch rejection, try to start a new segment instead."""
