@@ -355,6 +355,14 @@ def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
     double = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.05)
     sink = ListSink()
     core = NodeCore(params, make_pipeline(params, double), sink, mode="live")
+    wakes = [0]
+    wake = core.queue.wake
+
+    def counting_wake() -> None:
+        wakes[0] += 1
+        wake()
+
+    core.queue.wake = counting_wake  # type: ignore[method-assign]
     core.start()
     for f in frames:
         core.submit(f)
@@ -364,6 +372,8 @@ def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
     assert d.frames_processed == 100 and d.frames_dropped == 0 and sink.topics()["odometry"] == 100
     assert d.windows_predicted_ahead >= 5 and d.ahead_repredicted == 0
     assert sum(t.startswith("vggt_ros-predict") for t in double.threads) >= 5
+    # each finished prediction woke the worker (no polling while a window is predicted ahead)
+    assert wakes[0] == d.windows_predicted_ahead
     s_live, T_live = core.pipeline.trajectory()
     s_sync, T_sync = sync.pipeline.trajectory()
     np.testing.assert_array_equal(s_live, s_sync)
@@ -371,7 +381,7 @@ def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
 
 
 def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_late(seq):
-    """predict_ahead: the worker polls while the predictor thread runs a window; stop() waits once,
+    """predict_ahead: the worker waits while the predictor thread runs a window; stop() waits once,
     abandons the worker still collecting it, and that window's frames become 'shutdown' drops."""
     frames = frames_of(seq, 40)  # windows 0 and 1 serial (bootstrap), window 2 predicted ahead
     pred = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.3)

@@ -52,3 +52,25 @@ def test_get_times_out_empty():
     t0 = time.monotonic()
     assert q.get(timeout=0.05) is None
     assert 0.04 <= time.monotonic() - t0 < 1.0
+
+
+def test_wake_ends_a_wait_once_and_is_never_lost():
+    """wake() ends a waiting get() without an item; one that comes before the get() still ends the next
+    wait (the live worker must not miss a prediction that finished while it was busy); then get() waits."""
+    q: DropQueue[int] = DropQueue(2)
+    q.wake()  # before the get: not lost
+    t0 = time.monotonic()
+    assert q.get(timeout=5.0) is None and time.monotonic() - t0 < 1.0
+    t0 = time.monotonic()
+    assert q.get(timeout=0.05) is None and time.monotonic() - t0 >= 0.04  # consumed: waits again
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=5.0)))
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    q.wake()
+    t.join(2.0)
+    assert not t.is_alive() and got == [None] and time.monotonic() - t0 < 1.0
+    q.put(7)
+    q.wake()
+    assert q.get(0) == 7 and q.get(0) is None  # an item comes first; the wake is spent with it

@@ -48,6 +48,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -651,15 +652,22 @@ class NodeCore:
             if self.params["predict_ahead"] and callable(set_executor):
                 if self._predict_pool is None or not self._predict_pool.alive:
                     self._predict_pool = DaemonExecutor("vggt_ros-predict")
-                set_executor(self._predict_pool.submit)
+                set_executor(self._submit_prediction)
             self._worker = threading.Thread(target=self._run, args=(stop,), name="vggt_ros-worker",
                                             daemon=True)
             self._worker.start()
 
+    def _submit_prediction(self, fn: Callable[[], Any]) -> Future[Any]:
+        """The pipeline's executor for windows predicted ahead: the predictor thread, and a finished
+        prediction wakes the worker (it collects the window at once, no polling)."""
+        assert self._predict_pool is not None
+        future = self._predict_pool.submit(fn)
+        future.add_done_callback(lambda _: self.queue.wake())
+        return future
+
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            ahead = bool(getattr(self.pipeline, "in_flight", 0))  # poll for finished predictions
-            item = self.queue.get(timeout=0.002 if ahead else 0.05)
+            item = self.queue.get(timeout=0.05)
             if item is None:
                 if not stop.is_set():
                     self._collect()

@@ -33,6 +33,7 @@ class DropQueue(Generic[T]):
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._woken = False  # wake() before the next get(): it returns at once (no lost wake-up)
         self.high_water = 0  # most items ever waiting at once
 
     def put(self, item: T) -> T | None:
@@ -51,13 +52,21 @@ class DropQueue(Generic[T]):
             return dropped
 
     def get(self, timeout: float | None = None) -> T | None:
-        """Oldest item, waiting up to `timeout` s; None on timeout or when closed and empty."""
+        """Oldest item, waiting up to `timeout` s; None on timeout, on wake(), or when closed and empty."""
         with self._cond:
-            if not self._items and not self._closed:
+            if not self._items and not self._closed and not self._woken:
                 self._cond.wait(timeout)
+            self._woken = False
             if self._items:
                 return self._items.popleft()
             return None
+
+    def wake(self) -> None:
+        """End the current (or the next) get()'s wait without an item: another event needs its caller
+        (the live worker: a window predicted ahead is done)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def drain(self) -> list[T]:
         """Remove and return everything waiting."""
