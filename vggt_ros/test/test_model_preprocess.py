@@ -35,8 +35,28 @@ def test_reference_parity(shared_fixtures: Path, mode: str) -> None:
     images, maps = preprocess_frames(frames, mode)
     ref = np.load(d / f"{mode}.npz")["images"]
     assert images.shape == ref.shape
-    assert float(np.abs(images.numpy() - ref).max()) == 0.0  # bit-exact (same PIL bicubic)
+    # the reference's filter (bicubic a = -0.5, antialiased) by torch instead of PIL: rounding apart, the
+    # same input (model/preprocess.py); measured max 1 grey level on 0.4 % of the values
+    diff = np.rint(np.abs(images.numpy() - ref) * 255.0)
+    assert diff.max() <= 1.0 and np.count_nonzero(diff) <= 0.01 * diff.size
     assert maps[0].orig_hw == (520, 779) and maps[0].resized_hw == (350, 518)
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (720, 1280), (240, 320), (640, 480), (392, 518)])
+def test_resize_is_pils_bicubic_up_to_rounding(hw: tuple[int, int]) -> None:
+    """Shrinking, enlarging or keeping the size: the resize is PIL's BICUBIC (the reference's) up to
+    rounding, at most 2 grey levels on under 1 % of the values (the same size: untouched)."""
+    h, w = hw
+    rng = np.random.default_rng(1)
+    img = np.clip(blob_image(h, w, 0.4 * w, 0.6 * h, 0.1 * w).astype(np.int16)
+                  + rng.integers(-20, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+    images, (m,) = preprocess_frames([img], "crop")
+    hr, wr = m.resized_hw
+    top = -m.offset_xy[1]  # the portrait frame's centre crop
+    ref = np.asarray(Image.fromarray(img).resize((wr, hr), Image.Resampling.BICUBIC))
+    ref = ref[top : top + images.shape[2]]
+    diff = np.abs(np.rint(images[0].numpy().transpose(1, 2, 0) * 255.0) - ref)
+    assert diff.max() <= (0.0 if (hr, wr) == hw else 2.0) and np.count_nonzero(diff) <= 0.01 * diff.size
 
 
 @pytest.mark.parametrize(

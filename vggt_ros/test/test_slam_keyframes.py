@@ -108,6 +108,11 @@ def test_fuse_depth_averages_and_skips_outliers():
     assert kf.conf.max() == 7.0
     kf.release()
     assert kf.fuse_depth(d1, conf) == 0 and kf.colors_at(np.zeros((2, 2))).shape == (2, 3)
+    # the same fusion from depth already at the stride (what the pipeline passes): the same keyframe
+    full, strided = _add(m, 1), _add(m, 2)
+    assert full.fuse_depth(d1, conf) == strided.fuse_depth(d1[::4, ::4], conf[::4, ::4]) == n
+    np.testing.assert_array_equal(full.depth, strided.depth)
+    np.testing.assert_array_equal(full.conf, strided.conf)
 
 
 def test_measured_depth_replaces_agreeing_pixels_and_fusion_leaves_them():

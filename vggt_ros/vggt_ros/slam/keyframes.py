@@ -112,7 +112,8 @@ class Keyframe:
     def fuse_depth(self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15) -> int:
         """Fold a re-prediction of this keyframe's depth into its stored depth (per-pixel running mean).
 
-        depth, conf: (H, W) at camera resolution, map units, NaN invalid (already aligned to the map).
+        depth, conf: (H, W) at camera resolution, or already at the depth stride (the stored depth's shape),
+        map units, NaN invalid (already aligned to the map).
         VGGT re-run on another window gives the same image a new, partly independent error, so
         averaging the anchors' depth over the windows that see them shrinks each keyframe's own
         depth bias (and with it the scale random walk between keyframes). Pixels disagreeing by more
@@ -121,7 +122,7 @@ class Keyframe:
         """
         if self.depth is None or self.conf is None:
             return 0
-        s = self.depth_stride
+        s = 1 if np.shape(depth) == self.depth.shape else self.depth_stride
         d = depth[::s, ::s].astype(np.float64)
         c = conf[::s, ::s].astype(np.float32)
         if self.depth_count is None:
@@ -146,7 +147,9 @@ class Keyframe:
         if self.image is None:
             return np.zeros((len(uv), 3), np.uint8)
         si = self.image_stride
-        return self.image[(uv[:, 1] // si).astype(np.intp), (uv[:, 0] // si).astype(np.intp)]
+        rows, cols = (uv[:, 1] // si).astype(np.intp), (uv[:, 0] // si).astype(np.intp)
+        # one flat take of whole pixels: 3x cheaper than indexing the (h, w, 3) image by (rows, cols)
+        return np.take(self.image.reshape(-1, 3), rows * self.image.shape[1] + cols, axis=0)
 
     @property
     def active(self) -> bool:

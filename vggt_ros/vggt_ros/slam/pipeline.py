@@ -809,8 +809,9 @@ class Pipeline:
         for i, kf in enumerate(anchors):
             if i not in pred.depth:
                 continue
-            conf = pred.depth_conf[i]
-            d = np.where(conf >= thr, pred.depth[i] * scale, np.nan)
+            s = kf.depth_stride  # only the stored pixels: a full-resolution mask costs ~1 ms per anchor
+            conf = pred.depth_conf[i][::s, ::s]
+            d = np.where(conf >= thr, pred.depth[i][::s, ::s] * scale, np.nan)
             if kf.fuse_depth(d, conf) == 0 or kf.keyframe_id not in self.global_map.keyframes:
                 continue
             uv, X_cam, c = kf.points_cam()

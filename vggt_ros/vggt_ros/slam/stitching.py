@@ -375,6 +375,7 @@ def refine_pose_pnp(
     min_px: float,
     max_px: float,
     min_points: int,
+    rounds: int = 2,
 ) -> tuple[np.ndarray | None, int, float]:
     """Guided PnP from an initial pose: LM refinement on the 2D-3D matches with an adaptive inlier bound.
 
@@ -382,7 +383,8 @@ def refine_pose_pnp(
     window's Sim(3) can be a few degrees off: at twice the harsh noise a first bound of max_px left
     too few inliers in 30 % of the frames, which then kept that pose); after one Levenberg-Marquardt
     refinement the bound becomes 3 x the robust sigma (1.4826 x median error of the inliers), clipped
-    to [min_px, max_px], and the pose is refined once more on those.
+    to [min_px, max_px], and the pose is refined once more on those (rounds=1: the first refinement only,
+    enough to place depth samples, fuse_track_depths; each round is one solvePnPRefineLM, ~0.2 ms).
     Returns (T_world_cam or None when too few inliers, inliers under the returned pose, bound px).
     """
     if len(X_world) < min_points:
@@ -395,7 +397,7 @@ def refine_pose_pnp(
     Kd = np.asarray(K, dtype=np.float64)
     bound = max_px
     inl = _reproj_err(X, p, Kd, rvec, tvec) < 2.0 * bound
-    for _ in range(2):
+    for _ in range(rounds):
         if np.count_nonzero(inl) < min_points:
             return None, int(np.count_nonzero(inl)), bound
         rvec, tvec = cv2.solvePnPRefineLM(X[inl], p[inl], Kd, None, rvec, tvec)
@@ -603,7 +605,8 @@ class TrackStitcher:
         poses = _poses_from_sim3(inp, sim)
         if cfg.refresh_queries:
             inp = refresh_queries(inp, sim.scale)
-        ref = self.refine_poses(inp, poses, sim.scale, depth)
+        # with fusion the first pass only places the new frames' depth samples: one PnP round
+        ref = self.refine_poses(inp, poses, sim.scale, depth, rounds=1 if cfg.fuse_track_depth else 2)
         if cfg.fuse_track_depth:  # the new frames' depth of the tracked points, then PnP once more
             fused_inp = fuse_track_depths(inp, ref.poses, sim.scale, cfg)
             fused = self.refine_poses(fused_inp, poses, sim.scale, depth)
@@ -625,7 +628,7 @@ class TrackStitcher:
         )
 
     def refine_poses(
-        self, inp: StitchInput, poses: dict[int, np.ndarray], scale: float, depth: float
+        self, inp: StitchInput, poses: dict[int, np.ndarray], scale: float, depth: float, rounds: int = 2
     ) -> PoseRefinement:
         """PnP-refine each new frame's pose on its track/map-point matches (from the given poses).
 
@@ -648,7 +651,9 @@ class TrackStitcher:
                 continue
             X, uv = inp.queries.X_world[q], pred.tracks[j][q].astype(np.float64)
             used += len(q)
-            T_pnp, n_in, px = refine_pose_pnp(X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points)
+            T_pnp, n_in, px = refine_pose_pnp(
+                X, uv, inp.K[j], poses[j], min_px, max_px, cfg.min_pnp_points, rounds
+            )
             if T_pnp is not None:
                 T_pnp = refine_with_measured_depth(inp, j, q, T_pnp, px, cfg.min_pnp_points)
                 dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
