@@ -1,9 +1,10 @@
-"""DropQueue: bounded, both drop policies, thread wake-up on close."""
+"""DropQueue: bounded, both drop policies, thread wake-up on close and on wake()."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from vggt_ros.runtime.queue import DropQueue, QueueClosed
@@ -31,16 +32,21 @@ def test_bad_construction_is_refused():
         DropQueue(2, "random")
 
 
-def test_close_wakes_a_waiting_get_and_refuses_puts():
-    q: DropQueue[int] = DropQueue(2)
+def ends_a_waiting_get(q: DropQueue[int], call: Callable[[], None]) -> bool:
+    """True when `call` (from this thread) ends another thread's get(timeout=5) within 1 s, with None."""
     got: list[object] = []
     t = threading.Thread(target=lambda: got.append(q.get(timeout=5.0)))
     t.start()
     time.sleep(0.05)
     t0 = time.monotonic()
-    q.close()
+    call()
     t.join(2.0)
-    assert not t.is_alive() and got == [None] and time.monotonic() - t0 < 1.0
+    return not t.is_alive() and got == [None] and time.monotonic() - t0 < 1.0
+
+
+def test_close_wakes_a_waiting_get_and_refuses_puts():
+    q: DropQueue[int] = DropQueue(2)
+    assert ends_a_waiting_get(q, q.close)
     with pytest.raises(QueueClosed):
         q.put(1)
     q.reopen()
@@ -63,14 +69,7 @@ def test_wake_ends_a_wait_once_and_is_never_lost():
     assert q.get(timeout=5.0) is None and time.monotonic() - t0 < 1.0
     t0 = time.monotonic()
     assert q.get(timeout=0.05) is None and time.monotonic() - t0 >= 0.04  # consumed: waits again
-    got: list[object] = []
-    t = threading.Thread(target=lambda: got.append(q.get(timeout=5.0)))
-    t.start()
-    time.sleep(0.05)
-    t0 = time.monotonic()
-    q.wake()
-    t.join(2.0)
-    assert not t.is_alive() and got == [None] and time.monotonic() - t0 < 1.0
+    assert ends_a_waiting_get(q, q.wake)
     q.put(7)
     q.wake()
     assert q.get(0) == 7 and q.get(0) is None  # an item comes first; the wake is spent with it
