@@ -54,6 +54,7 @@ from vggt_ros.types import Frame, WindowPrediction  # noqa: E402
 IMAGE_TOPIC = "/camera/image"
 TOTAL_REPLAY = "TOTAL replay (with bag read and write)"
 TOTAL_LIVE = "TOTAL live node (no bag I/O; the target)"
+TRACK_MIN_HW = (140, 140)  # VGGT-1B's smallest network input (model.predictor.track_min_side)
 
 
 class RecordingPredictor:
@@ -208,7 +209,7 @@ def time_preprocess(store: dict[tuple[int, ...], WindowPrediction], bag: Path) -
     for stamps in store:
         window = [frames[s] for s in stamps if s in frames]
         t0 = time.perf_counter()
-        prep(window, (140, 140))
+        prep(window, TRACK_MIN_HW)
         t += time.perf_counter() - t0
     return t
 

@@ -207,7 +207,8 @@ class NetworkTimedReplayDouble:
     and depth frames for its cost (output discarded). The formula weights cost what VGGT-1B costs but
     predict no real geometry, so their windows, keyframes and loop verifications are not what a
     trained network gives; this double keeps the simulated predictor's realistic SLAM behaviour and
-    pays the real forward for every call. Exposes predict() and name only: the pipeline is configured
+    pays the real forward for every call. Exposes predict(), prepare() (the network's preprocessing of a
+    queued frame, as the live node runs it in the frame callback) and name only: the pipeline is configured
     as in the recording run (no GPU window cap, no OOM guard), so the windows are the same. A window
     the recording never saw (live drops change the windows) is predicted by `fallback` (the simulated
     predictor itself) after the same network call; counted in `misses`."""
@@ -219,6 +220,9 @@ class NetworkTimedReplayDouble:
         self.network = network
         self.fallback = fallback
         self.misses = 0
+
+    def prepare(self, frame: Any) -> None:
+        self.network.prepare(frame)
 
     def predict(self, frames: Any, query_points: np.ndarray, depth_for: Any) -> Any:
         key = tuple(int(f.stamp_ns) for f in frames)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Node throughput, serial vs pipelined, with a predictor double timed like VGGT on an H100 (issue 14).
 
-The double replays the SimulatedPredictor's recorded outputs (no CPU cost of its own) and sleeps what
+The double replays the SimulatedPredictor's recorded outputs after VGGTPredictor's CPU preprocessing of
+the window (the resize, in the frame callback when live, and the window canvas) and sleeps what
 VGGT's aggregator takes for the window's frame count on one H100 (VGGT README, FlashAttention 3:
 1: 0.04 s, 2: 0.05, 4: 0.07, 8: 0.11, 10: 0.14, 20: 0.31, 50: 1.04, 100: 3.12; linear in between),
 times --cost-scale. A sleep releases the GIL as a CUDA forward does, so the overlap measured here is
@@ -39,8 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cpu_path_bench import ReplayedPredictorDouble, Store, record  # noqa: E402
+from cpu_path_bench import TRACK_MIN_HW, ReplayedPredictorDouble, Store, record  # noqa: E402
 from vggt_ros.io.bag import BagWriter  # noqa: E402
+from vggt_ros.model.predictor import FramePreprocessor, PredictorConfig  # noqa: E402
 from vggt_ros.msgs.builders import MessageBuilder  # noqa: E402
 from vggt_ros.msgs.family import RosbagsFamily  # noqa: E402
 from vggt_ros.runtime.core import NodeCore  # noqa: E402
@@ -62,7 +64,9 @@ def h100_seconds(frames: int) -> float:
 
 
 class TimedPredictorDouble(ReplayedPredictorDouble):
-    """TEST DOUBLE: recorded outputs, after sleeping `scale` x the H100 time of the window."""
+    """TEST DOUBLE: recorded outputs, after VGGTPredictor's own CPU preprocessing of the window (its
+    FramePreprocessor: frames prepared in the frame callback are cached, the rest resized here) and
+    sleeping `scale` x the H100 time of the window."""
 
     name = "timed-h100-double"
 
@@ -71,9 +75,15 @@ class TimedPredictorDouble(ReplayedPredictorDouble):
         self.scale = scale
         self.fallback = fallback  # windows never recorded (drops changed them): the simulated predictor
         self.misses = 0
+        cfg = PredictorConfig()
+        self.preprocessor = FramePreprocessor(cfg.mode, cfg.image_size, cfg.token_cache_frames)
+
+    def prepare(self, frame: Frame) -> None:
+        self.preprocessor.prepare(frame)
 
     def predict(self, frames: Sequence[Frame], query_points: np.ndarray,
                 depth_for: Sequence[int]) -> WindowPrediction:
+        self.preprocessor(frames, TRACK_MIN_HW)
         time.sleep(self.scale * h100_seconds(len(frames)))
         if tuple(int(f.stamp_ns) for f in frames) in self.store:
             return super().predict(frames, query_points, depth_for)
