@@ -396,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-frames", type=int, default=180, help="frames of each live 30 Hz run")
     ap.add_argument("--e2e", default="formula,simulated,live",
                     help="e2e parts: formula (weights replay), simulated (geometry replay), live")
-    ap.add_argument("--variants", default=";predict_ahead=true,window_anchors=6",
-                    help="live node parameter overrides per variant, ';'-separated ('' = shipped defaults)")
+    ap.add_argument("--variants", default=";predict_after_keyframes=true;predict_ahead=true,window_anchors=6",
+                    help="live node parameter overrides per variant, ';'-separated ('' = shipped defaults; "
+                         "in the script's 360 s the last may be cut)")
     ap.add_argument("--image-size", type=int, default=518, help="network width (518 = VGGT's)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)

@@ -342,42 +342,72 @@ class ThreadNotingSlowDouble(SlowPredictorDouble):
         return super().predict(frames, query_points, depth_for)
 
 
+def sync_trajectory(seq, params: Params, frames) -> tuple[np.ndarray, np.ndarray]:
+    """The replay's (sync mode) trajectory of `frames` with the simulated predictor."""
+    pipeline = make_pipeline(params, SimulatedPredictor(seq.ground_truth))
+    sync = NodeCore(params, pipeline, ListSink(), mode="sync")
+    for f in frames:
+        sync.submit(f)
+    sync.finish()
+    return sync.pipeline.trajectory()
+
+
+def live_with_predictor_thread(seq, params: Params, frames, before_start=None) -> NodeCore:
+    """The live node over `frames` with a slow double (0.05 s per window); checks that every frame was
+    published once and that windows were predicted on the vggt_ros-predict thread. Returns it stopped."""
+    double = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.05)
+    sink = ListSink()
+    core = NodeCore(params, make_pipeline(params, double), sink, mode="live")
+    if before_start is not None:
+        before_start(core)
+    core.start()
+    for f in frames:
+        core.submit(f)
+    wait_processed(core, len(frames))
+    assert core.stop(timeout=5.0)
+    d = core.diagnostics()
+    n = len(frames)
+    assert d.frames_processed == n and d.frames_dropped == 0 and sink.topics()["odometry"] == n
+    assert d.windows_predicted_ahead >= 5 and d.ahead_repredicted == 0
+    assert sum(t.startswith("vggt_ros-predict") for t in double.threads) >= 5
+    return core
+
+
 def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
     """predict_ahead live: windows are predicted on the vggt_ros-predict thread beside the worker's
     stitch, every frame is published once, and the map is the replay's (anchors fixed by window order)."""
     frames = frames_of(seq, 100)  # 16 + 7 x 12: whole windows
     params = Params({"queue_size": 200, "predict_ahead": True})
-    replay_pipeline = make_pipeline(params, SimulatedPredictor(seq.ground_truth))
-    sync = NodeCore(params, replay_pipeline, ListSink(), mode="sync")
-    for f in frames:
-        sync.submit(f)
-    sync.finish()
-    double = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.05)
-    sink = ListSink()
-    core = NodeCore(params, make_pipeline(params, double), sink, mode="live")
     wakes = [0]
-    wake = core.queue.wake
 
-    def counting_wake() -> None:
-        wakes[0] += 1
-        wake()
+    def count_wakes(core: NodeCore) -> None:
+        wake = core.queue.wake
 
-    core.queue.wake = counting_wake  # type: ignore[method-assign]
-    core.start()
-    for f in frames:
-        core.submit(f)
-    wait_processed(core, 100)
-    assert core.stop(timeout=5.0)
-    d = core.diagnostics()
-    assert d.frames_processed == 100 and d.frames_dropped == 0 and sink.topics()["odometry"] == 100
-    assert d.windows_predicted_ahead >= 5 and d.ahead_repredicted == 0
-    assert sum(t.startswith("vggt_ros-predict") for t in double.threads) >= 5
+        def counting_wake() -> None:
+            wakes[0] += 1
+            wake()
+
+        core.queue.wake = counting_wake  # type: ignore[method-assign]
+
+    core = live_with_predictor_thread(seq, params, frames, count_wakes)
     # each finished prediction woke the worker (no polling while a window is predicted ahead)
-    assert wakes[0] == d.windows_predicted_ahead
+    assert wakes[0] == core.diagnostics().windows_predicted_ahead
     s_live, T_live = core.pipeline.trajectory()
-    s_sync, T_sync = sync.pipeline.trajectory()
+    s_sync, T_sync = sync_trajectory(seq, params, frames)
     np.testing.assert_array_equal(s_live, s_sync)
     np.testing.assert_allclose(T_live, T_sync, atol=1e-9)
+
+
+def test_live_predict_after_keyframes_matches_the_serial_replay(seq):
+    """predict_after_keyframes live: windows predicted on the vggt_ros-predict thread once the previous
+    window's keyframes are in, every frame published once, the map the serial replay's, bit for bit."""
+    frames = frames_of(seq, 100)
+    params = Params({"queue_size": 200, "predict_after_keyframes": True})
+    core = live_with_predictor_thread(seq, params, frames)
+    s_live, T_live = core.pipeline.trajectory()
+    s_serial, T_serial = sync_trajectory(seq, Params(), frames)
+    np.testing.assert_array_equal(s_live, s_serial)
+    np.testing.assert_array_equal(T_live, T_serial)
 
 
 def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_late(seq):

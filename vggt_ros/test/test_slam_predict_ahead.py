@@ -156,3 +156,22 @@ def test_reset_returns_the_frames_of_windows_in_flight(seq):
     refused = p.reset()
     assert [u.reason for u in refused] == ["reset"] * (n - emitted) and emitted == 16 + 12 * 2
     assert p.in_flight == 0 and not p.bootstrapped
+
+
+def test_predict_after_keyframes_is_the_serial_map_with_predictions_beside_it(seq):
+    """predict_after_keyframes: each window is launched (here on a thread) once the previous window's
+    keyframes are in the map, with the anchors a serial run chooses: the same poses as the serial run, bit
+    for bit (a loop closes in this sequence too), and most windows predicted on the predictor thread."""
+    serial = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig())
+    ups_serial = _run(serial, seq)
+    double = ThreadNotingDouble(SimulatedPredictor(seq.ground_truth))
+    early = Pipeline(double, PipelineConfig(predict_after_keyframes=True))
+    with ThreadPoolExecutor(1, thread_name_prefix="predict-after") as pool:
+        early.set_executor(pool.submit)
+        ups_early = _run(early, seq)
+    assert early.counters.windows_predicted_ahead >= 12 and early.counters.ahead_repredicted == 0
+    assert sum(t.startswith("predict-after") for t in double.threads) >= 12
+    p_serial, p_early = _poses(ups_serial), _poses(ups_early)
+    assert sorted(p_early) == sorted(p_serial) == [int(s) for s in seq.stamps_ns]
+    for s in p_serial:
+        np.testing.assert_array_equal(p_early[s], p_serial[s])

@@ -649,7 +649,8 @@ class NodeCore:
             if self.params["pipelined"] and (self._publisher is None or not self._publisher.alive):
                 self._publisher = PublisherThread(self._publish_piped, self._publisher_error)
             set_executor = getattr(self.pipeline, "set_executor", None)
-            if self.params["predict_ahead"] and callable(set_executor):
+            ahead = self.params["predict_ahead"] or self.params["predict_after_keyframes"]
+            if ahead and callable(set_executor):
                 if self._predict_pool is None or not self._predict_pool.alive:
                     self._predict_pool = DaemonExecutor("vggt_ros-predict")
                 set_executor(self._submit_prediction)

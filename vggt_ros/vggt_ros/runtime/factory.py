@@ -28,6 +28,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         num_anchors=params["window_anchors"],
         stitcher=params["stitcher"],
         predict_ahead=params["predict_ahead"],
+        predict_after_keyframes=params["predict_after_keyframes"],
         depth_conf_threshold=params["depth_conf_threshold"],
         use_camera_intrinsics=params["use_camera_info"],
         cloud_stride=params["points_stride"],

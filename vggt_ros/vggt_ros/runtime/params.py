@@ -180,6 +180,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "prediction runs on a predictor thread beside that stitch (live); the replay predicts it at once "
        "with the same anchors (same result). Costs accuracy: docs/architecture.md#predicting-ahead.",
        read_only=True),
+    _p("predict_after_keyframes", bool, _SLAM.predict_after_keyframes,
+       "Launch the next window's prediction as soon as the current window's keyframes are decided, with "
+       "the anchors a serial run chooses; its cloud, loop closure and map run beside it (live: on a "
+       "predictor thread). No accuracy cost; overrides predict_ahead: docs/architecture.md#predicting-ahead.",
+       read_only=True),
     _p("stitcher", str, _SLAM.stitcher,
        "Window-to-map alignment: 'tracks' (VGGT point tracks + anchor depth), or the baselines "
        "'camera_centres' / 'point_map'.", choices=("tracks", "camera_centres", "point_map")),

@@ -286,6 +286,11 @@ class PipelineConfig:
         window is stitched (Pipeline.set_executor; without an executor it runs at once, the same
         result: a deterministic replay of what the live node does). Costs: the previous window's new
         keyframes are not among the anchors. docs/architecture.md#predicting-ahead.
+    predict_after_keyframes: the next window (when its frames are in) is launched as soon as this
+        window's keyframes are decided, with the anchors a serial run would choose; this window's cloud,
+        loop closure and map run beside its prediction (on the executor, as predict_ahead). No accuracy
+        cost (the anchors differ from a serial run's only when that window closes a loop); less overlap
+        than predict_ahead, which it overrides.
     """
 
     window_size: int = 16
@@ -299,6 +304,7 @@ class PipelineConfig:
     fuse_anchor_depth: bool = True
     recover_new_segment: bool = True
     predict_ahead: bool = False
+    predict_after_keyframes: bool = False
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)

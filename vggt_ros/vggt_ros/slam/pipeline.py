@@ -28,7 +28,9 @@ window that fills is predicted at once with anchors chosen before the previous w
 on the executor the runtime gives (`set_executor`; the live node's GPU thread) or inline; `collect()`
 finishes (stitches, emits) the windows whose predictions are done, in order. Anchors that stopped being
 usable meanwhile (archived, another segment) are re-chosen and the window re-predicted; a view break
-that requeues frames also requeues the windows predicted after it.
+that requeues frames also requeues the windows predicted after it. With config.predict_after_keyframes the
+window that fills is launched once the window before it has its keyframes (anchors as a serial run
+chooses them), and that window's cloud, loop closure and map run beside the prediction.
 
 Overload hooks for the runtime: `skip_next_window(reason)` (the next window that fills is not
 predicted; its frames are dropped under `reason`) and `drop_pending(reason)`.
@@ -261,6 +263,7 @@ class Pipeline:
         self._last_posed: _LastPosed | None = None
         self._inflight: deque[_Window] = deque()  # predicted ahead, in window order
         self._ahead: _AnchorChoice | None = None  # the next window's anchors, chosen ahead
+        self._launch_next: list[PendingFrame] | None = None  # predict_after_keyframes: waits for keyframes
         return out
 
     @property
@@ -388,7 +391,14 @@ class Pipeline:
         """Predict, stitch and emit one window of new frames (or, predicting ahead, start its prediction
         and return what finished meanwhile); final: the stream's last window (flush)."""
         out: list[Update] = []
-        if self._ahead_possible(pending, final):
+        if self._ahead_possible(pending, final) and self.config.predict_after_keyframes:
+            self._launch_next = pending  # finishing the window in flight launches it after its keyframes
+            out += self._collect_before(self._next_window)  # not the window it launches
+            self._launch_after_keyframes()  # nothing was in flight, or it was rejected: now
+            if self._launch_next is None:  # launched, or requeued behind frames a view break gave back
+                return out + self.collect()
+            self._launch_next = None  # nothing anchors it: as a serial run
+        elif self._ahead_possible(pending, final):
             out += self._collect_before(self._next_window - 1)  # the anchors may lag one window, not more
             choice = self._ahead_choice(self._next_window)
             if choice is not None and not self._behind_requeued(pending):
@@ -403,7 +413,7 @@ class Pipeline:
         if not pending:
             return out
         t_start = time.perf_counter()
-        if self.config.predict_ahead:
+        if self.config.predict_ahead and not self.config.predict_after_keyframes:
             self._note_ahead(window_id + 1)
         w = _Window(window_id, pending, self._current_anchors(), final=final)
         if self._skip:
@@ -423,8 +433,26 @@ class Pipeline:
         return bool(pending) and len(self.window) > 0 and self.window.pending[0].index < pending[0].index
 
     def _ahead_possible(self, pending: list[PendingFrame], final: bool) -> bool:
-        return (self.config.predict_ahead and bool(pending) and not final and not self._skip
-                and self.bootstrapped and self.tracking.state is not TrackingState.LOST)
+        cfg = self.config
+        return ((cfg.predict_ahead or cfg.predict_after_keyframes) and bool(pending) and not final
+                and not self._skip and self.bootstrapped and self.tracking.state is not TrackingState.LOST)
+
+    def _launch_after_keyframes(self) -> None:
+        """predict_after_keyframes: the window waiting in _launch_next starts now (the finishing window's
+        keyframes are in the map), with the anchors a serial run would choose; it goes back to the buffer
+        instead when a view break requeued older frames, and waits for _process when nothing anchors it."""
+        pending = self._launch_next
+        if pending is None:
+            return
+        if self._behind_requeued(pending):
+            self._launch_next = None
+            self.window.merge(pending)
+            return
+        lost = self.tracking.state is TrackingState.LOST
+        choice = None if lost else self._choose_anchors(self._next_window)
+        if choice is not None:
+            self._launch_next = None
+            self._launch(pending, choice)
 
     def _collect_before(self, window_id: int) -> list[Update]:
         out: list[Update] = []
@@ -462,7 +490,8 @@ class Pipeline:
 
     def _finish(self, w: _Window) -> list[Update]:
         t_start = time.perf_counter()
-        self._note_ahead(w.window_id + 1)
+        if not self.config.predict_after_keyframes:
+            self._note_ahead(w.window_id + 1)
         assert w.ahead is not None
         if w.ahead.usable(self.tracking.segment_id):
             self.counters.windows_predicted_ahead += 1
@@ -721,6 +750,7 @@ class Pipeline:
             self._fuse_anchors(w.anchors, w.pred, sol.scale)
         depths = self._frame_depths(w, sol)
         out, new_kfs = self._emit_frames(w, sol, depths)
+        self._launch_after_keyframes()  # predict_after_keyframes: the rest of this window runs beside it
         cloud = self._cloud(w, sol, depths)
         if cloud is not None:
             out.append(cloud)
