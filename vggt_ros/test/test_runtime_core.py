@@ -410,12 +410,14 @@ def test_live_predict_after_keyframes_matches_the_serial_replay(seq):
     np.testing.assert_array_equal(T_live, T_serial)
 
 
-def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_late(seq):
-    """predict_ahead: the worker waits while the predictor thread runs a window; stop() waits once,
-    abandons the worker still collecting it, and that window's frames become 'shutdown' drops."""
-    frames = frames_of(seq, 40)  # windows 0 and 1 serial (bootstrap), window 2 predicted ahead
+@pytest.mark.parametrize("mode", ["predict_ahead", "predict_after_keyframes"])
+def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_late(seq, mode):
+    """predict_ahead / predict_after_keyframes: the worker waits while the predictor thread runs a window;
+    stop() waits once, abandons the worker still collecting it, and that window's frames become 'shutdown'
+    drops."""
+    frames = frames_of(seq, 40)  # window 0 serial (bootstrap); window 2 on the predictor thread
     pred = ThreadNotingSlowDouble(SimulatedPredictor(seq.ground_truth), 0.3)
-    params = Params({"queue_size": 64, "predict_ahead": True})
+    params = Params({"queue_size": 64, mode: True})
     sink = ListSink()
     core = NodeCore(params, make_pipeline(params, pred), sink, mode="live")
     core.start()
