@@ -298,16 +298,17 @@ def parse_variants(text: str) -> list[dict[str, Any]]:
 def live_variants(bag: Path, tmp: Path, frames: list[Any], network: Any, device: torch.device,
                   variants: list[dict[str, Any]], live_frames: int, defaults: tuple[Any, Any] | None) -> None:
     """Per variant: record the simulated predictor's windows with those parameters (`defaults`: the
-    shipped defaults' recording, when made already), then the live node with NetworkTimedReplayDouble:
-    all frames queued at once, then submitted at 30 Hz."""
-    from runtime_throughput import drive_live, percentile
+    shipped defaults' recording, when made already, also for variants with the same windows), then the
+    live node with NetworkTimedReplayDouble: all frames queued at once, then submitted at 30 Hz."""
+    from runtime_throughput import drive_live, percentile, windows_key
     from vggt_ros.runtime.params import Params
 
     print("| node parameters | run | processed | drops | new frames/s | latency p50 / p95 s | "
           "windows predicted ahead / again | unrecorded windows |\n|---|---|---:|---|---:|---:|---:|---:|",
           flush=True)
     for k, ov in enumerate(variants):
-        store, sim = defaults if (defaults and not ov) else record_simulated(bag, tmp / f"rec{k}", ov)[:2]
+        same = defaults and windows_key(ov) == windows_key({})  # e.g. predict_after_keyframes
+        store, sim = defaults if same else record_simulated(bag, tmp / f"rec{k}", ov)[:2]
         label = ", ".join(f"{a}={b}" for a, b in ov.items()) or "shipped defaults"
         # nothing dropped in either run, so every window is one the recording saw (an unrecorded one
         # costs the simulated predictor's CPU time, ~0.3 s at 640x480, which the network would not)

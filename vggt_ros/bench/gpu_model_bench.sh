@@ -25,8 +25,8 @@
 #     the real network's cost per call (formula weights predict no real geometry, so their windows,
 #     keyframes and loop verifications are not a trained network's); each with new frames/s, latency
 #     p50/p95, peak GPU memory, drops and the predictor's time by call kind; then the live node (worker,
-#     publisher and predictor threads) with that double, shipped defaults and predict_ahead with 6
-#     anchors (the throughput configuration, README "Real time on one GPU"): all frames
+#     publisher and predictor threads) with that double, shipped defaults, predict_after_keyframes and
+#     predict_ahead with 6 anchors (README "Real time on one GPU"): all frames
 #     queued at once (sustained new frames/s), then at 30 Hz (image-to-odometry latency p50/p95).
 # Steps 4-5 need the runtime's Python packages; the device image (2026-12) lacks rosbags, gtsam and
 # evo. Put their cp312 wheels in <repo>/.whl (ignored by git; carry it) and the script installs them:

@@ -108,11 +108,14 @@ def test_fuse_depth_averages_and_skips_outliers():
     assert kf.conf.max() == 7.0
     kf.release()
     assert kf.fuse_depth(d1, conf) == 0 and kf.colors_at(np.zeros((2, 2))).shape == (2, 3)
-    # the same fusion from depth already at the stride (what the pipeline passes): the same keyframe
-    full, strided = _add(m, 1), _add(m, 2)
-    assert full.fuse_depth(d1, conf) == strided.fuse_depth(d1[::4, ::4], conf[::4, ::4]) == n
-    np.testing.assert_array_equal(full.depth, strided.depth)
-    np.testing.assert_array_equal(full.conf, strided.conf)
+    # min_conf (what the pipeline passes) fuses what a depth pre-masked by confidence fuses
+    low = conf.copy()
+    low[:, 120:] = 1.0  # low confidence: stored columns 30.. are not fused
+    masked, gated = _add(m, 1), _add(m, 2)
+    n_low = masked.fuse_depth(np.where(low >= 2.0, d1, np.nan), low)
+    assert gated.fuse_depth(d1, low, min_conf=2.0) == n_low == n - 10 * 30  # 10 stored columns x 30 rows
+    np.testing.assert_array_equal(masked.depth, gated.depth)
+    np.testing.assert_array_equal(masked.conf, gated.conf)
 
 
 def test_measured_depth_replaces_agreeing_pixels_and_fusion_leaves_them():

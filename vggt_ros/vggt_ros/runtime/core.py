@@ -15,7 +15,8 @@ Modes:
   while the worker runs window k+1's prediction; publications keep their order, frames their accounting.
   With `predict_ahead` (slam.config.PipelineConfig.predict_ahead) the pipeline's predictions run on a
   predictor thread: window k+1 is predicted while the worker stitches and emits window k, and the
-  worker collects each finished prediction in order (`Pipeline.collect`).
+  worker collects each finished prediction in order (`Pipeline.collect`); with `predict_after_keyframes`
+  from the moment window k's keyframes are decided.
 
 Stopping (live): `stop()` = `request_stop()` (non-blocking: refuse input, drop every queued frame as
 'shutdown' without starting it) + ONE bounded wait for the window in flight: it may finish and publish
@@ -180,7 +181,7 @@ class NodeCore:
         self._state_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._publisher: PublisherThread[Publication] | None = None  # live + pipelined: message building
-        self._predict_pool: DaemonExecutor | None = None  # live + predict_ahead: the predictor thread
+        self._predict_pool: DaemonExecutor | None = None  # live, predicting ahead: the predictor thread
         self._stop = threading.Event()  # the current worker's; each start() makes a new one
         self.cancel = cancel if cancel is not None else threading.Event()  # set: abort the window in flight
         self._wall = wall_clock

@@ -1,5 +1,5 @@
 """`DaemonExecutor`: one daemon thread that runs submitted callables in order (the live node's
-predictor thread for `predict_ahead`, docs/architecture.md#predicting-ahead).
+predictor thread for `predict_ahead` and `predict_after_keyframes`, docs/architecture.md#predicting-ahead).
 
 Unlike concurrent.futures.ThreadPoolExecutor, whose threads the interpreter joins at exit, its thread is
 a daemon: a prediction stuck past shutdown_timeout cannot hold the process (as the worker thread cannot).

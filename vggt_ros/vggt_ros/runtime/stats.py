@@ -97,7 +97,7 @@ class Diagnostics:
     relocalisations: int = 0  # loops that merged a segment into an earlier one
     loop_verifications: int = 0  # predictions run to verify loop / relocalisation candidates
     loop_checks_skipped: int = 0  # keyframes whose loop candidates a window's budget left unverified
-    windows_predicted_ahead: int = 0  # predict_ahead: windows predicted beside the previous one's stitch
+    windows_predicted_ahead: int = 0  # predict_ahead / _after_keyframes: predicted on the predictor thread
     ahead_repredicted: int = 0  # ... whose anchors became unusable (or were requeued): predicted again
     oom_retries: int = 0  # CUDA out-of-memory errors survived by splitting the window (runtime/memory.py)
     forward_frames: int = 0  # frames per network forward after an OOM; 0 = the whole window

@@ -109,11 +109,14 @@ class Keyframe:
         self.median_depth = float(np.median(valid))
         return int(np.count_nonzero(take))
 
-    def fuse_depth(self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15) -> int:
+    def fuse_depth(
+        self, depth: np.ndarray, conf: np.ndarray, max_rel_diff: float = 0.15, min_conf: float | None = None
+    ) -> int:
         """Fold a re-prediction of this keyframe's depth into its stored depth (per-pixel running mean).
 
-        depth, conf: (H, W) at camera resolution, or already at the depth stride (the stored depth's shape),
-        map units, NaN invalid (already aligned to the map).
+        depth, conf: (H, W) at camera resolution, map units, NaN invalid (already aligned to the map);
+        min_conf: pixels of lower confidence count as invalid (tested on the stored pixels only: a
+        full-resolution mask cost ~1 ms per anchor).
         VGGT re-run on another window gives the same image a new, partly independent error, so
         averaging the anchors' depth over the windows that see them shrinks each keyframe's own
         depth bias (and with it the scale random walk between keyframes). Pixels disagreeing by more
@@ -122,9 +125,11 @@ class Keyframe:
         """
         if self.depth is None or self.conf is None:
             return 0
-        s = 1 if np.shape(depth) == self.depth.shape else self.depth_stride
+        s = self.depth_stride
         d = depth[::s, ::s].astype(np.float64)
         c = conf[::s, ::s].astype(np.float32)
+        if min_conf is not None:
+            d[~(c >= min_conf)] = np.nan
         if self.depth_count is None:
             self.depth_count = np.isfinite(self.depth).astype(np.float32)
         cur = self.depth.astype(np.float64)

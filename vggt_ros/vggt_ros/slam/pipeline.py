@@ -413,8 +413,7 @@ class Pipeline:
         if not pending:
             return out
         t_start = time.perf_counter()
-        if self.config.predict_ahead and not self.config.predict_after_keyframes:
-            self._note_ahead(window_id + 1)
+        self._note_ahead(window_id + 1)
         w = _Window(window_id, pending, self._current_anchors(), final=final)
         if self._skip:
             reason = self._skip.pop(0)
@@ -469,7 +468,9 @@ class Pipeline:
         return _AnchorChoice(window_id, anchors, frames, uv, self.tracking.segment_id)
 
     def _note_ahead(self, window_id: int) -> None:
-        """The map as it is now is what window `window_id` will be predicted against."""
+        """predict_ahead: the map as it is now is what window `window_id` will be predicted against."""
+        if not self.config.predict_ahead or self.config.predict_after_keyframes:
+            return
         if self._ahead is None or self._ahead.window_id != window_id:
             self._ahead = self._choose_anchors(window_id)
 
@@ -490,8 +491,7 @@ class Pipeline:
 
     def _finish(self, w: _Window) -> list[Update]:
         t_start = time.perf_counter()
-        if not self.config.predict_after_keyframes:
-            self._note_ahead(w.window_id + 1)
+        self._note_ahead(w.window_id + 1)
         assert w.ahead is not None
         if w.ahead.usable(self.tracking.segment_id):
             self.counters.windows_predicted_ahead += 1
@@ -839,10 +839,8 @@ class Pipeline:
         for i, kf in enumerate(anchors):
             if i not in pred.depth:
                 continue
-            s = kf.depth_stride  # only the stored pixels: a full-resolution mask costs ~1 ms per anchor
-            conf = pred.depth_conf[i][::s, ::s]
-            d = np.where(conf >= thr, pred.depth[i][::s, ::s] * scale, np.nan)
-            if kf.fuse_depth(d, conf) == 0 or kf.keyframe_id not in self.global_map.keyframes:
+            fused = kf.fuse_depth(pred.depth[i] * np.float32(scale), pred.depth_conf[i], min_conf=thr)
+            if fused == 0 or kf.keyframe_id not in self.global_map.keyframes:
                 continue
             uv, X_cam, c = kf.points_cam()
             self.global_map.replace_points(kf.keyframe_id, X_cam, kf.colors_at(uv), c)
