@@ -385,7 +385,7 @@ class KeyframeManager:
         H, W = frame.size
         s = max(1, int(cfg.depth_stride))
         d = np.ascontiguousarray(depth[::s, ::s], dtype=np.float32)
-        c = np.ascontiguousarray(conf[::s, ::s], dtype=np.float32)
+        c = np.array(conf[::s, ::s], dtype=np.float32, order="C")  # a copy: conf may be the prediction's
         si = image_stride_for((H, W), cfg.max_image_pixels)
         img = np.ascontiguousarray(frame.rgb[::si, ::si])
         valid = d[np.isfinite(d) & (d > 0)]

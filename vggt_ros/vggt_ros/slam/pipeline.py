@@ -914,7 +914,7 @@ class Pipeline:
             j = A + k
             T_wc = sol.poses[j]
             T_map_cam = T_BODY_OPTICAL @ T_wc
-            depth, conf_out, conf = depths[k]
+            depth, conf = depths[k]
             is_kf = self._is_keyframe(w, j, T_wc, p.index)
             if not is_kf and k == len(w.pending) - 1:
                 is_kf = self._revisits_place(w, j, p)
@@ -928,7 +928,7 @@ class Pipeline:
             if cfg.emit_depth:
                 out.append(
                     DepthFrame(
-                        int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf_out, w.K[j].copy()
+                        int(p.frame.stamp_ns), p.index, p.frame.frame_id, depth, conf, w.K[j].copy()
                     )
                 )
             if np.isfinite(depth).any():
@@ -1003,7 +1003,7 @@ class Pipeline:
         A = len(w.anchors)
         for k, p in enumerate(w.pending):
             j = A + k
-            depth, _, conf = depths[k]
+            depth, conf = depths[k]
             builder.add(p.frame, depth, conf, w.K[j], T_BODY_OPTICAL @ sol.poses[j])
         return builder.build(w.stamp_ns, w.window_id)
 

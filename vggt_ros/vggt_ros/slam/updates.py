@@ -31,7 +31,8 @@ class DepthFrame:
     """Depth of one frame at camera resolution.
 
     depth: (H, W) float32 along optical z, map units, NaN where invalid or below threshold.
-    confidence: (H, W) float32 (>= 1, VGGT's scale), NaN where depth is NaN.
+    raw_confidence: (H, W) float32 (>= 1, VGGT's scale) as predicted, also where depth is NaN
+        (read-only: the prediction's own array; `confidence` masks it).
     K: (3, 3) float64 intrinsics matching depth's resolution.
     """
 
@@ -39,8 +40,15 @@ class DepthFrame:
     frame_index: int
     frame_id: str
     depth: np.ndarray
-    confidence: np.ndarray
+    raw_confidence: np.ndarray
     K: np.ndarray
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(H, W) float32 confidence, NaN where depth is NaN (a new array per call: no consumer on the
+        node's path pays for it)."""
+        masked = np.where(np.isnan(self.depth), np.float32(np.nan), self.raw_confidence)
+        return masked.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
