@@ -13,7 +13,12 @@ Per case a markdown table, medians over seeds with [min-max]:
   ATE        Sim(3)-aligned (eval.metrics.evaluate_trajectory, evo) on the posed frames (final poses:
              Pipeline.trajectory(), so a loop closure's correction counts), each segment
              aligned on its own and pooled (frame-weighted RMS); m and % of the segments' path length
-  drift %    end-to-end scale drift of the longest segment (n/a under 50 posed frames)
+  drift %    end-to-end scale drift of the longest segment (n/a under 50 posed frames): the Sim(3) scale
+             of the first vs the last 20 % of its poses (eval.metrics.scale_drift)
+  map drift %  the map's own scale, end to end: each keyframe's stored depth over the true depth of what
+             its image shows (median over its pixels) after the run, median over the first vs the last
+             20 % of the longest segment's keyframes (map_scale_drift; n/a under 10 keyframes). A map
+             bent or tilted by the depth's smooth bias moves the poses' drift, not this one
   rejected   windows rejected, by reason (median per reason)
   kf         keyframes;  stuck  runs with no pose in the last 20 % of the frames
   loops      loop-closure events (updates whose type name contains 'Loop'), false ones (> 1 m apart in
@@ -68,6 +73,8 @@ NOISE_KEYS = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_f
               "track_px", "track_outlier_frac", "scale_jitter")
 #: fewest posed frames in a segment for a scale drift figure (fewer: n/a)
 MIN_DRIFT_POSES = 50
+#: fewest keyframes with depth in a segment for a map scale drift figure
+MIN_DRIFT_KEYFRAMES = 10
 #: position error (metres) under the pre-event alignment for a frame to count as relocalised
 RELOC_TOL_M = 0.25
 #: names a loop-closure switch may have in PipelineConfig (bool, or a sub-config with `enabled`)
@@ -223,6 +230,38 @@ def score(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]]) -> d
     return {"ate": ate, "ate_pct": 100 * ate / path if path > 0 else float("nan"), "drift_pct": 100 * drift}
 
 
+def map_scale_drift(keyframes: Sequence[Any], seq: SyntheticSequence, fraction: float = 0.2) -> float:
+    """End-to-end drift (%) of the map's scale as its depth measures it: |m_end / m_start - 1|.
+
+    keyframes: the core's (Pipeline.keyframes.keyframes: keyframe_id, segment_id, stamp_ns, depth at
+    depth_stride, NaN invalid). Per keyframe with depth, m = median of stored depth / true depth (seq's
+    image truth: what the keyframe's image shows) over its valid pixels; m_start / m_end = median m of the
+    first / last `fraction` of the longest segment's keyframes in creation order. NaN under
+    MIN_DRIFT_KEYFRAMES keyframes with depth.
+    """
+    by_seg: dict[int, list[Any]] = {}
+    for k in keyframes:
+        if getattr(k, "depth", None) is not None:
+            by_seg.setdefault(int(k.segment_id), []).append(k)
+    if not by_seg:
+        return float("nan")
+    seg = sorted(max(by_seg.values(), key=len), key=lambda k: k.keyframe_id)
+    if len(seg) < MIN_DRIFT_KEYFRAMES:
+        return float("nan")
+    m = np.full(len(seg), np.nan)
+    for n, k in enumerate(seg):
+        s = int(k.depth_stride)
+        d = np.asarray(k.depth, dtype=np.float64)
+        g = seq.image_truth(int(k.stamp_ns)).depth[::s, ::s][: d.shape[0], : d.shape[1]].astype(np.float64)
+        ok = np.isfinite(d) & (d > 0) & np.isfinite(g) & (g > 0)
+        if np.count_nonzero(ok) >= 10:
+            m[n] = np.median(d[ok] / g[ok])
+    w = max(2, int(round(fraction * len(seg))))
+    start, end = (float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else float("nan")
+                  for x in (m[:w], m[-w:]))
+    return 100.0 * abs(end / start - 1.0) if np.isfinite(start) and np.isfinite(end) else float("nan")
+
+
 def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: SimNoise, seed: int
              ) -> dict[str, Any]:
     """One pipeline run over seq; returns the row's figures."""
@@ -263,6 +302,7 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
         "poses": poses,
     }
     out.update(score(seq, poses))
+    out["map_drift_pct"] = map_scale_drift(p.keyframes.keyframes, seq)
     if case.reloc_from is not None and case.reloc_from < n:
         out["reloc"] = reloc_delay(seq, poses, case.reloc_from)
         out["reloc_event"] = reloc_event_delay(updates, seq, case.reloc_from)
@@ -316,7 +356,8 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
         seq: SyntheticSequence) -> str:
     cells = [label, _med([r["posed_pct"] for r in runs]), _med([r["segments"] for r in runs], "{:.0f}"),
              _med([r["ate"] for r in runs], "{:.3f}"), _med([r["ate_pct"] for r in runs], "{:.2f}"),
-             _med([r["drift_pct"] for r in runs]), _reasons(runs), _med([r["kf"] for r in runs], "{:.0f}"),
+             _med([r["drift_pct"] for r in runs]), _med([r["map_drift_pct"] for r in runs]), _reasons(runs),
+             _med([r["kf"] for r in runs], "{:.0f}"),
              f"{sum(r['stuck'] for r in runs)}/{len(runs)}"]
     fl = [r["false_loops"] for r in runs]
     cells.append(f"{_med([r['loops'] for r in runs], '{:.0f}')} (false "
@@ -333,7 +374,8 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
 
 
 def header(baseline: bool) -> str:
-    cols = ["noise / config", "posed %", "segments", "ATE m", "ATE %", "drift %", "rejected (reason: median)",
+    cols = ["noise / config", "posed %", "segments", "ATE m", "ATE %", "drift %", "map drift %",
+            "rejected (reason: median)",
             "kf", "stuck", "loops", "garbage rej/inj", "reloc event / 0.25 m (frames)"]
     if baseline:
         cols += ["pm posed %", "pm ATE m", "ours ATE on common frames"]

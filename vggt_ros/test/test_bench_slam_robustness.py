@@ -56,8 +56,8 @@ def test_tiny_run_prints_the_table(bench: ModuleType, capsys: pytest.CaptureFixt
     assert "posed %" in header and "pm ATE m" in header and "stuck" in header
     (row,) = _rows(out, "figure8")
     assert row[0].startswith("0x") and row[1].startswith("100.0")  # no noise: every frame posed, both seeds
-    assert float(row[3].split()[0]) < 0.01 and row[8] == "0/2"  # ATE m, stuck
-    assert row[12].startswith("100.0")  # the point-map baseline too
+    assert float(row[3].split()[0]) < 0.01 and row[9] == "0/2"  # ATE m, stuck
+    assert row[13].startswith("100.0")  # the point-map baseline too
 
 
 def test_garbage_windows_are_injected_and_counted(bench: ModuleType,
@@ -66,8 +66,8 @@ def test_garbage_windows_are_injected_and_counted(bench: ModuleType,
                        "--loop-closure", "on",
                        "--no-baseline"]) == 0
     (row,) = _rows(capsys.readouterr().out, "garbage")
-    assert row[10] == "2/2"  # garbage at frames 64 and 124: both windows rejected
-    assert "residual_too_high" in row[6] or "tracks_disagree" in row[6] or "too_few" in row[6]
+    assert row[11] == "2/2"  # garbage at frames 64 and 124: both windows rejected
+    assert "residual_too_high" in row[7] or "tracks_disagree" in row[7] or "too_few" in row[7]
 
 
 @pytest.mark.slow  # ~7 s: the 1071-frame twin rooms
@@ -105,3 +105,26 @@ def test_reloc_event_delay_counts_to_the_first_window_back_in_the_map(bench: Mod
     assert bench.reloc_event_delay(ups[:4], seq, 100) == float("inf")
     assert bench.reloc_event_delay([stats(99, 0), stats(111, 0)], seq, 100) == 11.0  # tracking resumed
     assert np.isnan(bench.reloc_event_delay(ups[1:], seq, 100))  # no window before the event
+
+
+def test_map_scale_drift_reads_the_keyframes_depth_against_the_truth(bench: ModuleType) -> None:
+    from types import SimpleNamespace
+
+    from vggt_ros.sim.cases import CASES, make_case_sequence
+
+    seq = make_case_sequence(CASES["figure8"], 64, 48, 60)
+    st = 4
+
+    def kf(i: int, k: int, seg: int, factor: float) -> SimpleNamespace:
+        d = seq.image_truth(int(seq.stamps_ns[i])).depth[::st, ::st] * factor
+        return SimpleNamespace(keyframe_id=k, segment_id=seg, stamp_ns=int(seq.stamps_ns[i]), depth_stride=st,
+                               depth=d.astype(np.float32))
+
+    # 20 keyframes whose depth scale grows linearly by 5 %: first 4 median 1 + 0.05 * 1.5 / 19, last 4
+    # 1 + 0.05 * 17.5 / 19; a shorter segment with twice the scale and a keyframe without depth are ignored
+    kfs = [kf(2 * k, k, 0, 1.0 + 0.05 * k / 19) for k in range(20)]
+    kfs += [kf(50 + k, 20 + k, 1, 2.0) for k in range(5)]
+    kfs.append(SimpleNamespace(keyframe_id=25, segment_id=0, stamp_ns=0, depth_stride=st, depth=None))
+    expected = 100 * ((1 + 0.05 * 17.5 / 19) / (1 + 0.05 * 1.5 / 19) - 1)
+    assert bench.map_scale_drift(kfs, seq) == pytest.approx(expected, abs=1e-3)  # 4.19 %
+    assert bench.map_scale_drift(kfs[:9], seq) != bench.map_scale_drift(kfs[:9], seq)  # NaN: < 10 keyframes
