@@ -160,6 +160,70 @@ def _residuals(sim: Sim3, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.norm(sim.apply(src) - dst, axis=1)
 
 
+def _ransac_sim3(src: np.ndarray, dst: np.ndarray, w: np.ndarray, usable: np.ndarray, with_scale: bool,
+                 inlier_threshold: float | None, ransac_iterations: int, max_score_points: int,
+                 rng: np.random.Generator) -> Sim3:
+    """robust_sim3's hypothesis: the best of minimal 3-point Umeyama fits (vectorised), scored by weighted
+    inlier count (fixed threshold) or median residual (LMedS); all usable points when no sample is usable."""
+    m = max(1, int(ransac_iterations))
+    if len(usable) == 3:
+        idx = np.tile(usable, (1, 1))
+    else:
+        idx = usable[rng.integers(0, len(usable), (m, 3))]
+        idx = idx[(idx[:, 0] != idx[:, 1]) & (idx[:, 0] != idx[:, 2]) & (idx[:, 1] != idx[:, 2])]
+    good = _triangle_ok(src[idx], 1e-3) & _triangle_ok(dst[idx], 1e-3)
+    idx = idx[good]
+    if len(idx) == 0:  # every sample thin: fall back to all usable points
+        return _umeyama(src, dst, w, with_scale)
+    s, R, t, ok = _batched_umeyama3(src[idx], dst[idx], with_scale)
+    s, R, t = s[ok], R[ok], t[ok]
+    if len(s) == 0:
+        return _umeyama(src, dst, w, with_scale)
+    # hypotheses are scored on at most max_score_points points (a random subset)
+    sub = usable if len(usable) <= max_score_points else rng.choice(usable, max_score_points, False)
+    su, du, wu = src[sub], dst[sub], w[sub]
+    best_k, best_score = 0, np.inf
+    chunk = max(1, 2_000_000 // max(len(sub), 1))
+    for a in range(0, len(s), chunk):
+        sR = s[a:a + chunk, None, None] * R[a:a + chunk]
+        diff = np.matmul(su[None], np.swapaxes(sR, 1, 2)) + (t[a:a + chunk, None, :] - du[None])
+        res = np.sqrt(np.einsum("mni,mni->mn", diff, diff))  # (m, n) residuals
+        if inlier_threshold is None:
+            score = np.median(res, axis=1)
+        else:
+            score = -((res <= inlier_threshold) * wu).sum(1)
+        k = int(np.argmin(score))
+        if score[k] < best_score:
+            best_k, best_score = a + k, float(score[k])
+    return Sim3(float(s[best_k]), R[best_k], t[best_k])
+
+
+def _irls_sim3(src: np.ndarray, dst: np.ndarray, w: np.ndarray, best: Sim3, res: np.ndarray, thr: float,
+               delta: float, tiny: float, with_scale: bool, irls_iterations: int, min_inliers: int
+               ) -> tuple[Sim3, np.ndarray, int]:
+    """robust_sim3's refinement: weighted Umeyama on the inliers within thr with Huber weights
+    min(1, delta / r), re-selecting inliers until the residuals settle.
+    Returns (sim, residuals (N,), iterations)."""
+    sim = best
+    iters = 0
+    for _ in range(max(1, irls_iterations)):
+        iters += 1
+        inl = (res <= thr) & (w > 0)
+        if np.count_nonzero(inl) < max(3, min_inliers):
+            raise DegenerateInputError(f"only {np.count_nonzero(inl)} inliers within {thr:.3g}")
+        hub = np.minimum(1.0, delta / np.maximum(res, tiny))
+        wi = np.where(inl, w * hub, 0.0)
+        check_spread("inlier src", src, wi)
+        check_spread("inlier dst", dst, wi)
+        new = _umeyama(src, dst, wi, with_scale)
+        new_res = _residuals(new, src, dst)
+        change = np.abs(new_res - res).max()
+        sim, res = new, new_res
+        if change <= 1e-6 * max(thr, tiny):  # residuals moved by a negligible fraction of the threshold
+            break
+    return sim, res, iters
+
+
 def robust_sim3(
     src: np.ndarray,
     dst: np.ndarray,
@@ -198,42 +262,8 @@ def robust_sim3(
     # rounding floor for residuals: relative to the coordinates' magnitude, not only their spread
     tiny = 1e-12 * max(scale_ref + float(np.abs(dst[usable]).max()), 1e-300)
 
-    # --- RANSAC over minimal samples (vectorised) ---
-    rng = np.random.default_rng(seed)
-    m = max(1, int(ransac_iterations))
-    if len(usable) == 3:
-        idx = np.tile(usable, (1, 1))
-    else:
-        idx = usable[rng.integers(0, len(usable), (m, 3))]
-        idx = idx[(idx[:, 0] != idx[:, 1]) & (idx[:, 0] != idx[:, 2]) & (idx[:, 1] != idx[:, 2])]
-    good = _triangle_ok(src[idx], 1e-3) & _triangle_ok(dst[idx], 1e-3)
-    idx = idx[good]
-    if len(idx) == 0:  # every sample thin: fall back to all usable points
-        best = _umeyama(src, dst, w, with_scale)
-    else:
-        s, R, t, ok = _batched_umeyama3(src[idx], dst[idx], with_scale)
-        s, R, t = s[ok], R[ok], t[ok]
-        if len(s) == 0:
-            best = _umeyama(src, dst, w, with_scale)
-        else:
-            # hypotheses are scored on at most max_score_points points (a random subset)
-            sub = usable if len(usable) <= max_score_points else rng.choice(usable, max_score_points, False)
-            su, du, wu = src[sub], dst[sub], w[sub]
-            best_k, best_score = 0, np.inf
-            chunk = max(1, 2_000_000 // max(len(sub), 1))
-            for a in range(0, len(s), chunk):
-                sR = s[a:a + chunk, None, None] * R[a:a + chunk]
-                diff = np.matmul(su[None], np.swapaxes(sR, 1, 2)) + (t[a:a + chunk, None, :] - du[None])
-                res = np.sqrt(np.einsum("mni,mni->mn", diff, diff))  # (m, n) residuals
-                if inlier_threshold is None:
-                    score = np.median(res, axis=1)
-                else:
-                    score = -((res <= inlier_threshold) * wu).sum(1)
-                k = int(np.argmin(score))
-                if score[k] < best_score:
-                    best_k, best_score = a + k, float(score[k])
-            best = Sim3(float(s[best_k]), R[best_k], t[best_k])
-
+    best = _ransac_sim3(src, dst, w, usable, with_scale, inlier_threshold, ransac_iterations,
+                        max_score_points, np.random.default_rng(seed))
     res = _residuals(best, src, dst)
     if inlier_threshold is not None:
         thr = float(inlier_threshold)
@@ -241,25 +271,8 @@ def robust_sim3(
         thr = max(threshold_factor * float(np.median(res[usable])), tiny)
     delta = float(huber_delta) if huber_delta is not None else max(thr / threshold_factor, tiny)
 
-    # --- IRLS with Huber weights on the current inliers ---
-    sim = best
-    iters = 0
-    for _ in range(max(1, irls_iterations)):
-        iters += 1
-        inl = (res <= thr) & (w > 0)
-        if np.count_nonzero(inl) < max(3, min_inliers):
-            raise DegenerateInputError(f"only {np.count_nonzero(inl)} inliers within {thr:.3g}")
-        hub = np.minimum(1.0, delta / np.maximum(res, tiny))
-        wi = np.where(inl, w * hub, 0.0)
-        check_spread("inlier src", src, wi)
-        check_spread("inlier dst", dst, wi)
-        new = _umeyama(src, dst, wi, with_scale)
-        new_res = _residuals(new, src, dst)
-        change = np.abs(new_res - res).max()
-        sim, res = new, new_res
-        if change <= 1e-6 * max(thr, tiny):  # residuals moved by a negligible fraction of the threshold
-            break
-
+    sim, res, iters = _irls_sim3(src, dst, w, best, res, thr, delta, tiny, with_scale, irls_iterations,
+                                 min_inliers)
     inl = (res <= thr) & (w > 0)
     k = int(np.count_nonzero(inl))
     if k < max(3, min_inliers):

@@ -168,6 +168,67 @@ def depth_edges(depth: np.ndarray, rel: float = 0.05) -> np.ndarray:
     return cv2.dilate(e.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
 
 
+def _simulated_depth(gts: Sequence[GroundTruth], depth_for: Sequence[int],
+                     rngs: Sequence[np.random.Generator], nz: SimNoise, scale: float, mean_depth0: float
+                     ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Depth (window units) and its confidence for the frames in depth_for (module doc's model);
+    rngs[s] draws frame s's noise. Returns ({s: (H,W) float32}, {s: (H,W) float32 >= 1})."""
+    depth: dict[int, np.ndarray] = {}
+    depth_conf: dict[int, np.ndarray] = {}
+    for s in depth_for:
+        rng = rngs[s]
+        g = gts[s].depth.astype(np.float64) * scale
+        hw = g.shape
+        bias = smooth_field(rng, hw, nz.depth_bias_frac)
+        d = g * (1.0 + rng.normal(0.0, nz.depth_frac, hw)) * (1.0 + bias)
+        out = rng.random(hw) < nz.depth_outlier_frac
+        lf = rng.uniform(np.log(1.25), np.log(3.0), hw) * rng.choice([-1.0, 1.0], hw)
+        d = np.where(out, g * np.exp(lf), d)
+        c = nz.conf_max * np.exp(-g / (nz.conf_far * max(mean_depth0, 1e-9)))
+        c = np.where(depth_edges(g), c * nz.edge_conf_factor, c)
+        c = np.where(out & (rng.random(hw) < 0.5), 0.5 * c, c)
+        c = np.maximum(c * (1.0 + 0.1 * rng.normal(0.0, 1.0, hw)), 0.0)
+        depth[s] = np.maximum(d, 1e-6).astype(np.float32)
+        depth_conf[s] = (1.0 + c).astype(np.float32)
+    return depth, depth_conf
+
+
+def _simulated_tracks(gts: Sequence[GroundTruth], q: np.ndarray, rng: np.random.Generator, nz: SimNoise
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tracks of the queries q (N,2) on frame 0 through every frame (module doc's model).
+    Returns tracks (S,N,2), vis (S,N), conf (S,N), float64; frame 0 exactly the queries."""
+    S, N = len(gts), len(q)
+    hw = gts[0].depth.shape
+    H, W = hw
+    tracks = np.zeros((S, N, 2))
+    vis = np.zeros((S, N))
+    conf = np.zeros((S, N))
+    if N:
+        vis[0] = 1.0
+        conf[0] = 1.0
+        qd = sample_nearest(gts[0].depth, q)
+        good_q = np.isfinite(qd) & (qd > 0)
+        pts_w = unproject_pixels(q, np.where(good_q, qd, 1.0), gts[0].K, gts[0].T_world_cam)
+        for s in range(1, S):
+            uv, z = project_points(gts[s].K, invert_T(gts[s].T_world_cam), pts_w)
+            front = good_q & (z > 1e-6)
+            uv = np.where(front[:, None], uv, rng.uniform(0, 1, (N, 2)) * [W - 1, H - 1])
+            ds = sample_nearest(gts[s].depth, uv)
+            with np.errstate(invalid="ignore"):
+                visible = front & in_image(uv, hw) & (z <= ds * (1.0 + nz.occlusion_tol))
+            uv = uv + rng.normal(0.0, nz.track_px, (N, 2))
+            outl = rng.random(N) < nz.track_outlier_frac
+            ang = rng.uniform(0, 2 * np.pi, N)
+            rad = rng.uniform(15.0, 80.0, N)
+            uv = np.where(outl[:, None], uv + rad[:, None] * np.stack([np.cos(ang), np.sin(ang)], -1), uv)
+            tracks[s] = uv
+            vis[s] = np.where(visible, rng.uniform(0.7, 1.0, N), rng.uniform(0.0, 0.3, N))
+            conf[s] = np.where(outl, rng.uniform(0.05, 0.7, N),
+                               rng.uniform(0.5, 1.0, N) * np.where(visible, 1.0, 0.3))
+    tracks[0] = q  # exactly the queries
+    return tracks, vis, conf
+
+
 class SimulatedPredictor:
     """Predictor from ground truth (Predictor protocol): see the module docstring for the model.
 
@@ -230,53 +291,8 @@ class SimulatedPredictor:
         for s, gt in enumerate(gts):
             K[s] = [[gt.K[0, 0] * fs[s], 0.0, W / 2.0], [0.0, gt.K[1, 1] * fs[s], H / 2.0], [0.0, 0.0, 1.0]]
 
-        # --- depth and its confidence, only for depth_for ---
-        depth: dict[int, np.ndarray] = {}
-        depth_conf: dict[int, np.ndarray] = {}
-        for s in depth_for:
-            rng = r_depth[s]
-            g = gts[s].depth.astype(np.float64) * scale
-            bias = smooth_field(rng, hw, nz.depth_bias_frac)
-            d = g * (1.0 + rng.normal(0.0, nz.depth_frac, hw)) * (1.0 + bias)
-            out = rng.random(hw) < nz.depth_outlier_frac
-            lf = rng.uniform(np.log(1.25), np.log(3.0), hw) * rng.choice([-1.0, 1.0], hw)
-            d = np.where(out, g * np.exp(lf), d)
-            c = nz.conf_max * np.exp(-g / (nz.conf_far * max(mean_depth0, 1e-9)))
-            c = np.where(depth_edges(g), c * nz.edge_conf_factor, c)
-            c = np.where(out & (rng.random(hw) < 0.5), 0.5 * c, c)
-            c = np.maximum(c * (1.0 + 0.1 * rng.normal(0.0, 1.0, hw)), 0.0)
-            depth[s] = np.maximum(d, 1e-6).astype(np.float32)
-            depth_conf[s] = (1.0 + c).astype(np.float32)
-
-        # --- tracks from frame 0's queries ---
-        N = len(q)
-        tracks = np.zeros((S, N, 2))
-        vis = np.zeros((S, N))
-        conf = np.zeros((S, N))
-        if N:
-            tracks[0] = q
-            vis[0] = 1.0
-            conf[0] = 1.0
-            qd = sample_nearest(gts[0].depth, q)
-            good_q = np.isfinite(qd) & (qd > 0)
-            pts_w = unproject_pixels(q, np.where(good_q, qd, 1.0), gts[0].K, gts[0].T_world_cam)
-            for s in range(1, S):
-                uv, z = project_points(gts[s].K, invert_T(gts[s].T_world_cam), pts_w)
-                front = good_q & (z > 1e-6)
-                uv = np.where(front[:, None], uv, r_track.uniform(0, 1, (N, 2)) * [W - 1, H - 1])
-                ds = sample_nearest(gts[s].depth, uv)
-                with np.errstate(invalid="ignore"):
-                    visible = front & in_image(uv, hw) & (z <= ds * (1.0 + nz.occlusion_tol))
-                uv = uv + r_track.normal(0.0, nz.track_px, (N, 2))
-                outl = r_track.random(N) < nz.track_outlier_frac
-                ang = r_track.uniform(0, 2 * np.pi, N)
-                rad = r_track.uniform(15.0, 80.0, N)
-                uv = np.where(outl[:, None], uv + rad[:, None] * np.stack([np.cos(ang), np.sin(ang)], -1), uv)
-                tracks[s] = uv
-                vis[s] = np.where(visible, r_track.uniform(0.7, 1.0, N), r_track.uniform(0.0, 0.3, N))
-                conf[s] = np.where(outl, r_track.uniform(0.05, 0.7, N),
-                                   r_track.uniform(0.5, 1.0, N) * np.where(visible, 1.0, 0.3))
-        tracks[0] = q  # exactly the queries
+        depth, depth_conf = _simulated_depth(gts, depth_for, r_depth, nz, scale, mean_depth0)
+        tracks, vis, conf = _simulated_tracks(gts, q, r_track, nz)
         if any(blank):
             _blank_garbage(r_extra, blank, T_win_cam, depth, depth_conf, tracks, vis, conf, hw)
             T_cam_win = invert_T(T_win_cam)
