@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="auto: both side by side when the core has the switch, else as shipped")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="node parameter override (runtime/params.py name, YAML value), repeatable")
+    ap.add_argument("--sim", action="append", default=[], metavar="FIELD=VALUE",
+                    help="SimNoise field of the 1x noise set (e.g. depth_bias_shared=0.7), repeatable")
     ap.add_argument("--quick", action="store_true", help="smoke: seed 0, 1x only (full cases)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -441,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
                                            "both": [False, True]}
     lc_modes = modes[want]
     base = SimNoise.harsh() if args.noise_model == "harsh" else SimNoise()
+    try:
+        base = dataclasses.replace(base, **{k: float(v) for k, v in (f.split("=", 1) for f in args.sim)})
+    except (ValueError, TypeError) as exc:
+        ap.error(f"--sim: {exc}")
     print("# slam_robustness: shipped node defaults (runtime.factory.pipeline_config(Params()))"
           + (f", overridden: {args.param}" if args.param else ""))
     print(f"# stitch: {cfg.stitch}\n# keyframes: {cfg.keyframes}\n# window {cfg.window_size} "

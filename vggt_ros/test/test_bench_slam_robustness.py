@@ -128,3 +128,11 @@ def test_map_scale_drift_reads_the_keyframes_depth_against_the_truth(bench: Modu
     expected = 100 * ((1 + 0.05 * 17.5 / 19) / (1 + 0.05 * 1.5 / 19) - 1)
     assert bench.map_scale_drift(kfs, seq) == pytest.approx(expected, abs=1e-3)  # 4.19 %
     assert bench.map_scale_drift(kfs[:9], seq) != bench.map_scale_drift(kfs[:9], seq)  # NaN: < 10 keyframes
+
+
+def test_sim_sets_a_noise_field_of_the_1x_set(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--cases", "figure8", "--frames", "40", "--seeds", "0", "--noise", "1",
+                       "--loop-closure", "on", "--no-baseline", "--sim", "depth_bias_shared=0.7"]) == 0
+    assert "depth_bias_shared=0.7" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--cases", "figure8", "--sim", "no_such_field=1"])

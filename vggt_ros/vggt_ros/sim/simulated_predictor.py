@@ -16,8 +16,11 @@ Noise model (SimNoise; every number a dataclass field, defaults no kinder than V
     principal point at (W/2, H/2), as VGGT predicts it;
   * depth (only frames in depth_for), window units: gt * (1 + N(0, depth_frac^2)) per pixel
     * (1 + b(u, v)) with b a smooth field (bicubic upsampling of a 3x4 grid ~ U(-1, 1)) scaled
-    to max |b| = depth_bias_frac; then a fraction depth_outlier_frac of pixels is multiplied by
-    a factor log-uniform in [1/3, 3] with |log| >= log 1.25 (gross outliers);
+    to max |b| = depth_bias_frac, drawn per frame; with depth_bias_shared = w > 0, b = (1 - w) b_frame
+    + w b_window, b_window one such field for every frame of the window (a network's errors within one
+    forward are correlated; w = 0, the default, makes them independent); then a fraction
+    depth_outlier_frac of pixels is multiplied by a factor log-uniform in [1/3, 3] with
+    |log| >= log 1.25 (gross outliers);
   * depth_conf (float32 >= 1, VGGT's 1 + exp): 1 + conf_max * exp(-d / (conf_far * D)) *
     (edge_conf_factor at depth discontinuities (|grad d| / d > 0.05, dilated 1 px)) *
     (0.5 on half of the outlier pixels, drawn at random) * (1 + 0.1 N(0,1)) clipped >= 0;
@@ -82,6 +85,7 @@ class SimNoise:
     edge_conf_factor: float = 0.05  #: depth_conf factor at depth discontinuities
     scale_jitter: float = 0.0       #: std of log of a random per-window scale factor
     blank_std: float = 4.0          #: grey-level std below which an image is blank (garbage output)
+    depth_bias_shared: float = 0.0  #: weight in [0, 1] of a depth bias field shared by the window's frames
 
     @staticmethod
     def zero() -> SimNoise:
@@ -169,10 +173,12 @@ def depth_edges(depth: np.ndarray, rel: float = 0.05) -> np.ndarray:
 
 
 def _simulated_depth(gts: Sequence[GroundTruth], depth_for: Sequence[int],
-                     rngs: Sequence[np.random.Generator], nz: SimNoise, scale: float, mean_depth0: float
+                     rngs: Sequence[np.random.Generator], nz: SimNoise, scale: float, mean_depth0: float,
+                     shared_bias: np.ndarray | None = None
                      ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Depth (window units) and its confidence for the frames in depth_for (module doc's model);
-    rngs[s] draws frame s's noise. Returns ({s: (H,W) float32}, {s: (H,W) float32 >= 1})."""
+    rngs[s] draws frame s's noise; shared_bias (H,W): the window's bias field (depth_bias_shared > 0).
+    Returns ({s: (H,W) float32}, {s: (H,W) float32 >= 1})."""
     depth: dict[int, np.ndarray] = {}
     depth_conf: dict[int, np.ndarray] = {}
     for s in depth_for:
@@ -180,6 +186,8 @@ def _simulated_depth(gts: Sequence[GroundTruth], depth_for: Sequence[int],
         g = gts[s].depth.astype(np.float64) * scale
         hw = g.shape
         bias = smooth_field(rng, hw, nz.depth_bias_frac)
+        if shared_bias is not None:
+            bias = (1.0 - nz.depth_bias_shared) * bias + nz.depth_bias_shared * shared_bias
         d = g * (1.0 + rng.normal(0.0, nz.depth_frac, hw)) * (1.0 + bias)
         out = rng.random(hw) < nz.depth_outlier_frac
         lf = rng.uniform(np.log(1.25), np.log(3.0), hw) * rng.choice([-1.0, 1.0], hw)
@@ -291,7 +299,9 @@ class SimulatedPredictor:
         for s, gt in enumerate(gts):
             K[s] = [[gt.K[0, 0] * fs[s], 0.0, W / 2.0], [0.0, gt.K[1, 1] * fs[s], H / 2.0], [0.0, 0.0, 1.0]]
 
-        depth, depth_conf = _simulated_depth(gts, depth_for, r_depth, nz, scale, mean_depth0)
+        shared = (smooth_field(np.random.default_rng(ss.spawn(1)[0]), hw, nz.depth_bias_frac)
+                  if nz.depth_bias_shared > 0 else None)
+        depth, depth_conf = _simulated_depth(gts, depth_for, r_depth, nz, scale, mean_depth0, shared)
         tracks, vis, conf = _simulated_tracks(gts, q, r_track, nz)
         if any(blank):
             _blank_garbage(r_extra, blank, T_win_cam, depth, depth_conf, tracks, vis, conf, hw)
