@@ -391,19 +391,20 @@ class Pipeline:
         """Predict, stitch and emit one window of new frames (or, predicting ahead, start its prediction
         and return what finished meanwhile); final: the stream's last window (flush)."""
         out: list[Update] = []
-        if self._ahead_possible(pending, final) and self.config.predict_after_keyframes:
-            self._launch_next = pending  # finishing the window in flight launches it after its keyframes
-            out += self._collect_before(self._next_window)  # not the window it launches
-            self._launch_after_keyframes()  # nothing was in flight, or it was rejected: now
-            if self._launch_next is None:  # launched, or requeued behind frames a view break gave back
-                return out + self.collect()
-            self._launch_next = None  # nothing anchors it: as a serial run
-        elif self._ahead_possible(pending, final):
-            out += self._collect_before(self._next_window - 1)  # the anchors may lag one window, not more
-            choice = self._ahead_choice(self._next_window)
-            if choice is not None and not self._behind_requeued(pending):
-                self._launch(pending, choice)
-                return out + self.collect()
+        if self._ahead_possible(pending, final):
+            if self.config.predict_after_keyframes:
+                self._launch_next = pending  # finishing the window in flight launches it after its keyframes
+                out += self._collect_before(self._next_window)  # not the window it launches
+                self._launch_after_keyframes()  # nothing was in flight, or it was rejected: now
+                if self._launch_next is None:  # launched, or requeued behind frames a view break gave back
+                    return out + self.collect()
+                self._launch_next = None  # nothing anchors it: as a serial run
+            else:
+                out += self._collect_before(self._next_window - 1)  # anchors may lag one window, not more
+                choice = self._ahead_choice(self._next_window)
+                if choice is not None and not self._behind_requeued(pending):
+                    self._launch(pending, choice)
+                    return out + self.collect()
         out += self.collect(block=True)
         if self._behind_requeued(pending):
             self.window.merge(pending)  # a view break requeued older frames: they form the next window
