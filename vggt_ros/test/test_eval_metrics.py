@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vggt_ros.eval.metrics import TrajectoryMismatchError, associate, evaluate_trajectory, scale_drift
+from vggt_ros.eval.metrics import (
+    TrajectoryMismatchError,
+    associate,
+    evaluate_trajectory,
+    scale_drift,
+    scale_drift_floor,
+)
 from vggt_ros.geometry.se3 import Sim3, so3_exp
 
 
@@ -21,7 +27,7 @@ def test_sim3_transformed_reference_scores_zero():
     S = Sim3(0.37, so3_exp(np.array([0.3, -0.2, 1.0])), np.array([4.0, -1.0, 2.0]))
     m = evaluate_trajectory(s, T, s, S.transform_pose(T))
     assert m.ate_rmse < 1e-9 and m.rpe_trans_rmse < 1e-9 and m.rpe_rot_deg < 1e-6
-    assert abs(m.align_scale - 1 / 0.37) < 1e-9 and m.scale_drift < 1e-9
+    assert abs(m.align_scale - 1 / 0.37) < 1e-9 and m.scale_drift < 1e-9 and m.scale_drift_floor < 1e-9
     assert m.num_matched == len(s) and m.path_length == pytest.approx(
         np.linalg.norm(np.diff(T[:, :3, 3], axis=0), axis=1).sum()
     )
@@ -46,6 +52,31 @@ def test_scale_drift_detects_growing_scale():
     assert 0.06 < m.scale_drift < 0.1
     p = T[:, :3, 3]
     assert scale_drift(p, 3.0 * p) < 1e-12
+    # a true drift stands well above what its own errors, moved along the path, read (7.8 % vs 2.1 %)
+    assert m.scale_drift > 3.0 * m.scale_drift_floor > 0.0
+
+
+def _smooth_error(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:
+    """(n,3) smooth position error (periods of 1/7 to all of the path), RMS norm `rms`."""
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    e = sum(rng.normal(0, 1, (1, 3)) * np.sin(2 * np.pi * (f * t + rng.random((1, 3)))) / f
+            for f in range(1, 8))
+    return rms * e / np.sqrt((e**2).sum(1).mean())
+
+
+def test_scale_drift_floor_reads_what_smooth_pose_error_alone_reads():
+    """5 cm smooth error on a 4 x 3 m loop, no scale drift: scale_drift reads chance (median 2.4 % over
+    20 draws), and the floor reads the same size (1.9 %) from each draw's own errors."""
+    _, T = _circle(500)
+    p = T[:, :3, 3]
+    rng = np.random.default_rng(3)
+    drifts, floors = [], []
+    for _ in range(20):
+        q = p + _smooth_error(rng, len(p), 0.05)
+        drifts.append(scale_drift(p, q))
+        floors.append(scale_drift_floor(p, q))
+    assert 0.005 < np.median(floors) and 0.5 < np.median(floors) / np.median(drifts) < 2.0
+    assert scale_drift_floor(p[:9], p[:9] * 2.0) != scale_drift_floor(p[:9], p[:9] * 2.0)  # NaN: too short
 
 
 def test_association_skips_missing_and_mismatched_stamps():

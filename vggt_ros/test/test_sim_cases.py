@@ -147,3 +147,21 @@ def test_twin_rooms_alias_within_a_window() -> None:
     assert out.vis[3].mean() > 0.6 and pred.folded_windows == 1
     honest = SimulatedPredictor(seq.ground_truth, SimNoise.zero()).predict(frames, _queries(), [])
     assert np.linalg.norm(invert_T(honest.T_cam_win[3])[:3, 3]) > 0.5 and honest.vis[3].mean() < 0.3
+
+
+def test_dropouts_case_misses_single_frames_and_three_bursts_while_moving() -> None:
+    from vggt_ros.sim.cases import DROPOUT_BURSTS, dropout_keep
+
+    case = CASES["dropouts"]
+    keep = dropout_keep()
+    poses = case.poses()
+    f8 = figure_eight(720)
+    assert len(poses) == np.count_nonzero(keep) == 557 and np.array_equal(poses, f8[keep])
+    for start, n in DROPOUT_BURSTS:
+        assert not keep[start: start + n].any()
+    assert 0.07 < 1.0 - np.count_nonzero(keep[:100]) / 100 < 0.13  # ~10 % single drops
+    # the case's relocalisation clock starts at the first frame after the 2 s burst
+    assert case.reloc_from is not None and np.flatnonzero(keep)[case.reloc_from] >= 560
+    assert np.flatnonzero(keep)[case.reloc_from - 1] < 500
+    step = np.linalg.norm(np.diff(poses[:, :3, 3], axis=0), axis=1)
+    assert step[case.reloc_from - 1] > 10 * np.median(step)  # the camera moved on while nothing arrived

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vggt_ros.sim.cases import CASES, twin_circle, twin_tour, view_overlap
+from vggt_ros.sim.cases import CASES, DROPOUT_BURSTS, dropout_keep, twin_circle, twin_tour, view_overlap
 from vggt_ros.sim.scene import Scene, render
 from vggt_ros.sim.sequence import GroundTruth, intrinsics
 from vggt_ros.sim.trajectories import figure_eight, laps_loop, waypoint_path
@@ -28,7 +28,12 @@ def test_case_paths_are_rigid_smooth_and_free(name: str) -> None:
     assert case.scene().is_free(P[:, :3, 3], margin=0.2).all()
     steps = np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
     jumps = np.flatnonzero(steps > 0.06)  # 1.8 m/s at 30 Hz
-    assert jumps.tolist() == ([599] if name == "kidnapped" else [])
+    if name == "dropouts":  # jumps only where frames are missing, at every burst
+        kept = np.flatnonzero(dropout_keep())
+        assert (np.diff(kept)[jumps] > 1).all()
+        assert {int(kept[j]) + 1 for j in jumps} >= {start for start, _ in DROPOUT_BURSTS}
+    else:
+        assert jumps.tolist() == ([599] if name == "kidnapped" else [])
 
 
 @pytest.mark.parametrize("name", ["figure8", "loop3"])

@@ -1,5 +1,6 @@
 """LoopCloser's candidate gate: a loop within the query's segment needs min_score; a relocalisation into
-another segment needs only reloc_min_score (verification, not the descriptor, decides a merge)."""
+another segment needs only reloc_min_score, the best-ranked one reloc_best_min_score (verification, not
+the descriptor, decides a merge)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("query_segment", "score", "verified"),
-                         [(1, 0.8, True), (0, 0.8, False), (0, 0.95, True), (1, 0.6, False)])
+                         [(1, 0.8, True), (0, 0.8, False), (0, 0.95, True), (1, 0.5, True), (0, 0.5, False),
+                          (1, 0.3, False)])
 def test_candidate_score_gate_depends_on_the_segment(query_segment, score, verified, monkeypatch):
     cfg = LoopConfig(reloc_last_keyframes=0)  # the descriptor gate alone (break candidates: below)
-    assert cfg.reloc_min_score < 0.8 < cfg.min_score < 0.95
+    assert cfg.reloc_best_min_score < 0.5 < cfg.reloc_min_score < 0.8 < cfg.min_score < 0.95
     base = _unit(np.eye(16)[0])
     other = _unit(np.eye(16)[1])
     match = _kf(0, 0, base, 0.0)  # the mapped place, segment 0
@@ -45,6 +47,31 @@ def test_candidate_score_gate_depends_on_the_segment(query_segment, score, verif
     monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
     closer.detect(query, keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
     assert calls == ([0] if verified else [])
+
+
+def test_below_reloc_min_score_only_the_best_other_segment_candidate_is_verified(monkeypatch):
+    """Keyframes 0 and 2 of segment 0 both look somewhat like the query of segment 1 (0.5, 0.45): the best
+    one is verified (a view-dependent descriptor scores a place seen from elsewhere that low), the
+    runner-up is not; a segment-1 keyframe at 0.55 is a loop candidate and stays under min_score. Only
+    in a segment's first reloc_best_keyframes keyframes (the query is its 18th)."""
+    e = [_unit(np.eye(16)[i]) for i in range(16)]
+    q = _unit(0.5 * e[0] + 0.45 * e[2] + 0.55 * e[3] + np.sqrt(1 - 0.5**2 - 0.45**2 - 0.55**2) * e[1])
+    kfs = [_kf(0, 0, e[0], 0.0), _kf(2, 0, e[2], 0.0), _kf(3, 1, e[3], 0.0)]
+    kfs += [_kf(i, 1, e[i], 0.0) for i in range(4, 16)]  # segment 1's recent keyframes (excluded)
+    keyframes = KeyframeManager()
+    keyframes.keyframes = [*kfs, _kf(20, 1, q, 0.1)]
+    calls: list[int] = []
+    monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
+    for age_limit, expected in ((18, [0]), (17, [])):
+        cfg = LoopConfig(reloc_last_keyframes=0, exclude_recent=12, reloc_best_keyframes=age_limit)
+        closer = LoopCloser(cfg)
+        for kf in kfs:
+            closer.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
+        calls.clear()
+        closer.detect(keyframes.keyframes[-1], keyframes, None, TrackStitcher(), PipelineConfig(),
+                      TrackingStatus())
+        assert calls == expected, age_limit
+    assert LoopConfig().reloc_best_keyframes > 18
 
 
 def _place_db(cfg: LoopConfig) -> tuple[LoopCloser, KeyframeManager, np.ndarray]:

@@ -32,6 +32,8 @@ class TrajectoryMetrics:
     rpe_rot_deg: relative rotation error RMSE (degrees) over the same pairs.
     scale_drift: |s_end / s_start - 1|, s = Sim(3) scale (estimate per reference unit) of the first
         and last `drift_fraction` of the matched poses, each aligned on its own (see scale_drift).
+    scale_drift_floor: what scale_drift reads from the estimate's own position errors moved along the
+        path (no drift in them; see scale_drift_floor): a scale_drift near it is pose error, not scale.
     align_scale: the Sim(3) scale that maps the estimate into reference units.
     ate_se3_rmse / ate_se3_percent: ATE after an SE(3)-only alignment (no scale: `evo_ape -a`): the
         error of an estimate that claims metres (scale_source depth/odometry, docs/architecture.md#scale).
@@ -52,6 +54,7 @@ class TrajectoryMetrics:
     num_estimate: int
     ate_se3_rmse: float = float("nan")
     ate_se3_percent: float = float("nan")
+    scale_drift_floor: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -118,6 +121,31 @@ def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.
     return float(abs(s1 / s0 - 1.0)) if np.isfinite(s0) and np.isfinite(s1) and s0 > 0 else float("nan")
 
 
+def scale_drift_floor(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.2,
+                      shifts: int = 16) -> float:
+    """What scale_drift reads from this estimate's own position errors once they carry no drift.
+
+    p_ref, p_est (N,3) positions, any estimate scale and gauge. The estimate is Sim(3)-aligned to the
+    reference as a whole and its errors e (N,3) are moved along the path: circular shifts by
+    k * N / shifts frames (k = 1 .. shifts - 1), forwards and reversed. A shift keeps the errors' size and
+    smoothness but ties each to another place, so the drift it reads is chance. Returns the median
+    scale_drift(p_ref, p_ref + shifted e): a measured drift near it is within what the poses' own
+    error produces (a true drift adds its own error too, so this is an upper estimate of the floor);
+    NaN when scale_drift is NaN or the alignment is degenerate.
+    """
+    p_ref, p_est = np.asarray(p_ref, np.float64), np.asarray(p_est, np.float64)
+    try:
+        e = umeyama_sim3(p_est, p_ref).apply(p_est) - p_ref
+    except DegenerateInputError:
+        return float("nan")
+    n = len(e)
+    ks = sorted({int(round(k * n / shifts)) % n for k in range(1, shifts)} - {0})
+    reads = [scale_drift(p_ref, p_ref + np.roll(x, k, axis=0), drift_fraction)
+             for x in (e, e[::-1]) for k in ks]
+    reads = [r for r in reads if np.isfinite(r)]
+    return float(np.median(reads)) if reads else float("nan")
+
+
 def _ate_se3(ref: PoseTrajectory3D, P_est: np.ndarray, ts: np.ndarray) -> float:
     """ATE RMSE after a rigid (SE(3)) alignment only: the estimate's own scale is kept (NaN when the
     alignment is degenerate)."""
@@ -178,7 +206,9 @@ def evaluate_trajectory(
         all_pairs=False,
     )
     rpe_r.process_data((ref, est))
-    drift = scale_drift(P_ref[i_ref][:, :3, 3], P_est[i_est][:, :3, 3], drift_fraction)
+    p_ref, p_est = P_ref[i_ref][:, :3, 3], P_est[i_est][:, :3, 3]
+    drift = scale_drift(p_ref, p_est, drift_fraction)
+    floor = scale_drift_floor(p_ref, p_est, drift_fraction) if np.isfinite(drift) else float("nan")
     return TrajectoryMetrics(
         ate_rmse=float(ate["rmse"]),
         ate_mean=float(ate["mean"]),
@@ -189,6 +219,7 @@ def evaluate_trajectory(
         rpe_trans_rmse=float(rpe_t.get_statistic(evo_metrics.StatisticsType.rmse)),
         rpe_rot_deg=float(rpe_r.get_statistic(evo_metrics.StatisticsType.rmse)),
         scale_drift=drift,
+        scale_drift_floor=floor,
         path_length=path_length,
         align_scale=float(align_scale),
         num_matched=int(len(i_ref)),

@@ -120,7 +120,8 @@ def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None =
 
     run: runtime numbers (Diagnostics.as_dict() plus 'throughput_fps', 'wall_time_s', ...).
     Keys: predictor, predictor_note, ate_rmse (m), ate_percent, rpe_trans_rmse (m), rpe_rot_deg, scale
-    (Sim(3) scale estimate -> ground truth), scale_drift, frames_processed, frames_dropped, drops,
+    (Sim(3) scale estimate -> ground truth), scale_drift, scale_drift_floor, frames_processed,
+    frames_dropped, drops,
     windows_rejected, rejections, latency_p50_s, latency_p95_s, throughput_fps, the map's consistency
     (tracking_state, segments, loop_closures, relocalisations, loop_verifications, loop_checks_skipped),
     oom_retries, metrics (all of them).
@@ -135,6 +136,7 @@ def build_report(metrics: TrajectoryMetrics | None, run: dict[str, Any] | None =
                    ate_se3_rmse=metrics.ate_se3_rmse, ate_se3_percent=metrics.ate_se3_percent,
                    rpe_trans_rmse=metrics.rpe_trans_rmse, rpe_rot_deg=metrics.rpe_rot_deg,
                    scale=metrics.align_scale, scale_drift=metrics.scale_drift,
+                   scale_drift_floor=metrics.scale_drift_floor,
                    poses_matched=metrics.num_matched)
     for key in ("frames_received", "frames_processed", "frames_dropped", "drops", "windows_accepted",
                 "windows_rejected", "rejections", "keyframes", "map_points", "latency_p50_s", "latency_p95_s",
@@ -212,6 +214,7 @@ def render_markdown(rep: dict[str, Any], plots: list[str]) -> str:
         ("RPE rotation RMSE", _fmt(rep.get("rpe_rot_deg"), " deg")),
         ("scale (estimate -> ground truth)", _fmt(rep.get("scale"))),
         ("scale drift", _fmt(rep.get("scale_drift"))),
+        ("scale drift floor (the poses' own error, no drift)", _fmt(rep.get("scale_drift_floor"))),
         ("poses matched", _fmt(rep.get("poses_matched"))),
         ("frames processed", _fmt(rep.get("frames_processed"))),
         ("frames dropped", _fmt(rep.get("frames_dropped"))),

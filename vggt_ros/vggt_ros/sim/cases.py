@@ -23,6 +23,11 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   covered_frozen  the same with frames 660-719 repeating frame 659.
   garbage         the default room's loop, 360 frames; windows containing frames 64, 124, ...
                   get confident garbage (the bench injects it; the case lists the frames).
+  dropouts        figure8 with frames missing, as from a loaded driver or link: 10 % single
+                  drops (seeded) and bursts of 15, 30 and 60 frames (0.5, 1, 2 s) from frames 100,
+                  300 and 500 while the camera moves; 557 frames stay (at 30 Hz spacing). After
+                  the 2 s burst the camera sees the figure-eight's crossing, mapped around
+                  frames 270-300 from 4 m further back.
 """
 
 from __future__ import annotations
@@ -100,6 +105,21 @@ def _kidnapped() -> np.ndarray:
     return np.concatenate([f[:600], f[180:420]])
 
 
+DROPOUT_BURSTS = ((100, 15), (300, 30), (500, 60))  # (first figure8 frame, frames missing)
+
+
+def dropout_keep() -> np.ndarray:
+    """(720,) bool: the figure8 frames the dropouts case keeps."""
+    keep = np.random.default_rng(42).random(720) >= 0.1
+    for start, n in DROPOUT_BURSTS:
+        keep[start: start + n] = False
+    return keep
+
+
+def _dropouts() -> np.ndarray:
+    return figure_eight(720)[dropout_keep()]
+
+
 @dataclass(frozen=True)
 class Case:
     """A robustness case: scene(), poses() (N,4,4) T_world_cam, covers, aliasing (twin rooms),
@@ -137,6 +157,9 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="60 frozen frames (2 s) at frame 660"),
     Case("garbage", Scene, lambda: TRAJECTORIES["loop"](360), garbage_frames=(64, 124, 184, 244, 304),
          description="default room loop, 5 windows of confident garbage"),
+    Case("dropouts", pillar_hall, _dropouts, close_range=0.35,
+         reloc_from=int(np.count_nonzero(dropout_keep()[:560])),
+         description="figure-eight missing 10 % of its frames and bursts of 0.5, 1 and 2 s"),
 )}
 
 

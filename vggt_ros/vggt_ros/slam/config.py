@@ -149,6 +149,13 @@ class LoopConfig:
         break): lower, since a lost camera rarely sees a place from a keyframe's exact viewpoint and only
         verification can merge segments (the kidnapped case: the right place ranked first at 0.72-0.85
         for 40 frames before one keyframe reached 0.9).
+    reloc_best_min_score: the best-ranked candidate in another segment is verified from this score on,
+        below reloc_min_score: a view-dependent descriptor scores a mapped place seen from 15-40 deg
+        away at 0.4-0.56 (figure-eight with 2 s of dropped frames: the right place ranked first at every
+        keyframe for 150 frames, none reached 0.7, the segments merged only back at the start). The
+        verification decides. Only for a segment's first reloc_best_keyframes keyframes (about 10 s
+        of motion): each costs one prediction, and a segment that has not merged by then explores
+        new ground, where only reloc_min_score candidates are worth one.
     reloc_last_keyframes: the first keyframes of a segment started after a view break also verify the
         newest this many keyframes of the segment tracked before it, whatever the descriptors say
         (LoopCloser._break_candidates).
@@ -190,6 +197,8 @@ class LoopConfig:
     enabled: bool = True
     min_score: float = 0.9
     reloc_min_score: float = 0.7
+    reloc_best_min_score: float = 0.35
+    reloc_best_keyframes: int = 30
     reloc_last_keyframes: int = 2
     exclude_recent: int = 12
     max_candidates: int = 2

@@ -169,11 +169,15 @@ class LoopCloser:
             kf.descriptor,
             k=4 * cfg.max_candidates,
             exclude_ids=recent,
-            min_score=min(cfg.min_score, cfg.reloc_min_score),
+            min_score=min(cfg.min_score, cfg.reloc_min_score, cfg.reloc_best_min_score),
         )
+        # verified whatever their score: the best other-segment candidate, the break candidates
+        best_other = next((c for c in cands if c.segment_id != kf.segment_id), None)
+        vouched = ({best_other.kf_id} if best_other and best_other.score >= cfg.reloc_best_min_score
+                   and _segment_age(kf, keyframes) < cfg.reloc_best_keyframes else set())
         forced = self._break_candidates(kf, keyframes, {c.kf_id for c in cands})
         cands += forced
-        forced_ids = {c.kf_id for c in forced}
+        vouched |= {c.kf_id for c in forced}
         # a keyframe never runs more than max_candidates predictions: no budget is that many
         loops_left = cfg.max_candidates if loop_budget is None else loop_budget
         verified, budget_hit = 0, False
@@ -183,7 +187,7 @@ class LoopCloser:
                 continue
             same = match.segment_id == kf.segment_id
             gate = cfg.min_score if same else cfg.reloc_min_score
-            if cand.score < gate and match.keyframe_id not in forced_ids:
+            if cand.score < gate and match.keyframe_id not in vouched:
                 continue
             if same and not self._within_drift(kf, match):
                 continue  # looks alike but too far for drift: an aliased place, not worth a prediction
@@ -218,7 +222,7 @@ class LoopCloser:
         shares no view with them and its verification fails. Score -1: no descriptor vouches for them."""
         n = self.config.reloc_last_keyframes
         first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
-        if n <= 0 or first is None or kf.keyframe_id - first.keyframe_id >= BREAK_KEYFRAMES:
+        if n <= 0 or first is None or _segment_age(kf, keyframes) >= BREAK_KEYFRAMES:
             return []
         before = [k for k in keyframes.keyframes if k.keyframe_id < first.keyframe_id
                   and k.segment_id != kf.segment_id and k.keyframe_id not in taken]
@@ -409,6 +413,12 @@ class LoopCloser:
         return corrections, LoopClosure(
             q.stamp_ns, q.keyframe_id, m.keyframe_id, m.stamp_ns, ver.score, ver.num_inliers, merged, *big
         )
+
+
+def _segment_age(kf: Keyframe, keyframes: KeyframeManager) -> int:
+    """Keyframes of kf's segment created before kf (0: kf starts it)."""
+    first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), kf)
+    return kf.keyframe_id - first.keyframe_id
 
 
 def _largest_correction(
