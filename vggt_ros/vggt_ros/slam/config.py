@@ -150,8 +150,8 @@ class LoopConfig:
         verification can merge segments (the kidnapped case: the right place ranked first at 0.72-0.85
         for 40 frames before one keyframe reached 0.9).
     reloc_best_min_score: the best-ranked candidate in another segment is verified from this score on,
-        below reloc_min_score: a view-dependent descriptor scores a mapped place seen from 15-40 deg
-        away at 0.4-0.56 (figure-eight with 2 s of dropped frames: the right place ranked first at every
+        below reloc_min_score: a view-dependent descriptor scores a mapped place seen from 4 m closer
+        along its view at 0.41-0.56 (figure-eight with 2 s of dropped frames: the right place first at every
         keyframe for 150 frames, none reached 0.7, the segments merged only back at the start). The
         verification decides. Only for a segment's first reloc_best_keyframes keyframes (about 10 s
         of motion): each costs one prediction, and a segment that has not merged by then explores
