@@ -222,7 +222,7 @@ class LoopCloser:
         shares no view with them and its verification fails. Score -1: no descriptor vouches for them."""
         n = self.config.reloc_last_keyframes
         first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
-        if n <= 0 or first is None or _segment_age(kf, keyframes) >= BREAK_KEYFRAMES:
+        if n <= 0 or first is None or kf.keyframe_id - first.keyframe_id >= BREAK_KEYFRAMES:
             return []
         before = [k for k in keyframes.keyframes if k.keyframe_id < first.keyframe_id
                   and k.segment_id != kf.segment_id and k.keyframe_id not in taken]
