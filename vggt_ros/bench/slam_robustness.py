@@ -21,8 +21,13 @@ Per case a markdown table, medians over seeds with [min-max]:
              is the poses' error, not scale
   map drift %  the map's own scale, end to end: each keyframe's stored depth over the true depth of what
              its image shows (median over its pixels) after the run, median over the first vs the last
-             20 % of the longest segment's keyframes (map_scale_drift; n/a under 10 keyframes). A map
+             20 % of the longest segment's keyframes (keyframe_scale_levels, map_scale_drift; n/a under
+             10 keyframes). A map
              bent or tilted by the depth's smooth bias moves the poses' drift, not this one
+  map walk % (30 kf)  how fast that scale wanders: RMS of the log ratio of the map's scale at keyframes
+             30 apart, over every such pair of the longest segment (map_scale_walk; n/a under 40
+             keyframes). Hundreds of pairs per run instead of one end-to-end pair: the figure to compare
+             scale propagation between configurations (with loop closure off)
   rejected   windows rejected, by reason (median per reason)
   kf         keyframes;  stuck  runs with no pose in the last 20 % of the frames
   loops      loop-closure events (updates whose type name contains 'Loop'), false ones (the two images
@@ -79,6 +84,8 @@ NOISE_KEYS = ("rot_deg", "trans_frac", "focal_frac", "depth_frac", "depth_bias_f
 MIN_DRIFT_POSES = 50
 #: fewest keyframes with depth in a segment for a map scale drift figure
 MIN_DRIFT_KEYFRAMES = 10
+#: keyframes between the two ends of a map_scale_walk pair
+WALK_LAG_KEYFRAMES = 30
 #: a loop whose two images share less of their view than this in ground truth is false (view_overlap)
 MIN_LOOP_OVERLAP = 0.2
 #: position error (metres) under the pre-event alignment for a frame to count as relocalised
@@ -242,24 +249,21 @@ def score(seq: SyntheticSequence, poses: dict[int, tuple[np.ndarray, int]]) -> d
             "floor_pct": 100 * floor}
 
 
-def map_scale_drift(keyframes: Sequence[Any], seq: SyntheticSequence, fraction: float = 0.2) -> float:
-    """End-to-end drift (%) of the map's scale as its depth measures it: |m_end / m_start - 1|.
+def keyframe_scale_levels(keyframes: Sequence[Any], seq: SyntheticSequence) -> np.ndarray:
+    """(K,) the map's scale at each keyframe of the longest segment, in creation order: the median of its
+    stored depth over the true depth of what its image shows (seq's image truth) over its valid pixels;
+    NaN for a keyframe with fewer than 10 such pixels.
 
     keyframes: the core's (Pipeline.keyframes.keyframes: keyframe_id, segment_id, stamp_ns, depth at
-    depth_stride, NaN invalid). Per keyframe with depth, m = median of stored depth / true depth (seq's
-    image truth: what the keyframe's image shows) over its valid pixels; m_start / m_end = median m of the
-    first / last `fraction` of the longest segment's keyframes in creation order. NaN under
-    MIN_DRIFT_KEYFRAMES keyframes with depth.
+    depth_stride, NaN invalid); keyframes without depth are left out.
     """
     by_seg: dict[int, list[Any]] = {}
     for k in keyframes:
         if getattr(k, "depth", None) is not None:
             by_seg.setdefault(int(k.segment_id), []).append(k)
     if not by_seg:
-        return float("nan")
+        return np.zeros(0)
     seg = sorted(max(by_seg.values(), key=len), key=lambda k: k.keyframe_id)
-    if len(seg) < MIN_DRIFT_KEYFRAMES:
-        return float("nan")
     m = np.full(len(seg), np.nan)
     for n, k in enumerate(seg):
         s = int(k.depth_stride)
@@ -268,10 +272,39 @@ def map_scale_drift(keyframes: Sequence[Any], seq: SyntheticSequence, fraction: 
         ok = np.isfinite(d) & (d > 0) & np.isfinite(g) & (g > 0)
         if np.count_nonzero(ok) >= 10:
             m[n] = np.median(d[ok] / g[ok])
-    w = max(2, int(round(fraction * len(seg))))
+    return m
+
+
+def map_scale_drift(levels: np.ndarray, fraction: float = 0.2) -> float:
+    """End-to-end drift (%) of the map's scale as its depth measures it: |m_end / m_start - 1|, with
+    m_start / m_end the median of `levels` (keyframe_scale_levels) over the first / last `fraction` of the
+    keyframes. NaN under MIN_DRIFT_KEYFRAMES levels.
+    """
+    m = np.asarray(levels, dtype=np.float64)
+    if len(m) < MIN_DRIFT_KEYFRAMES:
+        return float("nan")
+    w = max(2, int(round(fraction * len(m))))
     start, end = (float(np.median(x[np.isfinite(x)])) if np.isfinite(x).any() else float("nan")
                   for x in (m[:w], m[-w:]))
     return 100.0 * abs(end / start - 1.0) if np.isfinite(start) and np.isfinite(end) else float("nan")
+
+
+def map_scale_walk(levels: np.ndarray, lag: int = WALK_LAG_KEYFRAMES) -> float:
+    """How fast the map's scale wanders (%): the RMS of log(m[k + lag] / m[k]) over every pair of keyframes
+    `lag` apart (m = levels: keyframe_scale_levels, in creation order), x 100.
+
+    Every keyframe pair counts, so one run gives hundreds of samples where the end-to-end drift gives
+    one: a low-variance figure of the scale's random walk (the end-to-end drift of the same runs spreads
+    over 0-7 %). Loop closures pull revisited keyframes together, so compare configurations with loop
+    closure off. NaN with fewer than lag + MIN_DRIFT_KEYFRAMES levels.
+    """
+    m = np.asarray(levels, dtype=np.float64)
+    if len(m) < lag + MIN_DRIFT_KEYFRAMES:
+        return float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.log(m[lag:] / m[:-lag])
+    d = d[np.isfinite(d)]
+    return 100.0 * float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
 
 
 def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: SimNoise, seed: int
@@ -314,7 +347,9 @@ def run_once(case: Case, seq: SyntheticSequence, cfg: PipelineConfig, noise: Sim
         "poses": poses,
     }
     out.update(score(seq, poses))
-    out["map_drift_pct"] = map_scale_drift(p.keyframes.keyframes, seq)
+    out["map_levels"] = keyframe_scale_levels(p.keyframes.keyframes, seq)
+    out["map_drift_pct"] = map_scale_drift(out["map_levels"])
+    out["map_walk_pct"] = map_scale_walk(out["map_levels"])
     if case.reloc_from is not None and case.reloc_from < n:
         out["reloc"] = reloc_delay(seq, poses, case.reloc_from)
         out["reloc_event"] = reloc_event_delay(updates, seq, case.reloc_from)
@@ -369,7 +404,8 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
     cells = [label, _med([r["posed_pct"] for r in runs]), _med([r["segments"] for r in runs], "{:.0f}"),
              _med([r["ate"] for r in runs], "{:.3f}"), _med([r["ate_pct"] for r in runs], "{:.2f}"),
              _med([r["drift_pct"] for r in runs]), _med([r["floor_pct"] for r in runs]),
-             _med([r["map_drift_pct"] for r in runs]), _reasons(runs),
+             _med([r["map_drift_pct"] for r in runs]), _med([r["map_walk_pct"] for r in runs], "{:.2f}"),
+             _reasons(runs),
              _med([r["kf"] for r in runs], "{:.0f}"),
              f"{sum(r['stuck'] for r in runs)}/{len(runs)}"]
     fl = [r["false_loops"] for r in runs]
@@ -388,7 +424,7 @@ def row(label: str, runs: list[dict[str, Any]], pm: list[dict[str, Any]] | None,
 
 def header(baseline: bool) -> str:
     cols = ["noise / config", "posed %", "segments", "ATE m", "ATE %", "drift %", "drift floor %",
-            "map drift %",
+            "map drift %", f"map walk % ({WALK_LAG_KEYFRAMES} kf)",
             "rejected (reason: median)",
             "kf", "stuck", "loops", "garbage rej/inj", "reloc event / 0.25 m (frames)"]
     if baseline:

@@ -27,7 +27,7 @@ def test_case_paths_are_rigid_smooth_and_free(name: str) -> None:
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-9)
     assert case.scene().is_free(P[:, :3, 3], margin=0.2).all()
     steps = np.linalg.norm(np.diff(P[:, :3, 3], axis=0), axis=1)
-    jumps = np.flatnonzero(steps > 0.06)  # 1.8 m/s at 30 Hz
+    jumps = np.flatnonzero(steps > (0.3 if name == "fast" else 0.06))  # 1.8 m/s at 30 Hz (fast: 5x)
     if name == "dropouts":  # jumps only where frames are missing, at every burst
         kept = np.flatnonzero(dropout_keep())
         assert (np.diff(kept)[jumps] > 1).all()

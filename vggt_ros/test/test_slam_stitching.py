@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from vggt_ros.geometry.alignment import AlignmentResult
+from vggt_ros.geometry.depth import in_image
 from vggt_ros.geometry.se3 import Sim3, rotation_angle, so3_exp
 from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
@@ -21,7 +23,9 @@ from vggt_ros.slam.stitching import (
     fuse_track_depths,
     make_stitcher,
     refresh_queries,
+    rescale_through,
     unconnected_frame,
+    with_depth_scale,
 )
 
 # a known map frame: world = Sim(3) of the ground-truth world (scale 0.4, rotated, shifted)
@@ -310,3 +314,80 @@ def test_view_break_of_the_first_new_frame_is_found_whatever_the_oldest_anchor_s
     if break_at is not None:
         vis[4 + break_at:] = 0.0
     assert unconnected_frame(inp, StitchConfig()) == expected
+
+
+def _fit_result(S: Sim3, n: int) -> AlignmentResult:
+    return AlignmentResult(S, np.zeros(n), np.ones(n, bool), 0.0, n)
+
+
+def test_with_depth_scale_keeps_a_close_fit_and_refits_a_far_one_at_the_depth_scale() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    src = rng.uniform([-1.0, -1.0, 0.3], [1.0, 1.0, 4.0], (n, 3))  # near (a pillar) and far (walls)
+    truth = Sim3(2.0, so3_exp(np.array([0.1, -0.2, 0.3])), np.array([0.5, -0.3, 1.0]))
+    dst = truth.apply(src) + rng.normal(0.0, 0.01, (n, 3))
+    out = rng.random(n) < 0.2  # a fifth of the correspondences are outliers
+    dst[out] += rng.normal(0.0, 1.0, (int(out.sum()), 3))
+    w = np.ones(n)
+    cfg = StitchConfig()
+
+    # within max_depth_scale_dev: the depth scale replaces the fit's, its rotation and inliers stay
+    close = _fit_result(Sim3(1.9, truth.R, truth.t), n)
+    sim, inl = with_depth_scale(close, 2.0, src, dst, w * ~out, cfg, seed=0)
+    assert sim.scale == 2.0 and np.array_equal(sim.R, truth.R) and inl is close.inliers
+    assert np.linalg.norm(sim.t - truth.t) < 0.01
+
+    # a fit that locked onto a wrong hypothesis (scale 49 % low, rotated 20 deg): refit at the depth scale
+    wrong = _fit_result(Sim3(1.02, so3_exp(np.array([0.0, 0.0, np.deg2rad(20.0)])) @ truth.R, truth.t), n)
+    sim, inl = with_depth_scale(wrong, 2.0, src, dst, w, cfg, seed=0)
+    assert sim.scale == 2.0
+    assert np.degrees(rotation_angle(sim.R.T @ truth.R)) < 0.5
+    assert np.linalg.norm(sim.t - truth.t) < 0.02
+    assert inl[~out].mean() > 0.95 and inl[out].mean() < 0.1
+
+    # no usable anchor pixel (NaN depth scale): the fit as it is
+    sim, inl = with_depth_scale(wrong, float("nan"), src, dst, w, cfg, seed=0)
+    assert sim is wrong.sim3 and inl is wrong.inliers
+
+
+def test_rescale_through_carries_the_maps_scale_to_a_re_prediction(seq):
+    """A window's new frames re-predicted alone (their own arbitrary scale): map units per re-predicted unit
+    come from the first prediction's anchors through the same frames' depth, whatever the poses."""
+    noise = dataclasses.replace(SimNoise(), rot_deg=3.0, trans_frac=0.05, scale_jitter=0.3)
+    inp, new = _input(seq, noise)
+    sim = SimulatedPredictor(seq.ground_truth, noise, seed=7)
+    again = sim.predict([seq[i] for i in new], np.zeros((0, 2)), list(range(len(new))))
+    s_again = again.timings["scale_m_to_win"]
+    assert s_again != pytest.approx(inp.prediction.timings["scale_m_to_win"], rel=0.05)  # another scale
+    s = rescale_through(inp.prediction, inp.anchors, again, inp.depth_conf_threshold)
+    assert s == pytest.approx(G.scale / s_again, rel=0.02)
+    # nothing to carry it through: the anchors' depth unusable, or other frames than the first's new ones
+    assert np.isnan(rescale_through(inp.prediction, inp.anchors, again, min_conf=1e9))
+    fewer = sim.predict([seq[i] for i in new[:5]], np.zeros((0, 2)), list(range(5)))
+    assert np.isnan(rescale_through(inp.prediction, inp.anchors, fewer, inp.depth_conf_threshold))
+
+
+def test_a_window_whose_new_frames_barely_see_the_maps_tracks_is_a_view_break(seq):
+    """2 s of dropped frames at 2x noise: the first new frame still sees 9 of the gauge's 256 tracks (above
+    unconnected_frame's 8), then 7, 2, 1, 0: no frame has enough for PnP, so nothing checks the network's
+    poses across the gap. Not stitched: a view break (new segment), not 'ok'."""
+    inp, _ = _input(seq, SimNoise())
+    assert TrackStitcher().stitch(inp).accepted
+    pred, cfg = inp.prediction, StitchConfig()
+
+    def keep_tracks(counts: list[int]) -> None:
+        for j, n in zip(inp.new_indices, counts):
+            seen = np.flatnonzero((vis0[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf)
+                                  & in_image(pred.tracks[j].astype(np.float64), inp.size))
+            pred.vis[j] = 0.0
+            pred.vis[j][seen[:n]] = 1.0
+
+    vis0 = pred.vis.copy()
+    keep_tracks([9, 7, 2, 1] + [0] * (len(inp.new_indices) - 4))
+    assert unconnected_frame(inp, cfg) is None  # the count falls off over several frames
+    res = TrackStitcher().stitch(inp)
+    assert not res.accepted and res.reason.startswith("no_track_overlap")
+    # the same fall-off from 40 tracks: the first frames can be checked, the window stitches
+    keep_tracks([40, 30, 20, 10, 5] + [0] * (len(inp.new_indices) - 5))
+    assert unconnected_frame(inp, cfg) is None
+    assert TrackStitcher().stitch(inp).accepted

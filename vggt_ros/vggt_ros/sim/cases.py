@@ -23,6 +23,11 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   covered_frozen  the same with frames 660-719 repeating frame 659.
   garbage         the default room's loop, 360 frames; windows containing frames 64, 124, ...
                   get confident garbage (the bench injects it; the case lists the frames).
+  fast            figure8 five times faster: 144 frames, ~12 cm and up to ~9 deg between frames; some
+                  windows' tracks no longer fit the map and they are re-predicted alone (recovery).
+  spin            figure8 with a full turn in place about the vertical (180 frames, 60 deg/s) inserted at
+                  frame 180, the right lobe end facing the +x pillar 0.35 m away: pure rotation from
+                  close range (the pillar) to far walls and back (900 frames).
   dropouts        figure8 with frames missing, as from a loaded driver or link: 10 % single
                   drops (seeded) and bursts of 15, 30 and 60 frames (0.5, 1, 2 s) from frames 100,
                   300 and 500 while the camera moves; 557 frames stay (at 30 Hz spacing). After
@@ -105,6 +110,17 @@ def _kidnapped() -> np.ndarray:
     return np.concatenate([f[:600], f[180:420]])
 
 
+SPIN_AT, SPIN_FRAMES = 180, 180  # figure8 frame of the turn in place, frames it lasts (one full turn)
+
+
+def _spin() -> np.ndarray:
+    f = figure_eight(720)
+    turn = [f[SPIN_AT].copy() for _ in range(SPIN_FRAMES)]
+    for k, T in enumerate(turn):
+        T[:3, :3] = so3_exp(np.array([0.0, 0.0, 2.0 * np.pi * k / SPIN_FRAMES])) @ T[:3, :3]
+    return np.concatenate([f[:SPIN_AT], np.array(turn), f[SPIN_AT:]])
+
+
 DROPOUT_BURSTS = ((100, 15), (300, 30), (500, 60))  # (first figure8 frame, frames missing)
 
 
@@ -157,6 +173,10 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="60 frozen frames (2 s) at frame 660"),
     Case("garbage", Scene, lambda: TRAJECTORIES["loop"](360), garbage_frames=(64, 124, 184, 244, 304),
          description="default room loop, 5 windows of confident garbage"),
+    Case("fast", pillar_hall, lambda: figure_eight(144), close_range=0.35,
+         description="the figure-eight five times faster (144 frames): stitches fail, windows recover"),
+    Case("spin", pillar_hall, _spin, close_range=0.35,
+         description="figure-eight with a full turn in place (6 s) facing a pillar 0.35 m away"),
     Case("dropouts", pillar_hall, _dropouts, close_range=0.35,
          reloc_from=int(np.count_nonzero(dropout_keep()[:560])),
          description="figure-eight missing 10 % of its frames and bursts of 0.5, 1 and 2 s"),

@@ -78,9 +78,11 @@ class StitchConfig:
         poses at twice the harsh noise (2.4 deg RMS, plus the window's Sim(3)) are often more than 5 deg
         off, and a 5 deg gate refused 12 % of the PnP poses there; keeping them (bench/slam_robustness.py, 2x:
         figure-eight ATE 1.96 -> 1.48 %, covered black 1.19 -> 0.82 %; 1x: no PnP pose moved > 5 deg).
-    max_depth_scale_dev: the anchors' depth-ratio scale replaces the Sim(3) scale when within this
-        fraction of it; a per-frame depth scale (frame_depth_scale not "window") is used when within
-        this fraction of the window scale.
+    max_depth_scale_dev: the anchors' depth-ratio scale always sets the window's scale (when any anchor
+        pixel is usable); within this fraction of the robust Sim(3)'s scale it keeps that fit's rotation,
+        farther off the rotation and translation are fitted again at the depth-ratio scale
+        (stitching.with_depth_scale). A per-frame depth scale (frame_depth_scale not "window") is used when
+        within this fraction of the window scale.
     ransac_iterations: RANSAC hypotheses of the robust Sim(3) (cost ~ iterations x points).
     refresh_queries: average the gauge keyframe's re-predicted depth into the track map points
         before PnP (stitching.refresh_queries).

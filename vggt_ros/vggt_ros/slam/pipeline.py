@@ -67,6 +67,7 @@ from vggt_ros.slam.stitching import (
     TrackQueries,
     TrackStitcher,
     make_stitcher,
+    rescale_through,
     unconnected_frame,
 )
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
@@ -569,24 +570,24 @@ class Pipeline:
             w.timings["stitch"] = time.perf_counter() - t1
             if not (rej.stitch_level and self.config.recover_new_segment):
                 raise
-            first = rej
+            reason = rej
         # the new frames see another place (kidnap, cut): a new segment with its own gauge; otherwise
         # (a bad stitch) they continue the segment from the last posed camera, weakly linked
-        view_break = first.reason.startswith("no_track_overlap")
+        view_break = reason.reason.startswith("no_track_overlap")
         log.info(
             "window %d: %s; re-predicting it alone (%s)",
             w.window_id,
-            first.reason,
+            reason.reason,
             "new segment" if view_break else "recovery in the segment",
         )
-        stitch_anchors = w.anchors
+        stitch_anchors, first = w.anchors, (w.pred, w.anchors) if w.pred is not None else None
         w.anchors, w.pred = [], None
         try:
-            sol = self._bootstrap(w, new_segment=view_break)
+            sol = self._bootstrap(w, new_segment=view_break, carry=first)
         except _Rejected as rej:
             w.anchors = stitch_anchors
-            raise _Rejected(f"{first.reason}; no recovery: {rej.reason}", stats=first.stats) from None
-        sol.note = f"{'new_segment' if view_break else 'recovered'} ({first.reason})"
+            raise _Rejected(f"{reason.reason}; no recovery: {rej.reason}", stats=reason.stats) from None
+        sol.note = f"{'new_segment' if view_break else 'recovered'} ({reason.reason})"
         sol.weak_link = not view_break
         return sol
 
@@ -653,10 +654,13 @@ class Pipeline:
                 out[A + k] = D
         return out
 
-    def _bootstrap(self, w: _Window, new_segment: bool = True) -> WindowSolution:
+    def _bootstrap(self, w: _Window, new_segment: bool = True,
+                   carry: tuple[WindowPrediction, list[Keyframe]] | None = None) -> WindowSolution:
         """A window without anchors: the first of the run (world = its frame 0, scale 1), or frames
-        placed at the last posed camera with its depth scale: the first of a new segment
-        (`new_segment`), or a recovery that continues the current segment."""
+        placed at the last posed camera: the first of a new segment (`new_segment`), or a recovery that
+        continues the current segment. Their scale is carried from the prediction that failed to stitch,
+        `carry` = (prediction, its anchors), through the same frames' depth (stitching.rescale_through);
+        without it, or when it has no usable pixel, the last posed camera's median depth over frame 0's."""
         cfg = self.config
         t1 = time.perf_counter()
         if w.pred is None:
@@ -675,7 +679,10 @@ class Pipeline:
         origin = Sim3.identity()
         if self._last_posed is not None:  # a new segment continues from the last posed camera
             last = self._last_posed
-            origin = Sim3.from_T(last.T_world_cam, last.median_depth() / float(np.median(d0[valid])))
+            to_map = rescale_through(*carry, pred, cfg.depth_conf_threshold) if carry else float("nan")
+            if not np.isfinite(to_map):  # another view's median depth: off by the two views' depth ratio
+                to_map = last.median_depth() / float(np.median(d0[valid]))
+            origin = Sim3.from_T(last.T_world_cam, to_map)
         poses = {j: origin.transform_pose(T) for j, T in poses.items()}
         depth_scale = {j: s * origin.scale for j, s in depth_scale.items()}
         w.timings["stitch"] = w.timings.get("stitch", 0.0) + time.perf_counter() - t1

@@ -30,7 +30,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from vggt_ros.geometry.alignment import DegenerateInputError, median_and_sigma, robust_sim3, umeyama_sim3
+from vggt_ros.geometry.alignment import (
+    AlignmentResult,
+    DegenerateInputError,
+    median_and_sigma,
+    robust_sim3,
+    umeyama_sim3,
+)
 from vggt_ros.geometry.depth import (
     in_image,
     project_points,
@@ -174,32 +180,88 @@ def anchor_depth_scale(inp: StitchInput) -> float:
     (Umeyama), not biased low by the noise of the window points (errors in variables).
     Returns NaN when no anchor pixel is usable.
     """
-    pred = inp.prediction
+    return depth_ratio_scale(inp.prediction, inp.anchors, inp.depth_conf_threshold)
+
+
+def depth_ratio_scale(pred: WindowPrediction, anchors: list[Keyframe], min_conf: float) -> float:
+    """anchor_depth_scale of a prediction whose first len(anchors) frames are these keyframes (NaN when
+    no anchor pixel of confidence >= min_conf is usable)."""
     logs, ws = [], []
-    for i, kf in enumerate(inp.anchors):
+    for i, kf in enumerate(anchors):
         if i not in pred.depth or kf.depth is None or kf.conf is None:
             continue
         st = kf.depth_stride
         d_win = pred.depth[i][::st, ::st].astype(np.float64)
         c_win = pred.depth_conf[i][::st, ::st].astype(np.float64)
         d_map = kf.depth.astype(np.float64)
-        ok = (
-            np.isfinite(d_map)
-            & (d_map > 0)
-            & np.isfinite(d_win)
-            & (d_win > 0)
-            & (c_win >= inp.depth_conf_threshold)
-        )
+        ok = np.isfinite(d_map) & (d_map > 0) & np.isfinite(d_win) & (d_win > 0) & (c_win >= min_conf)
         if not np.any(ok):
             continue
         logs.append(np.log(d_map[ok] / d_win[ok]))
         ws.append(np.sqrt(kf.conf[ok].astype(np.float64) * c_win[ok]))
+    return _weighted_median_exp(logs, ws)
+
+
+def rescale_through(first: WindowPrediction, anchors: list[Keyframe], again: WindowPrediction,
+                    min_conf: float) -> float:
+    """Map units per unit of `again`, a re-prediction of `first`'s new frames alone (first = anchors +
+    those frames, again = those frames; each its own arbitrary scale): first's anchor depth ratio
+    (depth_ratio_scale) times the weighted median of log(d_first / d_again) over the new frames' pixels.
+
+    Both factors compare one camera's depth at one pixel, so no pose enters: it holds when first's tracks
+    did not fit the map (a window that recovers) and when the new frames see nothing the anchors saw (a
+    new segment after a view break). NaN when first has no usable anchor pixel or the two share none.
+    """
+    A = len(anchors)
+    s_first = depth_ratio_scale(first, anchors, min_conf)
+    if not np.isfinite(s_first) or first.num_frames - A != again.num_frames:
+        return float("nan")
+    logs, ws = [], []
+    for j in range(again.num_frames):
+        if A + j not in first.depth or j not in again.depth:
+            continue
+        d1, d2 = first.depth[A + j].astype(np.float64), again.depth[j].astype(np.float64)
+        c1, c2 = first.depth_conf[A + j].astype(np.float64), again.depth_conf[j].astype(np.float64)
+        ok = (np.isfinite(d1) & (d1 > 0) & np.isfinite(d2) & (d2 > 0) & (c1 >= min_conf) & (c2 >= min_conf))
+        if np.any(ok):
+            logs.append(np.log(d1[ok] / d2[ok]))
+            ws.append(np.sqrt(c1[ok] * c2[ok]))
+    return s_first * _weighted_median_exp(logs, ws)
+
+
+def _weighted_median_exp(logs: list[np.ndarray], ws: list[np.ndarray]) -> float:
+    """exp of the weighted median of the pooled log ratios (NaN when there are none)."""
     if not logs:
         return float("nan")
     x, w = np.concatenate(logs), np.concatenate(ws)
     order = np.argsort(x)
     cw = np.cumsum(w[order])
     return float(np.exp(x[order][np.searchsorted(cw, 0.5 * cw[-1])]))
+
+
+def with_depth_scale(fit: AlignmentResult, s_depth: float, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
+                     cfg: StitchConfig, seed: int) -> tuple[Sim3, np.ndarray]:
+    """The window -> world Sim(3) at the anchors' depth-ratio scale s_depth (anchor_depth_scale), and its
+    inliers (N,) over the correspondences src -> dst (N,3), weights w (N,).
+
+    Within cfg.max_depth_scale_dev of the robust fit's scale: the fit's rotation and inliers are kept and
+    the translation refit (the depth ratio is unbiased; the fit's scale is biased low by the window
+    points' noise). Farther off, the fit has locked onto a wrong hypothesis (a turn in place facing a
+    pillar 0.35 m away at twice the harsh noise: Sim(3) scale 49 % under the depth ratio, which was within
+    0.3 % of the map's, and the map's scale halved from that window on; bench/slam_robustness.py, case
+    'spin'): rotation and translation are fitted again, robustly, with the scale held at s_depth. A
+    NaN s_depth (no anchor pixel usable) keeps the fit. Raises DegenerateInputError from the refit.
+    """
+    sim, inl = fit.sim3, fit.inliers
+    if not np.isfinite(s_depth):
+        return sim, inl
+    if abs(s_depth / sim.scale - 1.0) <= cfg.max_depth_scale_dev:
+        wi = w * inl
+        t = ((dst - s_depth * src @ sim.R.T) * wi[:, None]).sum(0) / max(wi.sum(), 1e-12)
+        return Sim3(s_depth, sim.R, t), inl
+    rigid = robust_sim3(s_depth * src, dst, w, with_scale=False, seed=seed,
+                        ransac_iterations=cfg.ransac_iterations)
+    return Sim3(s_depth, rigid.sim3.R, rigid.sim3.t), rigid.inliers
 
 
 def refresh_queries(inp: StitchInput, scale: float, max_rel_diff: float = 0.15) -> StitchInput:
@@ -583,17 +645,15 @@ class TrackStitcher:
         except DegenerateInputError as exc:
             return StitchResult(False, f"degenerate_alignment ({exc})", num_correspondences=n)
         depth = _scene_depth(inp)
-        sim, inl = fit.sim3, fit.inliers
-        s_depth = anchor_depth_scale(inp)
-        if np.isfinite(s_depth) and abs(s_depth / sim.scale - 1.0) <= cfg.max_depth_scale_dev:
-            # keep the robust rotation, take the unbiased depth-ratio scale, refit the translation
-            wi = w * inl
-            t = ((dst - s_depth * src @ sim.R.T) * wi[:, None]).sum(0) / max(wi.sum(), 1e-12)
-            sim = Sim3(s_depth, sim.R, t)
+        try:
+            sim, inl = with_depth_scale(fit, anchor_depth_scale(inp), src, dst, w, cfg, inp.seed)
+        except DegenerateInputError as exc:
+            return StitchResult(False, f"degenerate_alignment ({exc})", num_correspondences=n)
         rel = relative_residual(sim, src, dst, inl, inp.anchors[0].T_world_cam[:3, 3])
-        ratio = fit.num_inliers / n
+        num_inliers = int(np.count_nonzero(inl))
+        ratio = num_inliers / n
         base = StitchResult(
-            False, "", sim3=sim, residual_rel=rel, num_inliers=fit.num_inliers, num_correspondences=n
+            False, "", sim3=sim, residual_rel=rel, num_inliers=num_inliers, num_correspondences=n
         )
         if not rel <= cfg.max_rel_rms:
             return replace(base, reason=f"residual_too_high ({rel:.3g} > {cfg.max_rel_rms})")
@@ -613,8 +673,13 @@ class TrackStitcher:
             # per-frame depth scales stay measured against the gauge's own depth: the fused points carry
             # each frame's own depth already
             ref = replace(fused, depth_scale=ref.depth_scale)
+        if ref.observations < cfg.min_pnp_points:
+            # no new frame sees enough of the map's tracks to check its pose: their poses would be the
+            # network's guess across whatever separates them from the map (2 s of dropped frames, 2x noise:
+            # 9, 7, 2, 1, 0 ... tracks, stitched as 'ok' with every pose off). A view break, as above.
+            return replace(base, reason=f"no_track_overlap (no new frame sees {cfg.min_pnp_points} tracks)")
         track_ratio = ref.inlier_ratio
-        if ref.observations >= cfg.min_pnp_points and track_ratio < cfg.min_track_inlier_ratio:
+        if track_ratio < cfg.min_track_inlier_ratio:
             reason = f"tracks_disagree ({track_ratio:.2f} < {cfg.min_track_inlier_ratio})"
             return replace(base, reason=reason, track_inlier_ratio=track_ratio)
         return replace(
