@@ -23,7 +23,7 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   covered_frozen  the same with frames 660-719 repeating frame 659.
   garbage         the default room's loop, 360 frames; windows containing frames 64, 124, ...
                   get confident garbage (the bench injects it; the case lists the frames).
-  fast            figure8 five times faster: 144 frames, ~12 cm and up to ~9 deg between frames; some
+  fast            figure8 five times faster: 144 frames, ~13 cm and up to ~10 deg between frames; some
                   windows' tracks no longer fit the map and they are re-predicted alone (recovery).
   spin            figure8 with a full turn in place about the vertical (180 frames, 60 deg/s) inserted at
                   frame 180, the right lobe end facing the +x pillar 0.35 m away: pure rotation from

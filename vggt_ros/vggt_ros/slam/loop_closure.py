@@ -172,10 +172,12 @@ class LoopCloser:
             min_score=min(cfg.min_score, cfg.reloc_min_score, cfg.reloc_best_min_score),
         )
         # verified whatever their score: the best other-segment candidate, the break candidates
+        start = _segment_start(kf, keyframes)
+        age = kf.keyframe_id - start.keyframe_id if start is not None else 0
         best_other = next((c for c in cands if c.segment_id != kf.segment_id), None)
         vouched = ({best_other.kf_id} if best_other and best_other.score >= cfg.reloc_best_min_score
-                   and _segment_age(kf, keyframes) < cfg.reloc_best_keyframes else set())
-        forced = self._break_candidates(kf, keyframes, {c.kf_id for c in cands})
+                   and age < cfg.reloc_best_keyframes else set())
+        forced = self._break_candidates(kf, start, keyframes, {c.kf_id for c in cands})
         cands += forced
         vouched |= {c.kf_id for c in forced}
         # a keyframe never runs more than max_candidates predictions: no budget is that many
@@ -213,15 +215,16 @@ class LoopCloser:
                 return event
         return None
 
-    def _break_candidates(self, kf: Keyframe, keyframes: KeyframeManager, taken: set[int]) -> list[Candidate]:
+    def _break_candidates(self, kf: Keyframe, first: Keyframe | None, keyframes: KeyframeManager,
+                          taken: set[int]) -> list[Candidate]:
         """For the first BREAK_KEYFRAMES keyframes of a segment started after a view break: the newest
         `reloc_last_keyframes` keyframes tracked before it in other segments, verified whatever their
         descriptor says. A break at close range or in fast motion leaves the camera where those
         keyframes are, and the image there can change too fast for the descriptor (kidnapped, 2
         anchors, 2x: 0.37 between keyframes 3 frames apart: the segments never merged); a true kidnap
-        shares no view with them and its verification fails. Score -1: no descriptor vouches for them."""
+        shares no view with them and its verification fails. Score -1: no descriptor vouches for them.
+        first: the first keyframe of kf's segment (_segment_start)."""
         n = self.config.reloc_last_keyframes
-        first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
         if n <= 0 or first is None or kf.keyframe_id - first.keyframe_id >= BREAK_KEYFRAMES:
             return []
         before = [k for k in keyframes.keyframes if k.keyframe_id < first.keyframe_id
@@ -415,10 +418,9 @@ class LoopCloser:
         )
 
 
-def _segment_age(kf: Keyframe, keyframes: KeyframeManager) -> int:
-    """Keyframes of kf's segment created before kf (0: kf starts it)."""
-    first = next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), kf)
-    return kf.keyframe_id - first.keyframe_id
+def _segment_start(kf: Keyframe, keyframes: KeyframeManager) -> Keyframe | None:
+    """The first keyframe of kf's segment (None when the manager holds none of it)."""
+    return next((k for k in keyframes.keyframes if k.segment_id == kf.segment_id), None)
 
 
 def _largest_correction(

@@ -570,24 +570,24 @@ class Pipeline:
             w.timings["stitch"] = time.perf_counter() - t1
             if not (rej.stitch_level and self.config.recover_new_segment):
                 raise
-            reason = rej
+            first = rej
         # the new frames see another place (kidnap, cut): a new segment with its own gauge; otherwise
         # (a bad stitch) they continue the segment from the last posed camera, weakly linked
-        view_break = reason.reason.startswith("no_track_overlap")
+        view_break = first.reason.startswith("no_track_overlap")
         log.info(
             "window %d: %s; re-predicting it alone (%s)",
             w.window_id,
-            reason.reason,
+            first.reason,
             "new segment" if view_break else "recovery in the segment",
         )
-        stitch_anchors, first = w.anchors, (w.pred, w.anchors) if w.pred is not None else None
+        stitch_anchors, failed = w.anchors, (w.pred, w.anchors) if w.pred is not None else None
         w.anchors, w.pred = [], None
         try:
-            sol = self._bootstrap(w, new_segment=view_break, carry=first)
+            sol = self._bootstrap(w, new_segment=view_break, carry=failed)
         except _Rejected as rej:
             w.anchors = stitch_anchors
-            raise _Rejected(f"{reason.reason}; no recovery: {rej.reason}", stats=reason.stats) from None
-        sol.note = f"{'new_segment' if view_break else 'recovered'} ({reason.reason})"
+            raise _Rejected(f"{first.reason}; no recovery: {rej.reason}", stats=first.stats) from None
+        sol.note = f"{'new_segment' if view_break else 'recovered'} ({first.reason})"
         sol.weak_link = not view_break
         return sol
 
