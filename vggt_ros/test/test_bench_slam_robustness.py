@@ -228,6 +228,28 @@ def test_a_turn_in_place_facing_a_pillar_keeps_the_maps_scale(bench: ModuleType)
     assert out["posed_pct"] == 100.0 and out["segments"] == 1
 
 
+@pytest.mark.slow  # ~6 s: 400 frames
+def test_a_camera_standing_at_close_range_adds_no_keyframes(bench: ModuleType) -> None:
+    """The figure-eight stopped 5 s 0.35 m from a pillar (case stop_and_go), seed 0, harsh 1x: the standing
+    frames' poses jitter by ~15 % of the keyframe's median depth, and each jitter past max_motion_rel made a
+    keyframe (46 in 150 standing frames; the map's scale and the standing position walked with them). A
+    motion keyframe now needs the tracks to have moved (min_motion_parallax_deg)."""
+    from vggt_ros.sim.cases import STOP_AT, STOP_FRAMES
+    from vggt_ros.slam.pipeline import Pipeline
+
+    case = bench.CASES["stop_and_go"]
+    seq = bench.make_case_sequence(case, 160, 120, STOP_AT + STOP_FRAMES + 70)
+    p = Pipeline(bench.make_case_predictor(case, seq, SimNoise.harsh(), 0), bench.node_config("tracks", True))
+    posed = 0
+    for i in range(len(seq)):
+        posed += sum(1 for u in p.push(seq[i]) if type(u).__name__ == "FramePose")
+    posed += sum(1 for u in p.flush() if type(u).__name__ == "FramePose")
+    stop = range(STOP_AT + 12, STOP_AT + STOP_FRAMES)  # after the first window that stands
+    standing = [k.frame_index for k in p.keyframes.keyframes if k.frame_index in stop]
+    assert len(standing) <= 3, standing
+    assert posed == len(seq)
+
+
 def test_a_recovered_window_keeps_the_maps_scale(bench: ModuleType) -> None:
     """The figure-eight five times faster, seed 0, harsh 1x: window 10's tracks do not fit the map, it is
     re-predicted alone and continues the segment. Its scale used to be the last posed camera's median depth

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from vggt_ros.geometry.se3 import make_T, rot_y
 from vggt_ros.slam.config import KeyframeConfig
-from vggt_ros.slam.keyframes import KeyframeManager, image_stride_for
+from vggt_ros.slam.keyframes import KeyframeManager, image_stride_for, track_parallax_deg
 from vggt_ros.types import Frame
 
 H, W = 120, 160
@@ -89,6 +90,24 @@ def test_criteria():
     conf = np.array([0.9, 0.9, 0.9, 0.9])
     valid = np.array([True, True, True, False])
     assert m.covisible_tracks(tracks, vis, conf, valid, (H, W), 0.5, 0.5) == 1 / 3
+
+
+def test_a_motion_keyframe_needs_the_image_to_have_moved():
+    """The pose says the camera moved 20 % of the depth; a keyframe only when the tracks moved too
+    (min_motion_parallax_deg): a camera standing at close range otherwise keyframes its own pose noise."""
+    m = KeyframeManager(KeyframeConfig(min_covisible=0.7, max_motion_rel=0.15, min_motion_parallax_deg=2.0))
+    assert m.is_keyframe(0.9, 0.2)  # parallax not measured: the pose decides
+    assert not m.is_keyframe(0.9, 0.2, parallax_deg=0.5) and m.is_keyframe(0.9, 0.2, parallax_deg=3.0)
+    assert m.is_keyframe(0.5, 0.0, 10, parallax_deg=0.1)  # the view changed: covisibility still decides
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(0, 500, (100, 2))
+    seen = np.ones(100, bool)
+    moved = uv + np.array([6.0, 8.0])  # 10 px at a 500 px focal length
+    assert track_parallax_deg(moved, uv, seen, 500.0) == pytest.approx(np.degrees(10.0 / 500.0))
+    moved[:40] += 300.0  # a minority of wild tracks does not move the median
+    assert track_parallax_deg(moved, uv, seen, 500.0) == pytest.approx(np.degrees(10.0 / 500.0))
+    seen[11:] = False
+    assert np.isnan(track_parallax_deg(moved, uv, seen, 500.0))  # 11 tracks: too few
 
 
 def test_fuse_depth_averages_and_skips_outliers():

@@ -36,6 +36,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         keyframes=KeyframeConfig(
             min_covisible=params["keyframe_min_covisible"],
             max_motion_rel=params["keyframe_max_motion_rel"],
+            min_motion_parallax_deg=params["keyframe_min_parallax_deg"],
             max_active=params["keyframe_max_active"],
         ),
         stitch=StitchConfig(

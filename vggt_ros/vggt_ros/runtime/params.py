@@ -194,6 +194,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _p("keyframe_max_motion_rel", float, _SLAM.keyframes.max_motion_rel,
        "... or when the camera moved more than this fraction of the last keyframe's median depth.",
        0.0, 10.0),
+    _p("keyframe_min_parallax_deg", float, _SLAM.keyframes.min_motion_parallax_deg,
+       "... and the image moved: median track shift since the last keyframe at least this angle "
+       "(a pose that moved while the image did not is pose noise, e.g. standing still at close range).",
+       0.0, 90.0),
     _p("keyframe_max_active", int, _SLAM.keyframes.max_active,
        "Keyframes that keep image and depth as anchor candidates (older ones keep pose and points).", 1, 256),
     _p("depth_conf_threshold", float, _SLAM.depth_conf_threshold,

@@ -28,6 +28,10 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
   spin            figure8 with a full turn in place about the vertical (180 frames, 60 deg/s) inserted at
                   frame 180, the right lobe end facing the +x pillar 0.35 m away: pure rotation from
                   close range (the pillar) to far walls and back (900 frames).
+  stop_and_go     figure8 with a 5 s stop (150 identical poses) at frame 180, the right lobe end facing
+                  the +x pillar 0.35 m away, as a robot waiting in front of an obstacle (870 frames).
+  there_and_back  figure8, then the same path back to the start in reverse (1439 frames): every
+                  place is seen again from the same viewpoint, in the opposite order.
   dropouts        figure8 with frames missing, as from a loaded driver or link: 10 % single
                   drops (seeded) and bursts of 15, 30 and 60 frames (0.5, 1, 2 s) from frames 100,
                   300 and 500 while the camera moves; 557 frames stay (at 30 Hz spacing). After
@@ -121,6 +125,19 @@ def _spin() -> np.ndarray:
     return np.concatenate([f[:SPIN_AT], np.array(turn), f[SPIN_AT:]])
 
 
+STOP_AT, STOP_FRAMES = 180, 150  # figure8 frame the camera stands at, frames it stands (5 s)
+
+
+def _stop_and_go() -> np.ndarray:
+    f = figure_eight(720)
+    return np.concatenate([f[:STOP_AT], np.repeat(f[STOP_AT:STOP_AT + 1], STOP_FRAMES, axis=0), f[STOP_AT:]])
+
+
+def _there_and_back() -> np.ndarray:
+    f = figure_eight(720)
+    return np.concatenate([f, f[-2::-1]])
+
+
 DROPOUT_BURSTS = ((100, 15), (300, 30), (500, 60))  # (first figure8 frame, frames missing)
 
 
@@ -177,6 +194,10 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="the figure-eight five times faster (144 frames): stitches fail, windows recover"),
     Case("spin", pillar_hall, _spin, close_range=0.35,
          description="figure-eight with a full turn in place (6 s) facing a pillar 0.35 m away"),
+    Case("stop_and_go", pillar_hall, _stop_and_go, close_range=0.35,
+         description="figure-eight with a 5 s stop facing a pillar 0.35 m away"),
+    Case("there_and_back", pillar_hall, _there_and_back, close_range=0.35,
+         description="figure-eight, then back along the same path in reverse"),
     Case("dropouts", pillar_hall, _dropouts, close_range=0.35,
          reloc_from=int(np.count_nonzero(dropout_keep()[:560])),
          description="figure-eight missing 10 % of its frames and bursts of 0.5, 1 and 2 s"),

@@ -256,6 +256,21 @@ class Keyframe:
         return n + (len(self.image_jpeg) if self.image_jpeg is not None else 0)
 
 
+def track_parallax_deg(
+    uv_a: np.ndarray, uv_b: np.ndarray, seen: np.ndarray, focal_px: float, min_tracks: int = 12
+) -> float:
+    """Median image shift (degrees: pixels over focal_px) of the tracks seen in two frames.
+
+    uv_a, uv_b: (N, 2) the same tracks' pixels in frames a and b; seen: (N,) bool, tracked in both.
+    NaN with fewer than min_tracks. No rotation is taken out: the question is whether the image moved at
+    all, and an estimated rotation would bring its own noise in.
+    """
+    if int(np.count_nonzero(seen)) < min_tracks or not focal_px > 0:
+        return float("nan")
+    shift = np.linalg.norm(np.asarray(uv_a, np.float64)[seen] - np.asarray(uv_b, np.float64)[seen], axis=1)
+    return float(np.degrees(np.median(shift) / focal_px))
+
+
 def image_stride_for(size: tuple[int, int], max_pixels: int) -> int:
     """Smallest integer stride s with ceil(H/s)*ceil(W/s) <= max_pixels."""
     s = 1
@@ -349,16 +364,22 @@ class KeyframeManager:
         d = float(np.linalg.norm(T_world_cam[:3, 3] - kf.T_world_cam[:3, 3]))
         return d / max(kf.median_depth, 1e-9)
 
-    def is_keyframe(self, covisible: float, motion_rel: float, frame_gap: int = 1 << 30) -> bool:
+    def is_keyframe(
+        self, covisible: float, motion_rel: float, frame_gap: int = 1 << 30,
+        parallax_deg: float = float("nan"),
+    ) -> bool:
         """Keyframe when the view changed (covisibility) or the camera moved (parallax).
 
         frame_gap: frames since the last keyframe. A covisibility-only keyframe needs at least
         min_frame_gap frames of baseline unless covisibility collapsed (below half the bound): at close
         range a passing object drops covisibility at every frame, and anchors one frame apart have no
         baseline to stitch against (issue seen at 0.1-0.9 m from a pillar with walls 3-6 m away).
+        parallax_deg: the image's own shift since the last keyframe (track_parallax_deg; NaN: not
+        measured). A motion keyframe needs it >= min_motion_parallax_deg: a pose that moved while the
+        image did not is the pose's noise (a camera standing still at close range).
         """
         cfg = self.config
-        if motion_rel > cfg.max_motion_rel:
+        if motion_rel > cfg.max_motion_rel and not parallax_deg < cfg.min_motion_parallax_deg:
             return True
         if covisible >= cfg.min_covisible:
             return False

@@ -53,12 +53,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
+from vggt_ros.geometry.depth import in_image, sample_bilinear, unproject_pixels
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
-from vggt_ros.slam.keyframes import Keyframe, KeyframeManager, image_stride_for
+from vggt_ros.slam.keyframes import Keyframe, KeyframeManager, image_stride_for, track_parallax_deg
 from vggt_ros.slam.loop_closure import LoopCloser
 from vggt_ros.slam.metric_scale import MetricScale, WindowFrame
 from vggt_ros.slam.place_recognition import image_descriptor
@@ -878,8 +878,29 @@ class Pipeline:
         else:
             covis = self.keyframes.covisible_geometric(last, T_wc, w.K[j], w.size)
         return self.keyframes.is_keyframe(
-            covis, self.keyframes.motion_rel(last, T_wc), frame_index - last.frame_index
+            covis, self.keyframes.motion_rel(last, T_wc), frame_index - last.frame_index,
+            self._parallax_deg(w, j, last),
         )
+
+    def _parallax_deg(self, w: _Window, j: int, last: Keyframe) -> float:
+        """Image shift of window frame j since keyframe `last` (keyframes.track_parallax_deg) on the
+        window's tracks, when `last` is a frame of this window (the gauge, or a keyframe made from an
+        earlier new frame); NaN otherwise."""
+        assert w.pred is not None and w.K is not None
+        A = len(w.anchors)
+        if w.anchors and last.keyframe_id == w.anchors[0].keyframe_id:
+            k: int | None = 0
+        else:
+            here = last.window_id == w.window_id
+            k = next((A + i for i, p in enumerate(w.pending) if here and p.index == last.frame_index), None)
+        if k is None or k == j:
+            return float("nan")
+        st, pred = self.config.stitch, w.pred
+        seen = np.ones(len(pred.tracks[j]), bool)
+        for i in (j, k):
+            seen &= (pred.vis[i] > st.min_track_vis) & (pred.conf[i] > st.min_track_conf)
+            seen &= in_image(pred.tracks[i], w.size)
+        return track_parallax_deg(pred.tracks[j], pred.tracks[k], seen, float(w.K[j][0, 0]))
 
     def _revisits_place(self, w: _Window, j: int, p: PendingFrame) -> bool:
         """The window's last new frame becomes a keyframe when it looks like an earlier place
