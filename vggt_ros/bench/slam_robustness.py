@@ -42,7 +42,7 @@ Per case a markdown table, medians over seeds with [min-max]:
   pm posed % / pm ATE   the point-map baseline (stitcher 'point_map', same frames, same noise)
 Loop closure on/off side by side when PipelineConfig has a loop-closure field (auto-detected).
 
-  python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~15 min, 1 core)
+  python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~20 min, 1 core)
   python bench/slam_robustness.py --quick            # seed 0, 1x only (~2-3 min smoke)
   python bench/slam_robustness.py --cases figure8 --frames 60 --seeds 0 --noise 1
   python bench/slam_robustness.py --param max_window_residual_rel=0.2   # a node parameter changed
