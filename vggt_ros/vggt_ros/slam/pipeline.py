@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vggt_ros.geometry.depth import in_image, sample_bilinear, unproject_pixels
+from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
 from vggt_ros.geometry.frames import T_BODY_OPTICAL
 from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import PipelineConfig
@@ -68,6 +68,7 @@ from vggt_ros.slam.stitching import (
     TrackStitcher,
     make_stitcher,
     rescale_through,
+    track_seen,
     unconnected_frame,
 )
 from vggt_ros.slam.tracking import TrackingState, TrackingStatus
@@ -896,10 +897,7 @@ class Pipeline:
         if k is None or k == j:
             return float("nan")
         st, pred = self.config.stitch, w.pred
-        seen = np.ones(len(pred.tracks[j]), bool)
-        for i in (j, k):
-            seen &= (pred.vis[i] > st.min_track_vis) & (pred.conf[i] > st.min_track_conf)
-            seen &= in_image(pred.tracks[i], w.size)
+        seen = track_seen(pred, j, w.size, st) & track_seen(pred, k, w.size, st)
         return track_parallax_deg(pred.tracks[j], pred.tracks[k], seen, float(w.K[j][0, 0]))
 
     def _revisits_place(self, w: _Window, j: int, p: PendingFrame) -> bool:

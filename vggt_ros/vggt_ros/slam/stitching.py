@@ -349,16 +349,19 @@ def fuse_track_depths(
     return replace(inp, queries=TrackQueries(inp.queries.uv, X))
 
 
-def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarray:
-    """Indices of queries observed in window frame j (vis, conf above bounds, inside, with a map point)."""
-    pred = inp.prediction
-    ok = (
+def track_seen(pred: WindowPrediction, j: int, size: tuple[int, int], cfg: StitchConfig) -> np.ndarray:
+    """(N,) bool: the window's queries tracked in frame j (vis and conf above cfg's bounds, inside the
+    image of size (H, W))."""
+    return (
         (pred.vis[j] > cfg.min_track_vis)
         & (pred.conf[j] > cfg.min_track_conf)
-        & in_image(pred.tracks[j].astype(np.float64), inp.size)
-        & inp.queries.valid
+        & in_image(pred.tracks[j].astype(np.float64), size)
     )
-    return np.flatnonzero(ok)
+
+
+def track_observations(inp: StitchInput, j: int, cfg: StitchConfig) -> np.ndarray:
+    """Indices of queries observed in window frame j (track_seen, with a map point)."""
+    return np.flatnonzero(track_seen(inp.prediction, j, inp.size, cfg) & inp.queries.valid)
 
 
 def tracked_depth(
@@ -390,8 +393,7 @@ def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     valid = inp.queries.valid if inp.queries.valid.any() else np.ones(len(inp.queries.uv), bool)
 
     def seen(j: int) -> int:
-        ok = (pred.vis[j] > cfg.min_track_vis) & (pred.conf[j] > cfg.min_track_conf) & valid
-        return int(np.count_nonzero(ok & in_image(pred.tracks[j].astype(np.float64), inp.size)))
+        return int(np.count_nonzero(track_seen(pred, j, inp.size, cfg) & valid))
 
     before = 0
     for j in inp.new_indices:
