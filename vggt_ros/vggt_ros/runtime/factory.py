@@ -33,6 +33,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         use_camera_intrinsics=params["use_camera_info"],
         cloud_stride=params["points_stride"],
         emit_depth=params["publish_depth"],
+        standstill_max_change=params["standstill_max_change"],
         keyframes=KeyframeConfig(
             min_covisible=params["keyframe_min_covisible"],
             max_motion_rel=params["keyframe_max_motion_rel"],

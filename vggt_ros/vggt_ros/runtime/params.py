@@ -198,6 +198,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "... and the image moved: median track shift since the last keyframe at least this angle "
        "(a pose that moved while the image did not is pose noise, e.g. standing still at close range).",
        0.0, 90.0),
+    _p("standstill_max_change", float, _SLAM.standstill_max_change,
+       "A frame whose view changed less than this (grey levels, mean over a 32 x 24 thumbnail) since the "
+       "last moving frame keeps that frame's pose and adds no keyframe: a standing camera's pose does not "
+       "jitter. 0 = off.", 0.0, 255.0),
     _p("keyframe_max_active", int, _SLAM.keyframes.max_active,
        "Keyframes that keep image and depth as anchor candidates (older ones keep pose and points).", 1, 256),
     _p("depth_conf_threshold", float, _SLAM.depth_conf_threshold,

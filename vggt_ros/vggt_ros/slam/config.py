@@ -313,6 +313,10 @@ class PipelineConfig:
         loop closure and map run beside its prediction (on the executor, as predict_ahead). No accuracy
         cost (the anchors differ from a serial run's only when that window closes a loop); less overlap
         than predict_ahead, which it overrides.
+    standstill_max_change: a frame whose grey thumbnail differs from the last moving frame's by less
+        than this (grey levels, geometry.image.image_change) is published at that frame's pose and never
+        becomes a keyframe (slam.standstill); 0 = off. 1.0: sensor noise of sigma 3 reads 0.35 at 160 x
+        120 (less at higher resolution), a move of about a pixel 1-3.
     """
 
     window_size: int = 16
@@ -327,6 +331,7 @@ class PipelineConfig:
     recover_new_segment: bool = True
     predict_ahead: bool = False
     predict_after_keyframes: bool = False
+    standstill_max_change: float = 1.0
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)
@@ -341,6 +346,9 @@ class PipelineConfig:
             )
         if self.stitcher not in ("tracks", "camera_centres", "point_map"):
             raise ValueError(f"unknown stitcher {self.stitcher!r}")
+        if not 0.0 <= self.standstill_max_change < float("inf"):
+            raise ValueError(f"standstill_max_change must be finite and >= 0, got "
+                             f"{self.standstill_max_change}")
 
     @property
     def num_new(self) -> int:

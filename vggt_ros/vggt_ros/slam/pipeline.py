@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vggt_ros.geometry.depth import sample_bilinear, unproject_pixels
-from vggt_ros.geometry.frames import T_BODY_OPTICAL
+from vggt_ros.geometry.frames import T_BODY_OPTICAL, T_OPTICAL_BODY
 from vggt_ros.geometry.se3 import Sim3, invert_T
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.global_map import GlobalMap
@@ -62,6 +62,7 @@ from vggt_ros.slam.keyframes import Keyframe, KeyframeManager, image_stride_for,
 from vggt_ros.slam.loop_closure import LoopCloser
 from vggt_ros.slam.metric_scale import MetricScale, WindowFrame
 from vggt_ros.slam.place_recognition import image_descriptor
+from vggt_ros.slam.standstill import HeldPose, StandstillDetector
 from vggt_ros.slam.stitching import (
     StitchInput,
     TrackQueries,
@@ -125,6 +126,7 @@ class PipelineCounters:
     windows_rejected: Counter = field(default_factory=Counter)
     windows_skipped: Counter = field(default_factory=Counter)
     keyframes: int = 0
+    frames_held: int = 0  # emitted at the pose of the frame whose view they show unchanged (standstill)
     predict_time_s: float = 0.0
     core_time_s: float = 0.0
     windows_predicted_ahead: int = 0  # predicted with anchors chosen ahead and used as predicted
@@ -263,6 +265,8 @@ class Pipeline:
         self._poses: list[np.ndarray] = []
         self._frame_ref: list[int] = []  # keyframe each emitted pose is attached to (pose-graph moves)
         self._last_posed: _LastPosed | None = None
+        self.standstill = StandstillDetector(cfg.standstill_max_change)
+        self._held: HeldPose | None = None  # the current standstill's reference and mean offset
         self._inflight: deque[_Window] = deque()  # predicted ahead, in window order
         self._ahead: _AnchorChoice | None = None  # the next window's anchors, chosen ahead
         self._launch_next: list[PendingFrame] | None = None  # predict_after_keyframes: waits for keyframes
@@ -300,7 +304,7 @@ class Pipeline:
             log.debug("frame refused: %s", reason)  # counted; the runtime logs a throttled summary
             return [FrameRefused(int(stamp) if isinstance(stamp, (int, np.integer)) else -1, reason)]
         self.counters.frames_accepted += 1
-        self.window.add(self._next_index, frame)
+        self.window.add(self._next_index, frame, self.standstill.observe(self._next_index, frame.rgb))
         self._next_index += 1
         if self.window.ready(self.bootstrapped):
             return self._process(self.window.take(self.window.new_per_window(self.bootstrapped)))
@@ -939,18 +943,27 @@ class Pipeline:
         ref_id = w.anchors[0].keyframe_id if w.anchors else len(self.keyframes)
         for k, p in enumerate(w.pending):
             j = A + k
-            T_wc = sol.poses[j]
+            held = self._held_row(p)
+            if held is None:
+                T_wc, frame_ref = sol.poses[j], ref_id
+                is_kf = self._is_keyframe(w, j, T_wc, p.index)
+                if not is_kf and k == len(w.pending) - 1:
+                    is_kf = self._revisits_place(w, j, p)
+                ref = p.index if p.still_of is None else p.still_of
+                self._held = HeldPose(ref, len(self._poses), self.tracking.segment_id)
+            else:  # standing still: at the reference (moved with it by any correction since), refined
+                assert self._held is not None
+                T_wc = self._held.add(T_OPTICAL_BODY @ self._poses[held], sol.poses[j])
+                frame_ref, is_kf = self._frame_ref[held], False
+                self.counters.frames_held += 1
             T_map_cam = T_BODY_OPTICAL @ T_wc
             depth, conf = depths[k]
-            is_kf = self._is_keyframe(w, j, T_wc, p.index)
-            if not is_kf and k == len(w.pending) - 1:
-                is_kf = self._revisits_place(w, j, p)
             out.append(
                 FramePose(int(p.frame.stamp_ns), p.index, p.frame.frame_id, T_map_cam, w.window_id, is_kf)
             )
             self._stamps.append(int(p.frame.stamp_ns))
             self._poses.append(T_map_cam)
-            self._frame_ref.append(ref_id)
+            self._frame_ref.append(frame_ref)
             self.counters.frames_emitted += 1
             if cfg.emit_depth:
                 out.append(
@@ -965,6 +978,16 @@ class Pipeline:
                 new_kfs.append(kf)
                 kf_updates.append(self._keyframe_update(kf, w, sol))
         return out + kf_updates, new_kfs
+
+    def _held_row(self, p: PendingFrame) -> int | None:
+        """Row in _poses of the pose a standing frame keeps: its reference frame's, or, when that one was
+        never posed (dropped with a rejected window), the first posed frame of the same standstill. None
+        (posed as any frame) when it moved, or when the segment changed since (a new segment's first frame
+        is its keyframe and gauge) or has no keyframe yet."""
+        h, segment = self._held, self.tracking.segment_id
+        if p.still_of is None or h is None or (h.ref_index, h.segment_id) != (p.still_of, segment):
+            return None
+        return h.row if self.keyframes.last_in_segment(h.segment_id) is not None else None
 
     def _add_keyframe(
         self, w: _Window, sol: WindowSolution, p: PendingFrame, j: int, depth: np.ndarray, conf: np.ndarray
@@ -1084,11 +1107,10 @@ class Pipeline:
             kf.apply_correction(C)
             if kf_id in self.global_map.keyframes:
                 self.global_map.update_pose(kf_id, T_BODY_OPTICAL @ kf.T_world_cam, C.scale)
-        T_opt_body = invert_T(T_BODY_OPTICAL)
         for n, ref in enumerate(self._frame_ref):
             C_ref = corrections.get(ref)
             if C_ref is not None:
-                self._poses[n] = T_BODY_OPTICAL @ C_ref.transform_pose(T_opt_body @ self._poses[n])
+                self._poses[n] = T_BODY_OPTICAL @ C_ref.transform_pose(T_OPTICAL_BODY @ self._poses[n])
         last_kf = self.keyframes.last_in_segment(self.tracking.segment_id)
         C_last = corrections.get(last_kf.keyframe_id) if last_kf is not None else None
         if self._last_posed is not None and C_last is not None:

@@ -16,10 +16,12 @@ from vggt_ros.types import Frame
 
 @dataclass(frozen=True)
 class PendingFrame:
-    """An accepted frame with its stream index (0-based count of accepted frames)."""
+    """An accepted frame with its stream index (0-based count of accepted frames); still_of: the index of
+    the frame whose view it shows unchanged (slam.standstill), None when it moved."""
 
     index: int
     frame: Frame
+    still_of: int | None = None
 
 
 class FrameWindow:
@@ -43,10 +45,10 @@ class FrameWindow:
         """New frames in a full window: window_size before the map exists, window_size - A after."""
         return self.window_size - self.num_anchors if bootstrapped else self.window_size
 
-    def add(self, index: int, frame: Frame) -> None:
+    def add(self, index: int, frame: Frame, still_of: int | None = None) -> None:
         if self._pending and index <= self._pending[-1].index:
             raise ValueError(f"frame index {index} not after {self._pending[-1].index}")
-        self._pending.append(PendingFrame(index, frame))
+        self._pending.append(PendingFrame(index, frame, still_of))
 
     def ready(self, bootstrapped: bool) -> bool:
         return len(self._pending) >= self.new_per_window(bootstrapped)
