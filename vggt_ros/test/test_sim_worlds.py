@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vggt_ros.sim.cases import CASES, DROPOUT_BURSTS, dropout_keep, twin_circle, twin_tour, view_overlap
+from vggt_ros.sim.cases import (
+    CASES,
+    DROPOUT_BURSTS,
+    dropout_keep,
+    ring_laps,
+    twin_circle,
+    twin_tour,
+    view_overlap,
+)
 from vggt_ros.sim.scene import Scene, render
 from vggt_ros.sim.sequence import GroundTruth, intrinsics
 from vggt_ros.sim.trajectories import figure_eight, laps_loop, waypoint_path
-from vggt_ros.sim.worlds import TWIN_SHIFT, pillar_hall, twin_room_of, twin_rooms
+from vggt_ros.sim.worlds import (
+    RING_BLOCK,
+    RING_OUTER,
+    TWIN_SHIFT,
+    corridor_ring,
+    pillar_hall,
+    twin_room_of,
+    twin_rooms,
+)
 
 K = intrinsics(80, 60)
 HW = (60, 80)
@@ -91,6 +107,34 @@ def test_twin_tour_goes_a_corridor_b_corridor_a_with_the_same_motion_in_b() -> N
     b_start = int(np.flatnonzero(np.abs(shifted - a[0]).sum(axis=(1, 2)) < 1e-9)[0])
     b = shifted[b_start: b_start + 240]
     np.testing.assert_allclose(b, a, atol=1e-9)
+
+
+def test_corridor_ring_is_a_long_loop_whose_corridors_repeat_every_texture_tile() -> None:
+    from vggt_ros.sim.trajectories import look_at
+
+    P = ring_laps(2)
+    c = P[:, :3, 3]
+    lap = np.linalg.norm(np.diff(c[: len(c) // 2 + 1], axis=0), axis=1).sum()
+    assert 63.0 < lap < 65.0 and np.allclose(P[0], P[-1])
+    # the centre line: 1 m from the block and from the outer walls
+    bx0, by0, bx1, by1 = RING_BLOCK
+    ox0, oy0, ox1, oy1 = RING_OUTER
+    to_block = np.maximum.reduce([bx0 - c[:, 0], c[:, 0] - bx1, by0 - c[:, 1], c[:, 1] - by1])
+    to_outer = np.minimum.reduce([c[:, 0] - ox0, ox1 - c[:, 0], c[:, 1] - oy0, oy1 - c[:, 1]])
+    assert to_block.min() > 0.9 and to_outer.min() > 0.9
+    # the start is out of sight for most of the lap: the view of frame 0 is shared by few frames
+    scene = corridor_ring()
+    first = _gt(scene, P[0])
+    seen = [view_overlap(first, _gt(scene, T)) > 0.1 for T in P[: len(P) // 2: 40]]
+    assert np.mean(seen) < 0.4
+    # looking at the block from the south corridor, 5.12 m apart (no object in view): the same image
+    eye = np.array([-8.0, -5.0, 1.4])
+    T_a = look_at(eye, eye + np.array([0.0, 1.0, -0.1]))
+    T_b = T_a.copy()
+    T_b[0, 3] += TWIN_SHIFT
+    rgb_a, _ = render(scene, K, T_a, HW)
+    rgb_b, _ = render(scene, K, T_b, HW)
+    assert (rgb_a == rgb_b).all(axis=2).mean() > 0.999
 
 
 def test_standing_start_and_kidnap() -> None:

@@ -390,3 +390,43 @@ def test_loop_measurement_from_two_alignments_undoes_the_drift():
     meas = loop_measurement(S_i, D @ S_j, A, D @ A)
     np.testing.assert_allclose(meas.matrix(), (S_i.inverse() @ S_j).matrix(), atol=1e-9)
     assert np.linalg.norm(meas.matrix() - (S_i.inverse() @ D @ S_j).matrix()) > 0.1  # != the drifted relative
+
+
+def test_a_loop_outvoted_by_later_loops_is_retracted_in_their_favour():
+    """A wrong loop that fitted when it came (loose, 40 cm off) then blocks every correct later loop: each
+    fits by itself but pushes the wrong one over the limit. The first two are rolled back; the third
+    (loop_evict_votes = 3 distinct keyframe pairs) retracts the wrong loop and closes, and later correct
+    loops close normally. One disagreeing loop alone evicts nothing (the test above)."""
+    truth = square_truth()
+    n = len(truth)
+    steps = n - 1
+    g = chain_graph(drifted(truth))
+
+    def loop(i: int, j: int) -> Sim3:  # the true relative pose; relative scale undoes the chain's drift
+        return (truth[i].inverse() @ truth[j]) @ Sim3(1.1 ** (-(j - i) / steps))
+
+    wrong = g.try_loop(0, n - 1, loop(0, n - 1) @ Sim3(1.0, np.eye(3), [0.4, 0.0, 0.0]),
+                       EdgeSigmas(0.02, 0.05, 0.02))
+    assert wrong.accepted and not wrong.retracted
+    pairs = [(1, n - 1), (0, n - 2), (0, n - 3)]
+    outcomes = [g.try_loop(i, j, loop(i, j), SIG, robust="none") for i, j in pairs]
+    assert [o.accepted for o in outcomes] == [False, False, True]
+    limit = PoseGraphConfig().loop_chi2_max
+    assert all(o.result.edges[wrong.edge_id].chi2_final > limit for o in outcomes[:2])
+    assert outcomes[2].retracted == ((0, n - 1),) and outcomes[2].chi2 < 5.0
+    assert g.edge_ids("loop") == [outcomes[2].edge_id]  # the wrong loop is gone, the third one stays
+    later = g.try_loop(3, n - 4, loop(3, n - 4), SIG, robust="none")
+    assert later.accepted and not later.retracted
+    # the map is the one the wrong loop never touched: the same two loops on a clean chain
+    clean = chain_graph(drifted(truth))
+    for i, j in [(0, n - 3), (3, n - 4)]:
+        assert clean.try_loop(i, j, loop(i, j), SIG, robust="none").accepted
+    gap = [np.linalg.norm(g.node(k).t - clean.node(k).t) for k in range(n)]
+    assert max(gap) < 1e-3
+    # with more votes required, the same three loops are all rolled back and the wrong loop stays
+    strict = chain_graph(drifted(truth), PoseGraphConfig(loop_evict_votes=4))
+    first = strict.try_loop(0, n - 1, loop(0, n - 1) @ Sim3(1.0, np.eye(3), [0.4, 0.0, 0.0]),
+                            EdgeSigmas(0.02, 0.05, 0.02))
+    assert not any(strict.try_loop(i, j, loop(i, j), SIG, robust="none").accepted for i, j in pairs)
+    assert strict.edge_ids("loop") == [first.edge_id]
+    assert max(np.linalg.norm(strict.node(k).t - clean.node(k).t) for k in range(n)) > 0.1

@@ -836,14 +836,16 @@ class NodeCore:
             )
 
     def _ahead_stats(self) -> dict[str, int]:
-        """The pipeline's predict-ahead and standstill counters (slam.pipeline.PipelineCounters), when it
-        has them."""
+        """The pipeline's predict-ahead and standstill counters (slam.pipeline.PipelineCounters) and its
+        retracted loops (slam.tracking.TrackingStatus), when it has them."""
         c: Any = getattr(self.pipeline, "counters", None)
         if not hasattr(c, "windows_predicted_ahead"):
             return {}
         return {"windows_predicted_ahead": int(c.windows_predicted_ahead),
                 "ahead_repredicted": int(c.ahead_repredicted + c.ahead_requeued),
-                "frames_held": int(c.frames_held)}
+                "frames_held": int(c.frames_held),
+                "loops_retracted": int(getattr(getattr(self.pipeline, "tracking", None),
+                                               "loops_retracted", 0))}
 
     def _predictor_stats(self) -> dict[str, int]:
         """oom_retries / forward_frames of an OomGuardPredictor (runtime/memory.py), else nothing."""

@@ -95,6 +95,7 @@ class Diagnostics:
     segments: int = 0  # segments started so far (merged ones included)
     loop_closures: int = 0  # verified loops applied by the pose graph (relocalisations included)
     relocalisations: int = 0  # loops that merged a segment into an earlier one
+    loops_retracted: int = 0  # accepted loops removed later: outvoted by loops that disagreed (pose graph)
     loop_verifications: int = 0  # predictions run to verify loop / relocalisation candidates
     loop_checks_skipped: int = 0  # keyframes whose loop candidates a window's budget left unverified
     windows_predicted_ahead: int = 0  # predict_ahead / _after_keyframes: predicted on the predictor thread

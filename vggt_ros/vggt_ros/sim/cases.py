@@ -32,6 +32,8 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
                   the +x pillar 0.35 m away, as a robot waiting in front of an obstacle (870 frames).
   there_and_back  figure8, then the same path back to the start in reverse (1439 frames): every
                   place is seen again from the same viewpoint, in the opposite order.
+  corridor_ring   two laps (3,125 frames) of the corridor around a 20 x 8 m block (sim.worlds.corridor_ring):
+                  a long loop, 64 m per lap, whose straight corridors look alike every 5.12 m.
   dropouts        figure8 with frames missing, as from a loaded driver or link: 10 % single
                   drops (seeded) and bursts of 15, 30 and 60 frames (0.5, 1, 2 s) from frames 100,
                   300 and 500 while the camera moves; 557 frames stay (at 30 Hz spacing). After
@@ -53,7 +55,7 @@ from vggt_ros.sim.scene import Scene
 from vggt_ros.sim.sequence import Cover, GroundTruth, SyntheticSequence, intrinsics
 from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.sim.trajectories import TRAJECTORIES, figure_eight, laps_loop, look_at, waypoint_path
-from vggt_ros.sim.worlds import TWIN_SHIFT, pillar_hall, twin_room_of, twin_rooms
+from vggt_ros.sim.worlds import TWIN_SHIFT, corridor_ring, pillar_hall, twin_room_of, twin_rooms
 from vggt_ros.types import Frame, WindowPrediction
 
 #: centre and radius of the circle walked in each twin room (room A coordinates, metres)
@@ -138,6 +140,17 @@ def _there_and_back() -> np.ndarray:
     return np.concatenate([f, f[-2::-1]])
 
 
+def ring_laps(laps: int = 2, step: float = 0.045) -> np.ndarray:
+    """(n, 4, 4) `laps` laps along the corridor ring's centre line (1 m from both walls), counter-clockwise
+    from its south-west corner, looking along the corridor, turning 90 deg at each corner (1.35 m/s,
+    ~80 deg/s in the turns); ends where it started."""
+    w = [(-11.0, -5.0, 0.0), (11.0, -5.0, 0.0), (11.0, -5.0, 90.0), (11.0, 5.0, 90.0), (11.0, 5.0, 180.0),
+         (-11.0, 5.0, 180.0), (-11.0, 5.0, 270.0), (-11.0, -5.0, 270.0)]
+    pts = [(x, y, 1.4, yaw + 360.0 * lap) for lap in range(laps) for x, y, yaw in w]
+    pts.append((-11.0, -5.0, 1.4, 360.0 * laps))
+    return waypoint_path(np.array(pts), step, turn_radius=1.0)
+
+
 DROPOUT_BURSTS = ((100, 15), (300, 30), (500, 60))  # (first figure8 frame, frames missing)
 
 
@@ -198,6 +211,8 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="figure-eight with a 5 s stop facing a pillar 0.35 m away"),
     Case("there_and_back", pillar_hall, _there_and_back, close_range=0.35,
          description="figure-eight, then back along the same path in reverse"),
+    Case("corridor_ring", corridor_ring, lambda: ring_laps(2), close_range=0.4,
+         description="two laps of a 64 m corridor ring whose walls repeat every 5.12 m"),
     Case("dropouts", pillar_hall, _dropouts, close_range=0.35,
          reloc_from=int(np.count_nonzero(dropout_keep()[:560])),
          description="figure-eight missing 10 % of its frames and bursts of 0.5, 1 and 2 s"),

@@ -1,4 +1,4 @@
-"""Scene presets built to break a SLAM core (issue 9): a pillar hall and twin rooms.
+"""Scene presets built to break a SLAM core (issue 9): a pillar hall, twin rooms and a corridor ring.
 
 `pillar_hall()`: a 12 x 8 x 3 m hall (walls 3-6 m from its middle) with five floor-to-ceiling
 pillars (0.3 m square) and a table. The figure-eight of sim.trajectories passes 0.35 m from the
@@ -19,6 +19,12 @@ recognition is fooled by construction. Layout (metres, z up):
              |           corridor (y -1.9 .. -0.25)           |
     y = -1.9 +------------------------------------------------+
              x = 0      1.7..2.9   4.6  5.12  6.82..8.02    9.72
+
+`corridor_ring()`: a 24 x 12 x 3 m floor whose middle is one solid 20 x 8 m block, leaving a 2 m wide
+corridor all round (a long loop: 64 m per lap along its centre line, the start out of sight for most
+of it). Its walls repeat their textures every 5.12 m (scene textures are indexed by world coordinates),
+so a straight corridor looks alike every 5.12 m apart from a few objects along it: aliasing within one
+loop, where the drift bound after a lap (0.1 x 64 m) no longer rules a 5 m jump out.
 
 Walls inside the bounding box are boxes; each wall that one room sees as a box face the other
 sees as the bounding box's face, so the box gets that room face's texture index and tint 1
@@ -97,4 +103,26 @@ def twin_room_of(position: np.ndarray) -> np.ndarray:
     return out
 
 
-SCENES = {"default": Scene, "pillar_hall": pillar_hall, "twin_rooms": twin_rooms}
+#: corridor_ring's inner block (x0, y0, x1, y1), metres; the corridor runs between it and the outer walls
+RING_BLOCK = (-10.0, -4.0, 10.0, 4.0)
+#: corridor_ring's outer walls (x0, y0, x1, y1), metres
+RING_OUTER = (-12.0, -6.0, 12.0, 6.0)
+
+
+def corridor_ring(seed: int = 0) -> Scene:
+    """The corridor ring (see the module doc): a block in the middle, a few objects along the corridor."""
+    x0, y0, x1, y1 = RING_BLOCK
+    boxes = [Box((x0, y0, 0.0), (x1, y1, 3.0), 6)]
+    boxes += [
+        Box((-6.0, 5.5, 0.0), (-5.2, 6.0, 1.8), 7),     # cabinet against the north wall
+        Box((3.0, -6.0, 0.0), (4.2, -5.5, 1.0), 8),     # low chest against the south wall
+        Box((11.4, 1.0, 0.0), (12.0, 2.0, 1.5), 9),     # shelf in the east corridor
+        Box((-12.0, -2.5, 0.0), (-11.5, -1.5, 2.0), 10),  # locker in the west corridor
+        Box((7.0, 4.0, 0.0), (7.3, 4.3, 3.0), 11),      # column against the block, north side
+    ]
+    ox0, oy0, ox1, oy1 = RING_OUTER
+    return Scene(room_lo=np.array([ox0, oy0, 0.0]), room_hi=np.array([ox1, oy1, 3.0]), boxes=boxes, seed=seed)
+
+
+SCENES = {"default": Scene, "pillar_hall": pillar_hall, "twin_rooms": twin_rooms,
+          "corridor_ring": corridor_ring}

@@ -18,7 +18,9 @@ At every new keyframe (docs/architecture.md#loop-closure-and-the-pose-graph):
    travelled since the candidate, plus max_correction_depth of its scene depth for the verification's
    own error): a larger jump means an aliased place, rejected.
 4. The loop edge is added and the graph solved; an edge that does not fit (chi2 above
-   max_loop_chi2) is rolled back. Accepted: the per-keyframe Sim(3) corrections are returned to
+   max_loop_chi2), or that pushes an earlier loop over it, is rolled back, unless that earlier loop
+   has been outvoted by PoseGraphConfig.loop_evict_votes such loops: then it is retracted instead.
+   Accepted: the per-keyframe Sim(3) corrections are returned to
    the pipeline, which moves keyframes, their map points and the emitted path. A loop between
    two segments merges them (relocalisation).
 Cost per keyframe: one database query (a matrix product, capped size) and at most
@@ -389,6 +391,11 @@ class LoopCloser:
             tracking.loops_rejected += 1
             log.info("loop %d-%d rolled back: chi2 %.3g", q.keyframe_id, m.keyframe_id, outcome.chi2)
             return None
+        if outcome.retracted:
+            tracking.loops_retracted += len(outcome.retracted)
+            log.warning("loop(s) %s retracted: %d later loops that fit the map disagreed with them; "
+                        "loop %d-%d closed in their place", outcome.retracted,
+                        self.graph.config.loop_evict_votes, q.keyframe_id, m.keyframe_id)
         known = {k.keyframe_id: k for k in keyframes.keyframes}
         corrections = {i: C for i, C in outcome.result.correction.items() if i in known}
         big = _largest_correction(corrections, known)

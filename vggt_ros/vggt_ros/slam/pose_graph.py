@@ -24,7 +24,10 @@ with the corrected poses/scales, the per-node Sim(3) correction ``C_i = S_new_i 
 (move world points attached to keyframe i with ``C_i.apply``) and every solved edge's chi2
 (squared Mahalanobis norm, without the robust kernel). ``apply(result)`` commits it;
 ``remove_edge`` undoes an edge. ``try_loop`` does add -> optimise -> gate -> commit or remove,
-where the gate is: the new loop's chi2 <= loop_chi2_max and no loop that fitted before now fails.
+where the gate is: the new loop's chi2 <= loop_chi2_max and no loop that fitted before now fails, unless
+that loop was outvoted: `loop_evict_votes` (3) later loops, each fitting alone, broke it; then it is
+retracted and the new loop kept if all others fit without it (a wrong early loop must not block every
+later one; one loop alone never evicts another). The votes are not saved with the graph.
 ``to_arrays`` / ``from_arrays`` save and restore the graph exactly (np.savez-ready).
 
 Cost (bench/pose_graph_bench.py, shared 2-core CPU): a full solve of a 5,000-node chain with one
@@ -39,6 +42,7 @@ conversions below are the only place that knows this.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -94,6 +98,11 @@ class PoseGraphConfig:
         Either way try_loop's chi2 gate, not the kernel, decides whether a loop is kept.
     loop_chi2_max: a loop edge whose chi2 after the solve exceeds this is flagged (try_loop rejects
         it). 24.3 is chi2(7)'s 99.9 % quantile.
+    loop_evict_votes: a loop accepted earlier that this many later loops (distinct keyframe pairs), each
+        fitting by itself, have pushed over loop_chi2_max is the one that is wrong: the next such loop
+        is accepted in its place if every other loop then fits (try_loop). One loop alone never evicts
+        another; 3: a wrong early loop (3-lap loop, 2x, 2 deg parallax gate, seed 0: one loop blocked 71
+        later ones while the map's scale drifted 13 %) goes after the third.
     max_iterations / relative_error_tol: Levenberg-Marquardt stopping rules.
     """
 
@@ -105,6 +114,7 @@ class PoseGraphConfig:
     loop_robust: str = "huber"
     loop_robust_k: float = 5.0
     loop_chi2_max: float = 24.3
+    loop_evict_votes: int = 3
     max_iterations: int = 100
     relative_error_tol: float = 1e-7
 
@@ -114,8 +124,8 @@ class PoseGraphConfig:
         if min(self.sigma_gain, self.min_rot_sigma_rad, self.min_trans_sigma_rel,
                self.min_log_scale_sigma, self.gauge_sigma, self.loop_robust_k, self.loop_chi2_max) <= 0:
             raise ValueError("pose graph sigmas, gains and thresholds must be > 0")
-        if self.max_iterations < 1:
-            raise ValueError("max_iterations must be >= 1")
+        if self.max_iterations < 1 or self.loop_evict_votes < 1:
+            raise ValueError("max_iterations and loop_evict_votes must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -231,12 +241,14 @@ class PoseGraphResult:
 
 @dataclass(frozen=True)
 class LoopOutcome:
-    """try_loop's answer: edge_id is None when the loop was rejected (its edge was removed)."""
+    """try_loop's answer: edge_id is None when the loop was rejected (its edge was removed); retracted:
+    (i, j) of the earlier loops removed in its favour (outvoted, see PoseGraphConfig.loop_evict_votes)."""
 
     accepted: bool
     edge_id: int | None
     chi2: float
     result: PoseGraphResult
+    retracted: tuple[tuple[int, int], ...] = ()
 
 
 def _check_pose(T_world_cam: np.ndarray) -> np.ndarray:
@@ -304,6 +316,8 @@ class PoseGraph:
         self._scale_priors: dict[int, tuple[float, float, Any]] = {}  # kf_id -> (scale, sigma, factor)
         self._next_edge = 0
         self.revision = 0
+        # loop edge id -> keyframe pairs of later loops that fitted alone but pushed it over the limit
+        self._votes: dict[int, set[tuple[int, int]]] = {}
 
     # ---- nodes -------------------------------------------------------------------------------
     def add_node(self, kf_id: int, T_world_cam: np.ndarray, scale: float = 1.0) -> None:
@@ -396,6 +410,7 @@ class PoseGraph:
         if int(edge_id) not in self._edges:
             raise KeyError(f"no edge {edge_id}")
         del self._edges[int(edge_id)]
+        self._votes.pop(int(edge_id), None)
         self.revision += 1
 
     def edge(self, edge_id: int) -> tuple[str, int, int, Sim3, EdgeSigmas]:
@@ -434,14 +449,15 @@ class PoseGraph:
             self._require(k)
         return free
 
-    def _assemble(self, free: set[int]) -> tuple[Any, Any, dict[int, _Edge], set[int]]:
-        """Factor graph and initial values of a solve over `free` nodes.
+    def _assemble(self, free: set[int], exclude: Collection[int] = ()
+                  ) -> tuple[Any, Any, dict[int, _Edge], set[int]]:
+        """Factor graph and initial values of a solve over `free` nodes, without the `exclude` edges.
 
         Returns (graph, values, solved edges, pinned nodes): edges with a free endpoint are
         solved; their non-free endpoints are pinned (tight prior at the current estimate), and so
         is the oldest node of every component that has no pinned node (the gauge).
         """
-        edges = {k: e for k, e in self._edges.items() if e.i in free or e.j in free}
+        edges = {k: e for k, e in self._edges.items() if (e.i in free or e.j in free) and k not in exclude}
         included = set(free)
         for e in edges.values():
             included.update((e.i, e.j))
@@ -464,16 +480,18 @@ class PoseGraph:
             graph.add(e.factor)
         return graph, values, edges, pinned
 
-    def optimize(self, window: int | Collection[int] | None = None) -> PoseGraphResult:
+    def optimize(self, window: int | Collection[int] | None = None,
+                 exclude: Collection[int] = ()) -> PoseGraphResult:
         """Solve with Levenberg-Marquardt; the graph is not changed (see apply).
 
         window: None = all nodes free; an int n = only the newest n nodes free; a collection of
         node ids = those free. Nodes outside it (and the gauge) keep their estimates exactly.
+        exclude: edge ids left out of this solve (what the graph would be without them).
         Raises PoseGraphError if gtsam fails.
         """
         t0 = time.perf_counter()
         free = self._free_nodes(window)
-        graph, values, edges, pinned = self._assemble(free)
+        graph, values, edges, pinned = self._assemble(free, exclude)
         params = gtsam.LevenbergMarquardtParams()
         params.setMaxIterations(self.config.max_iterations)
         params.setRelativeErrorTol(self.config.relative_error_tol)
@@ -519,7 +537,9 @@ class PoseGraph:
     def try_loop(self, i: int, j: int, S_i_j: Sim3, sigmas: EdgeSigmas, *, robust: str | None = None,
                  window: int | Collection[int] | None = None, commit: bool = True) -> LoopOutcome:
         """Add a loop edge, solve, and keep it only if it fits: its chi2 after the solve is <=
-        loop_chi2_max, and no other loop edge that fitted before the solve is pushed above it.
+        loop_chi2_max, and no other loop edge that fitted before the solve is pushed above it, unless
+        those loops were outvoted (loop_evict_votes later loops broke each): then they are retracted
+        in its favour when, without them, it and every other loop fit (LoopOutcome.retracted).
 
         Rejected: the edge is removed and nothing else changes. Accepted: the solve is applied when
         commit is True (then move the map with result.correction), else call apply(result) later.
@@ -527,18 +547,51 @@ class PoseGraph:
         eid = self.add_loop(i, j, S_i_j, sigmas, robust)
         try:
             result = self.optimize(window)
+            broken = self._broken_loops(result, eid)
+            retracted: list[int] = []
+            if broken and eid not in result.flagged_loops:
+                retracted, result = self._outvote(eid, broken, result, window)
         except PoseGraphError:
             self.remove_edge(eid)
             raise
         chi2 = result.edges[eid].chi2_final
-        limit = self.config.loop_chi2_max
-        broken = [k for k in result.flagged_loops if k != eid and result.edges[k].chi2_initial <= limit]
-        if eid in result.flagged_loops or broken:
+        if eid in result.flagged_loops or (broken and not retracted):
             self.remove_edge(eid)
             return LoopOutcome(False, None, chi2, result)
+        pairs = tuple((self._edges[k].i, self._edges[k].j) for k in retracted)
+        for k in retracted:
+            self.remove_edge(k)
+        if retracted:  # solved without them already: the result is the graph's after their removal
+            result = dataclasses.replace(result, revision=self.revision)
         if commit:
             self.apply(result)
-        return LoopOutcome(True, eid, chi2, result)
+        return LoopOutcome(True, eid, chi2, result, pairs)
+
+    def _broken_loops(self, result: PoseGraphResult, new: int, exclude: Collection[int] = ()) -> list[int]:
+        """Loop edges other than `new` (and `exclude`) that fitted before the solve and fail after it."""
+        limit = self.config.loop_chi2_max
+        return [k for k in result.flagged_loops
+                if k != new and k not in exclude and result.edges[k].chi2_initial <= limit]
+
+    def _outvote(self, new: int, broken: list[int], result: PoseGraphResult,
+                 window: int | Collection[int] | None) -> tuple[list[int], PoseGraphResult]:
+        """Loop edge `new` fits but breaks the `broken` loops: count its vote (its keyframe pair) against
+        each; when every one of them has loop_evict_votes votes, solve without them. Returns (the loops
+        to retract, the solve to keep): ([], result) unless that solve fits the new loop and every
+        other loop that fitted before."""
+        pair = (self._edges[new].i, self._edges[new].j)
+        for k in broken:
+            self._votes.setdefault(k, set()).add(pair)
+        if any(len(self._votes[k]) < self.config.loop_evict_votes for k in broken):
+            return [], result
+        kept = [(e.i, e.j) for k, e in self._edges.items() if k not in broken]
+        comp = {n: c for c, group in enumerate(_components(list(self._nodes), kept)) for n in group}
+        if any(comp[self._edges[k].i] != comp[self._edges[k].j] for k in broken):
+            return [], result  # a loop that alone joins two map segments is never retracted
+        alt = self.optimize(window, exclude=broken)
+        if new in alt.flagged_loops or self._broken_loops(alt, new, broken):
+            return [], result
+        return broken, alt
 
     # ---- persistence -------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:

@@ -41,6 +41,7 @@ class TrackingStatus:
     relocalisations: int = 0
     loop_closures: int = 0
     loops_rejected: int = 0
+    loops_retracted: int = 0  # accepted loops removed later, outvoted by loops that disagreed with them
     merged: dict[int, int] = field(default_factory=dict)
 
     def start_segment(self, first: bool) -> int:
@@ -60,4 +61,5 @@ class TrackingStatus:
             "relocalisations": self.relocalisations,
             "loop_closures": self.loop_closures,
             "loops_rejected": self.loops_rejected,
+            "loops_retracted": self.loops_retracted,
         }
