@@ -542,7 +542,8 @@ class PoseGraph:
         in its favour when, without them, it and every other loop fit (LoopOutcome.retracted).
 
         Rejected: the edge is removed and nothing else changes. Accepted: the solve is applied when
-        commit is True (then move the map with result.correction), else call apply(result) later.
+        commit is True (then move the map with result.correction), else call apply(result) later
+        (retracted loops are removed either way).
         """
         eid = self.add_loop(i, j, S_i_j, sigmas, robust)
         try:
