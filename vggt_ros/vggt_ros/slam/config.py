@@ -85,7 +85,9 @@ class StitchConfig:
         twice the harsh noise reach 0.16-0.39, garbage 0.00-0.01; a window re-predicted alone must
         pass it too (its tracks against its own frame-0 depth) before it recovers.
     max_pnp_deviation_rel: keep the PnP pose only if its centre is within this fraction of scene
-        depth of the Sim(3) pose (and within max_pnp_deviation_deg in rotation). 12 deg: the network's
+        depth of the Sim(3) pose (and within max_pnp_deviation_deg in rotation); 0.3 was tried (README,
+        "The PnP deviation gate at 2x"): 2x ATE down by up to half, 1x up in 7 of 14 cases.
+        12 deg: the network's
         poses at twice the harsh noise (2.4 deg RMS, plus the window's Sim(3)) are often more than 5 deg
         off, and a 5 deg gate refused 12 % of the PnP poses there; keeping them (bench/slam_robustness.py, 2x:
         figure-eight ATE 1.96 -> 1.48 %, covered black 1.19 -> 0.82 %; 1x: no PnP pose moved > 5 deg).
