@@ -72,6 +72,13 @@ def so3_exp(w: np.ndarray) -> np.ndarray:
     return np.eye(3) + a * K + b * (K @ K)
 
 
+def nearest_rotation(M: np.ndarray) -> np.ndarray:
+    """The rotation closest to a (3,3) matrix in Frobenius norm (SVD, det +1): of a sum or mean of
+    rotations, their chordal L2 mean."""
+    U, _, Vt = np.linalg.svd(M)
+    return U @ np.diag([1.0, 1.0, float(np.sign(np.linalg.det(U @ Vt)))]) @ Vt
+
+
 def rotation_angle(R: np.ndarray) -> np.ndarray:
     """Angle in radians of rotations (...,3,3), robust near 0 and pi."""
     R = np.asarray(R, dtype=np.float64)

@@ -831,11 +831,11 @@ class NodeCore:
                 metric_scale=self.metric_scale,
                 metric_scale_sigma=self.metric_scale_sigma,
                 scale_rejected=self._scale_rejected(),
-                **self._ahead_stats(),
+                **self._pipeline_stats(),
                 **self._predictor_stats(),
             )
 
-    def _ahead_stats(self) -> dict[str, int]:
+    def _pipeline_stats(self) -> dict[str, int]:
         """The pipeline's predict-ahead and standstill counters (slam.pipeline.PipelineCounters) and its
         retracted loops (slam.tracking.TrackingStatus), when it has them."""
         c: Any = getattr(self.pipeline, "counters", None)

@@ -568,11 +568,10 @@ class PoseGraph:
             self.apply(result)
         return LoopOutcome(True, eid, chi2, result, pairs)
 
-    def _broken_loops(self, result: PoseGraphResult, new: int, exclude: Collection[int] = ()) -> list[int]:
-        """Loop edges other than `new` (and `exclude`) that fitted before the solve and fail after it."""
+    def _broken_loops(self, result: PoseGraphResult, new: int) -> list[int]:
+        """Loop edges of the solve other than `new` that fitted before it and fail after it."""
         limit = self.config.loop_chi2_max
-        return [k for k in result.flagged_loops
-                if k != new and k not in exclude and result.edges[k].chi2_initial <= limit]
+        return [k for k in result.flagged_loops if k != new and result.edges[k].chi2_initial <= limit]
 
     def _outvote(self, new: int, broken: list[int], result: PoseGraphResult,
                  window: int | Collection[int] | None) -> tuple[list[int], PoseGraphResult]:
@@ -590,7 +589,7 @@ class PoseGraph:
         if any(comp[self._edges[k].i] != comp[self._edges[k].j] for k in broken):
             return [], result  # a loop that alone joins two map segments is never retracted
         alt = self.optimize(window, exclude=broken)
-        if new in alt.flagged_loops or self._broken_loops(alt, new, broken):
+        if new in alt.flagged_loops or self._broken_loops(alt, new):  # the excluded loops are not in alt
             return [], result
         return broken, alt
 

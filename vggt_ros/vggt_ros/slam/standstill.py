@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vggt_ros.geometry.image import image_change, thumbnail
-from vggt_ros.geometry.se3 import invert_T, make_T
+from vggt_ros.geometry.se3 import invert_T, make_T, nearest_rotation
 
 
 @dataclass
@@ -34,8 +34,8 @@ class StandstillDetector:
     """
 
     max_change: float
-    _ref_index: int | None = None
-    _ref_thumb: np.ndarray | None = None
+    _ref_index: int | None = None  # set together with _ref_thumb
+    _ref_thumb: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_change) and self.max_change >= 0.0):
@@ -47,9 +47,7 @@ class StandstillDetector:
         if self.max_change <= 0.0:
             return None
         thumb = thumbnail(rgb)
-        if (self._ref_index is not None and self._ref_thumb is not None
-                and self._ref_thumb.shape == thumb.shape
-                and image_change(thumb, self._ref_thumb) < self.max_change):
+        if self._ref_index is not None and image_change(thumb, self._ref_thumb) < self.max_change:
             return self._ref_index
         self._ref_index, self._ref_thumb = int(index), thumb
         return None
@@ -75,6 +73,4 @@ class HeldPose:
         self.count += 1
         self.R_sum += rel[:3, :3]
         self.t_sum += rel[:3, 3]
-        U, _, Vt = np.linalg.svd(self.R_sum / self.count)
-        R = U @ np.diag([1.0, 1.0, float(np.sign(np.linalg.det(U @ Vt)))]) @ Vt
-        return T_world_ref @ make_T(R, self.t_sum / self.count)
+        return T_world_ref @ make_T(nearest_rotation(self.R_sum / self.count), self.t_sum / self.count)

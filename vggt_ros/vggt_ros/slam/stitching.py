@@ -45,7 +45,7 @@ from vggt_ros.geometry.depth import (
     unproject_pixels,
 )
 from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
-from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T, rotation_angle
+from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T, nearest_rotation, rotation_angle
 from vggt_ros.slam.config import StitchConfig
 from vggt_ros.slam.keyframes import Keyframe
 from vggt_ros.types import WindowPrediction
@@ -761,12 +761,6 @@ class TrackStitcher:
 
 
 # --- baselines ------------------------------------------------------------------------------------
-def _chordal_mean(Rs: list[np.ndarray]) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(np.sum(Rs, axis=0))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ D @ Vt
-
-
 class CameraCentreStitcher:
     """Baseline (vggt-slam-ros2): Umeyama Sim(3) of the anchor camera centres, window -> map.
 
@@ -794,9 +788,9 @@ class CameraCentreStitcher:
             except DegenerateInputError:
                 sim = None
         if sim is None:
-            R = _chordal_mean(
-                [k.T_world_cam[:3, :3] @ pred.T_cam_win[i][:3, :3] for i, k in enumerate(inp.anchors)]
-            )
+            R = nearest_rotation(np.sum(
+                [k.T_world_cam[:3, :3] @ pred.T_cam_win[i][:3, :3] for i, k in enumerate(inp.anchors)], axis=0
+            ))
             s = float("nan")
             if A >= 2:
                 sw = np.linalg.norm(c_win - c_win.mean(0), axis=1).sum()
