@@ -2,7 +2,8 @@
 
 Every case of vggt_ros.sim.cases (close-range pillars, a 3-lap loop, twin rooms for false loops,
 a standing start, a kidnap, a covered camera (black / frozen), confident garbage windows, dropped
-frames, a stop, a turn in place, a 64 m corridor ring whose walls repeat every 5.12 m) runs
+frames, a stop, a turn in place, a 64 m corridor ring whose walls repeat every 5.12 m, an open
+figure-eight whose close pass comes early) runs
 x seeds x noise factors through vggt_ros.slam.pipeline.Pipeline configured EXACTLY as the node
 ships it: runtime.factory.pipeline_config(runtime.params.Params()) (not PipelineConfig()).
 The predictor is the simulated one (TEST DOUBLE of VGGT; sim.simulated_predictor, with SimNoise.harsh() as
@@ -42,7 +43,7 @@ Per case a markdown table, medians over seeds with [min-max]:
   pm posed % / pm ATE   the point-map baseline (stitcher 'point_map', same frames, same noise)
 Loop closure on/off side by side when PipelineConfig has a loop-closure field (auto-detected).
 
-  python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~25 min, 1 core)
+  python bench/slam_robustness.py                    # all cases, seeds 0,1,2, noise 1x,2x (~26 min, 1 core)
   python bench/slam_robustness.py --quick            # seed 0, 1x only (~2-3 min smoke)
   python bench/slam_robustness.py --cases figure8 --frames 60 --seeds 0 --noise 1
   python bench/slam_robustness.py --param max_window_residual_rel=0.2   # a node parameter changed

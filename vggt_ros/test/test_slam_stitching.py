@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from vggt_ros.geometry.alignment import AlignmentResult
 from vggt_ros.geometry.depth import in_image
-from vggt_ros.geometry.se3 import Sim3, rotation_angle, so3_exp
+from vggt_ros.geometry.pnp_uncertainty import rotation_sigma_deg
+from vggt_ros.geometry.se3 import Sim3, invert_T, rotation_angle, so3_exp
 from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.slam.config import KeyframeConfig, StitchConfig
@@ -24,6 +25,7 @@ from vggt_ros.slam.stitching import (
     make_stitcher,
     refresh_queries,
     rescale_through,
+    track_observations,
     unconnected_frame,
     with_depth_scale,
 )
@@ -391,3 +393,35 @@ def test_a_window_whose_new_frames_barely_see_the_maps_tracks_is_a_view_break(se
     keep_tracks([40, 30, 20, 10, 5] + [0] * (len(inp.new_indices) - 5))
     assert unconnected_frame(inp, cfg) is None
     assert TrackStitcher().stitch(inp).accepted
+
+
+def test_a_pnp_pose_its_few_tracks_cannot_pin_keeps_the_networks_pose(seq):
+    """The last new frame sees only the 12 tracks nearest its image centre (the fewest PnP takes): its
+    PnP pose fits them but the matches leave its orientation uncertain (geometry.pnp_uncertainty:
+    > max_pnp_sigma_deg), so the window's Sim(3) pose of that frame stands. Without the check
+    (max_pnp_sigma_deg 0) PnP's pose is kept: 3.7 deg wrong against the network's 0.4 (seed 1; the
+    default harsh-free noise). The well-tracked frames are refined (nearly) the same either way."""
+    inp, new = _input(seq, SimNoise(), seed=1)
+    j, pred = inp.new_indices[-1], inp.prediction
+    q = track_observations(inp, j, StitchConfig())
+    near = np.linalg.norm(pred.tracks[j][q] - np.median(pred.tracks[j][q], axis=0), axis=1)
+    seen = np.zeros(len(pred.vis[j]), bool)
+    seen[q[np.argsort(near)[:12]]] = True
+    pred.vis[j] = np.where(seen, pred.vis[j], 0.0)
+    sigma = rotation_sigma_deg(inp.queries.X_world[seen], pred.tracks[j][seen].astype(np.float64), inp.K[j],
+                               G.transform_pose(seq.ground_truth_at(new[-1]).T_world_cam))
+    assert sigma > 2 * StitchConfig().max_pnp_sigma_deg
+    checked = TrackStitcher().stitch(inp)
+    unchecked = TrackStitcher(StitchConfig(max_pnp_sigma_deg=0.0)).stitch(inp)
+    assert checked.accepted and unchecked.accepted
+    network = checked.sim3.transform_pose(invert_T(pred.T_cam_win[j]))
+    np.testing.assert_allclose(checked.T_world_cam[j], network, atol=1e-12)
+    T_true = G.transform_pose(seq.ground_truth_at(new[-1]).T_world_cam)
+
+    def rot_err(T):
+        return float(np.degrees(rotation_angle(T[:3, :3].T @ T_true[:3, :3])))
+
+    assert rot_err(checked.T_world_cam[j]) < 1.0 < 2.0 < rot_err(unchecked.T_world_cam[j])
+    for k in inp.new_indices[:-1]:  # only through the map points the frame's depth was fused into
+        R_a, R_b = checked.T_world_cam[k][:3, :3], unchecked.T_world_cam[k][:3, :3]
+        assert np.degrees(rotation_angle(R_a.T @ R_b)) < 0.2

@@ -34,6 +34,9 @@ Cases (30 Hz; pillar hall and twin rooms from sim.worlds):
                   place is seen again from the same viewpoint, in the opposite order.
   corridor_ring   two laps (3,125 frames) of the corridor around a 20 x 8 m block (sim.worlds.corridor_ring):
                   a long loop, 64 m per lap, whose straight corridors look alike every 5.12 m.
+  open_eight      figure8 begun at its left lobe (frames 360-719, then 0-239; 600 frames): the close
+                  pass at the -x pillar comes 180 frames in, on a young map, and the path never
+                  comes back along a mapped view (no loop): open-loop tracking end to end.
   dropouts        figure8 with frames missing, as from a loaded driver or link: 10 % single
                   drops (seeded) and bursts of 15, 30 and 60 frames (0.5, 1, 2 s) from frames 100,
                   300 and 500 while the camera moves; 557 frames stay (at 30 Hz spacing). After
@@ -109,6 +112,11 @@ def _loop3() -> np.ndarray:
 def _standing_start() -> np.ndarray:
     f = figure_eight(600)
     return np.concatenate([np.repeat(f[:1], 150, axis=0), f])
+
+
+def _open_eight() -> np.ndarray:
+    f = figure_eight(720)
+    return np.concatenate([f[360:], f[:240]])
 
 
 def _kidnapped() -> np.ndarray:
@@ -213,6 +221,8 @@ CASES: dict[str, Case] = {c.name: c for c in (
          description="figure-eight, then back along the same path in reverse"),
     Case("corridor_ring", corridor_ring, lambda: ring_laps(2), close_range=0.4,
          description="two laps of a 64 m corridor ring whose walls repeat every 5.12 m"),
+    Case("open_eight", pillar_hall, _open_eight, close_range=0.35,
+         description="figure-eight begun at its left lobe: a close pass on a young map, no loop"),
     Case("dropouts", pillar_hall, _dropouts, close_range=0.35,
          reloc_from=int(np.count_nonzero(dropout_keep()[:560])),
          description="figure-eight missing 10 % of its frames and bursts of 0.5, 1 and 2 s"),

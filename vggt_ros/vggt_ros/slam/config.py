@@ -91,6 +91,17 @@ class StitchConfig:
         poses at twice the harsh noise (2.4 deg RMS, plus the window's Sim(3)) are often more than 5 deg
         off, and a 5 deg gate refused 12 % of the PnP poses there; keeping them (bench/slam_robustness.py, 2x:
         figure-eight ATE 1.96 -> 1.48 %, covered black 1.19 -> 0.82 %; 1x: no PnP pose moved > 5 deg).
+    max_pnp_sigma_deg: keep the PnP pose only if the matches determine its orientation to within this
+        (1 sigma, degrees; geometry.pnp_uncertainty: its Gauss-Newton covariance at the fit's own pixel
+        noise; 0 = no check). A few tracks on one close surface fit a pose that reprojects well and is
+        wrong: the figure-eight begun at its left lobe (case open_eight, 1x, seed 2) passed 0.36 m from
+        a pillar on 19 tracks; the PnP pose turned 11.5 deg from the network's (inside the 12 deg gate)
+        at a sigma of 8.7 deg, 13.4 deg wrong against the network's 2.3, became the next windows' gauge
+        keyframe and bent the whole path (ATE 1.24 %, 0.27 % with the check). Over figure-eight,
+        kidnapped, fast, dropouts at 1x (seeds 0-5) and four cases at 2x (seeds 0-2), the kept PnP
+        poses with sigma >= 2 deg were closer to the truth than the network's in 31 % (1x) and 58 %
+        (2x) of 259 frames, those with 1-2 deg in 68 % / 73 %, below 1 deg in 86-96 %. Frames with a
+        measured depth (inp.metric_depth) are not checked: their depth residuals remove the ambiguity.
     max_depth_scale_dev: the anchors' depth-ratio scale always sets the window's scale (when any anchor
         pixel is usable); within this fraction of the robust Sim(3)'s scale it keeps that fit's rotation,
         farther off the rotation and translation are fitted again at the depth-ratio scale
@@ -127,6 +138,7 @@ class StitchConfig:
     min_track_inlier_ratio: float = 0.25
     max_pnp_deviation_rel: float = 0.1
     max_pnp_deviation_deg: float = 12.0
+    max_pnp_sigma_deg: float = 2.0
     max_depth_scale_dev: float = 0.1
     ransac_iterations: int = 64
     refresh_queries: bool = True

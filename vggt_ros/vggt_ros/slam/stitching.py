@@ -44,6 +44,7 @@ from vggt_ros.geometry.depth import (
     sample_nearest,
     unproject_pixels,
 )
+from vggt_ros.geometry.pnp_uncertainty import rotation_sigma_deg
 from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
 from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T, nearest_rotation, rotation_angle
 from vggt_ros.slam.config import StitchConfig
@@ -700,7 +701,8 @@ class TrackStitcher:
         """PnP-refine each new frame's pose on its track/map-point matches (from the given poses).
 
         A refined pose is kept when it stays within max_pnp_deviation_rel x depth and
-        max_pnp_deviation_deg of the starting pose. Per-frame depth scales (the frame's own ratio to the
+        max_pnp_deviation_deg of the starting pose and its matches determine its orientation to within
+        max_pnp_sigma_deg (1 sigma). Per-frame depth scales (the frame's own ratio to the
         gauge's map points) only when config.frame_depth_scale is "dense" or "tracks"; with "window" (the
         default) depth_scale stays empty and every new frame takes the window scale.
         """
@@ -725,7 +727,9 @@ class TrackStitcher:
                 T_pnp = refine_with_measured_depth(inp, j, q, T_pnp, px, cfg.min_pnp_points)
                 dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
                 dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
-                if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg:
+                if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg and (
+                    self._well_determined(inp, j, X, uv, T_pnp, px)
+                ):
                     poses[j] = T_pnp
                     refined += 1
                     if cfg.frame_depth_scale != "window":  # "window": the window scale holds for all
@@ -742,6 +746,16 @@ class TrackStitcher:
                 )
             inliers += n_in
         return PoseRefinement(poses, refined, used, inliers, depth_scales)
+
+    def _well_determined(
+        self, inp: StitchInput, j: int, X: np.ndarray, uv: np.ndarray, T_pnp: np.ndarray, px: float
+    ) -> bool:
+        """Frame j's PnP pose determines its orientation to within config.max_pnp_sigma_deg (1 sigma;
+        always True with the check off or a measured depth for the frame)."""
+        limit = self.config.max_pnp_sigma_deg
+        if limit <= 0 or j in inp.metric_depth:
+            return True
+        return rotation_sigma_deg(X, uv, inp.K[j], T_pnp, px) <= limit
 
     def _frame_scale(
         self,
