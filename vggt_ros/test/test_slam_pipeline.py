@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from vggt_ros.eval.metrics import evaluate_trajectory
@@ -12,6 +14,7 @@ from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
 from vggt_ros.slam.config import PipelineConfig
 from vggt_ros.slam.pipeline import Pipeline
+from vggt_ros.slam.stitching import StitchInput, StitchResult, TrackStitcher
 from vggt_ros.slam.updates import (
     DepthFrame,
     FramePose,
@@ -315,3 +318,48 @@ def test_map_pulled_on_request_equals_the_per_window_map(loop):
     np.testing.assert_allclose(kept[np.lexsort(kept.T)], m.points[np.lexsort(m.points.T)], rtol=0, atol=1e-5)
     np.testing.assert_array_equal(m.points, auto.global_map.snapshot(fresh=True).points)
     assert len(maps) >= 3 and m.num_keyframes == maps[-1].num_keyframes == len(pull.keyframes)
+
+
+class _EvenPinned(TrackStitcher):
+    """TrackStitcher that reports only the even window indices as pinned by PnP (poses unchanged)."""
+
+    def stitch(self, inp: StitchInput) -> StitchResult:
+        res = super().stitch(inp)
+        return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned if j % 2 == 0))
+
+
+def _keyframe_window_indices(wait: int) -> tuple[list[int], list[int]]:
+    """The 96-frame room loop with _EvenPinned: (window index of each keyframe made in a stitched window,
+    the last window index of that window)."""
+    seq = make_sequence("loop", 96, width=W, height=H)
+    cfg = PipelineConfig()
+    kf_cfg = dataclasses.replace(cfg.keyframes, pinned_keyframe_wait=wait)
+    cfg = dataclasses.replace(cfg, keyframes=kf_cfg)
+    p = Pipeline(SimulatedPredictor(seq.ground_truth, SimNoise()), cfg)
+    p.stitcher = _EvenPinned(cfg.stitch)
+    ups = _run(p, [seq[i] for i in range(len(seq))])
+    stats = {w.window_id: w for w in _of(ups, WindowStats)}
+    first: dict[int, int] = {}
+    for u in _of(ups, FramePose):
+        first.setdefault(u.window_id, u.frame_index)
+    idx, last = [], []
+    for u in _of(ups, FramePose):
+        w = stats[u.window_id]
+        if u.is_keyframe and w.reason == "ok" and w.anchor_keyframe_ids:
+            A = len(w.anchor_keyframe_ids)
+            idx.append(A + u.frame_index - first[u.window_id])
+            last.append(A + w.num_new - 1)
+    return idx, last
+
+
+def test_a_keyframe_waits_for_a_frame_pnp_pinned():
+    """A keyframe due on a frame whose pose PnP did not pin moves to the window's next pinned frame
+    (KeyframeConfig.pinned_keyframe_wait, shipped 2: here the next frame), or stays when none follows
+    (the window's last frame)."""
+    assert PipelineConfig().keyframes.pinned_keyframe_wait >= 1
+    idx, last = _keyframe_window_indices(PipelineConfig().keyframes.pinned_keyframe_wait)
+    assert len(idx) >= 8
+    assert all(j % 2 == 0 or j == end for j, end in zip(idx, last)), list(zip(idx, last))
+    off, off_last = _keyframe_window_indices(0)
+    assert any(j % 2 == 1 and j != end for j, end in zip(off, off_last))  # without it they fall anywhere
+    assert abs(len(idx) - len(off)) <= len(off) // 4  # as many keyframes, a frame or so later

@@ -643,6 +643,7 @@ class Pipeline:
             res.residual_rel,
             res.num_inliers,
             res.num_correspondences,
+            pinned=res.pinned if isinstance(self.stitcher, TrackStitcher) else None,
         )
 
     def _measured_depths(self, w: _Window) -> dict[int, np.ndarray]:
@@ -941,12 +942,17 @@ class Pipeline:
         kf_updates: list[Update] = []
         new_kfs: list[Keyframe] = []
         ref_id = w.anchors[0].keyframe_id if w.anchors else len(self.keyframes)
+        due = False  # a keyframe waits for a pinned frame (KeyframeConfig.pinned_keyframe_wait)
         for k, p in enumerate(w.pending):
             j = A + k
             held = self._held_row(p)
             if held is None:
                 T_wc, frame_ref = sol.poses[j], ref_id
-                is_kf = self._is_keyframe(w, j, T_wc, p.index)
+                is_kf = due or self._is_keyframe(w, j, T_wc, p.index)
+                if is_kf and self._waits_for_pinned(w, sol, k):
+                    is_kf, due = False, True
+                elif is_kf:
+                    due = False
                 if not is_kf and k == len(w.pending) - 1:
                     is_kf = self._revisits_place(w, j, p)
                 ref = p.index if p.still_of is None else p.still_of
@@ -978,6 +984,16 @@ class Pipeline:
                 new_kfs.append(kf)
                 kf_updates.append(self._keyframe_update(kf, w, sol))
         return out + kf_updates, new_kfs
+
+    def _waits_for_pinned(self, w: _Window, sol: WindowSolution, k: int) -> bool:
+        """A keyframe due on new frame k waits: its pose is not pinned by PnP and one of the next
+        KeyframeConfig.pinned_keyframe_wait new frames of the window, moving (not held), is."""
+        wait = self.config.keyframes.pinned_keyframe_wait
+        A = len(w.anchors)
+        if wait <= 0 or sol.pinned is None or A + k in sol.pinned:
+            return False
+        later = range(k + 1, min(len(w.pending), k + 1 + wait))
+        return any(A + i in sol.pinned and w.pending[i].still_of is None for i in later)
 
     def _held_row(self, p: PendingFrame) -> int | None:
         """Row in _poses of the pose a standing frame keeps: its reference frame's, or, when that one was

@@ -107,6 +107,7 @@ class StitchResult:
     pnp_refined: int = 0
     track_inlier_ratio: float = float("nan")
     depth_scale: dict[int, float] = field(default_factory=dict)
+    pinned: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -119,6 +120,7 @@ class PoseRefinement:
     observations: int
     inliers: int
     depth_scale: dict[int, float]
+    pinned: frozenset[int] = frozenset()
 
     @property
     def inlier_ratio(self) -> float:
@@ -693,6 +695,7 @@ class TrackStitcher:
             pnp_refined=ref.refined,
             track_inlier_ratio=track_ratio,
             depth_scale=ref.depth_scale,
+            pinned=ref.pinned,
         )
 
     def refine_poses(
@@ -710,7 +713,8 @@ class TrackStitcher:
         poses = dict(poses)
         min_px = max(1.0, cfg.pnp_min_px * inp.size[1])
         max_px = max(2.0 * min_px, cfg.pnp_max_px * inp.size[1])
-        refined, used, inliers = 0, 0, 0
+        used, inliers = 0, 0
+        pinned: set[int] = set()
         depth_scales: dict[int, float] = {}
         pred = inp.prediction
         gauge_X: np.ndarray | None = None  # the gauge's map points, once per window
@@ -731,7 +735,7 @@ class TrackStitcher:
                     self._well_determined(inp, j, X, uv, T_pnp, px)
                 ):
                     poses[j] = T_pnp
-                    refined += 1
+                    pinned.add(j)
                     if cfg.frame_depth_scale != "window":  # "window": the window scale holds for all
                         if cfg.frame_depth_scale == "dense" and inp.anchors and gauge_X is None:
                             gauge_X = inp.anchors[0].points_world()[1]
@@ -745,7 +749,7 @@ class TrackStitcher:
                     np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px)
                 )
             inliers += n_in
-        return PoseRefinement(poses, refined, used, inliers, depth_scales)
+        return PoseRefinement(poses, len(pinned), used, inliers, depth_scales, frozenset(pinned))
 
     def _well_determined(
         self, inp: StitchInput, j: int, X: np.ndarray, uv: np.ndarray, T_pnp: np.ndarray, px: float

@@ -30,6 +30,7 @@ class WindowSolution:
     num_correspondences: int = 0
     note: str = "ok"  # WindowStats.reason of the accepted window ("recovered (<why>)", "new_segment (<why>)")
     weak_link: bool = False  # placed by the continuity guess: its first keyframe is only weakly linked
+    pinned: frozenset[int] | None = None  # window indices whose pose PnP pinned to the map (None: unknown)
 
     def depth_scale_of(self, j: int) -> float:
         return float(self.depth_scale.get(j, self.scale))
