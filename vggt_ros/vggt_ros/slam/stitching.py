@@ -93,7 +93,8 @@ class StitchResult:
     """accepted / reason; sim3 maps the window frame into the world; T_world_cam per new window index.
 
     residual_rel: Sim(3) inlier RMS relative to each point's distance (relative_residual); num_inliers and
-    num_correspondences of the Sim(3) fit; pnp_refined: new frames refined by PnP;
+    num_correspondences of the Sim(3) fit; pinned: window indices of the new frames whose PnP pose was
+    kept (pnp_refined: how many);
     track_inlier_ratio: track observations within the reprojection bound / all used.
     """
 
@@ -104,19 +105,21 @@ class StitchResult:
     residual_rel: float = float("nan")
     num_inliers: int = 0
     num_correspondences: int = 0
-    pnp_refined: int = 0
     track_inlier_ratio: float = float("nan")
     depth_scale: dict[int, float] = field(default_factory=dict)
     pinned: frozenset[int] = frozenset()
 
+    @property
+    def pnp_refined(self) -> int:
+        return len(self.pinned)
+
 
 @dataclass
 class PoseRefinement:
-    """Result of TrackStitcher.refine_poses: poses per window index (T_world_cam), frames refined by
-    PnP, track observations used, inliers among them, per-frame depth scales."""
+    """Result of TrackStitcher.refine_poses: poses per window index (T_world_cam), track observations
+    used, inliers among them, per-frame depth scales, the window indices whose PnP pose was kept."""
 
     poses: dict[int, np.ndarray]
-    refined: int
     observations: int
     inliers: int
     depth_scale: dict[int, float]
@@ -692,7 +695,6 @@ class TrackStitcher:
             accepted=True,
             reason="ok",
             T_world_cam=ref.poses,
-            pnp_refined=ref.refined,
             track_inlier_ratio=track_ratio,
             depth_scale=ref.depth_scale,
             pinned=ref.pinned,
@@ -749,7 +751,7 @@ class TrackStitcher:
                     np.count_nonzero(_reproj_err(X, uv, inp.K[j], rvec, T_cw[:3, 3].reshape(3, 1)) < px)
                 )
             inliers += n_in
-        return PoseRefinement(poses, len(pinned), used, inliers, depth_scales, frozenset(pinned))
+        return PoseRefinement(poses, used, inliers, depth_scales, frozenset(pinned))
 
     def _well_determined(
         self, inp: StitchInput, j: int, X: np.ndarray, uv: np.ndarray, T_pnp: np.ndarray, px: float
