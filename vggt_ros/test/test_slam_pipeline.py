@@ -325,7 +325,7 @@ class _EvenPinned(TrackStitcher):
 
     def stitch(self, inp: StitchInput) -> StitchResult:
         res = super().stitch(inp)
-        return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned if j % 2 == 0))
+        return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned or () if j % 2 == 0))
 
 
 def _keyframe_window_indices(wait: int) -> tuple[list[int], list[int]]:

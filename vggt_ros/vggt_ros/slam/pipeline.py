@@ -643,7 +643,7 @@ class Pipeline:
             res.residual_rel,
             res.num_inliers,
             res.num_correspondences,
-            pinned=res.pinned if isinstance(self.stitcher, TrackStitcher) else None,
+            pinned=res.pinned,
         )
 
     def _measured_depths(self, w: _Window) -> dict[int, np.ndarray]:

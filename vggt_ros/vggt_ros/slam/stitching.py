@@ -94,7 +94,7 @@ class StitchResult:
 
     residual_rel: Sim(3) inlier RMS relative to each point's distance (relative_residual); num_inliers and
     num_correspondences of the Sim(3) fit; pinned: window indices of the new frames whose PnP pose was
-    kept (pnp_refined: how many);
+    kept (pnp_refined: how many; None from a stitcher that does not refine poses by PnP);
     track_inlier_ratio: track observations within the reprojection bound / all used.
     """
 
@@ -107,11 +107,11 @@ class StitchResult:
     num_correspondences: int = 0
     track_inlier_ratio: float = float("nan")
     depth_scale: dict[int, float] = field(default_factory=dict)
-    pinned: frozenset[int] = frozenset()
+    pinned: frozenset[int] | None = None
 
     @property
     def pnp_refined(self) -> int:
-        return len(self.pinned)
+        return len(self.pinned or ())
 
 
 @dataclass
