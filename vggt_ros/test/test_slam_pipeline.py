@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -328,16 +329,21 @@ class _EvenPinned(TrackStitcher):
         return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned or () if j % 2 == 0))
 
 
-def _keyframe_window_indices(wait: int) -> tuple[list[int], list[int]]:
-    """The 96-frame room loop with _EvenPinned: (window index of each keyframe made in a stitched window,
-    the last window index of that window)."""
+def _even_pinned_run(wait: int) -> tuple[Pipeline, list[Any]]:
+    """The 96-frame room loop with _EvenPinned and pinned_keyframe_wait `wait`: (pipeline, updates)."""
     seq = make_sequence("loop", 96, width=W, height=H)
     cfg = PipelineConfig()
     kf_cfg = dataclasses.replace(cfg.keyframes, pinned_keyframe_wait=wait)
     cfg = dataclasses.replace(cfg, keyframes=kf_cfg)
     p = Pipeline(SimulatedPredictor(seq.ground_truth, SimNoise()), cfg)
     p.stitcher = _EvenPinned(cfg.stitch)
-    ups = _run(p, [seq[i] for i in range(len(seq))])
+    return p, _run(p, [seq[i] for i in range(len(seq))])
+
+
+def _keyframe_window_indices(wait: int) -> tuple[list[int], list[int]]:
+    """The 96-frame room loop with _EvenPinned: (window index of each keyframe made in a stitched window,
+    the last window index of that window)."""
+    _, ups = _even_pinned_run(wait)
     stats = {w.window_id: w for w in _of(ups, WindowStats)}
     first: dict[int, int] = {}
     for u in _of(ups, FramePose):
@@ -363,3 +369,23 @@ def test_a_keyframe_waits_for_a_frame_pnp_pinned():
     off, off_last = _keyframe_window_indices(0)
     assert any(j % 2 == 1 and j != end for j, end in zip(off, off_last))  # without it they fall anywhere
     assert abs(len(idx) - len(off)) <= len(off) // 4  # as many keyframes, a frame or so later
+
+
+def test_a_keyframe_records_whether_pnp_pinned_its_pose():
+    """Keyframe.pinned: True / False as the stitcher reported the keyframe's window index, None for the
+    first window's (no map to pin it to)."""
+    p, ups = _even_pinned_run(0)
+    stats = {w.window_id: w for w in _of(ups, WindowStats)}
+    first: dict[int, int] = {}
+    for u in _of(ups, FramePose):
+        first.setdefault(u.window_id, u.frame_index)
+    flags = {True: 0, False: 0}
+    for kf in p.keyframes.keyframes:
+        w = stats[kf.window_id]
+        if not w.anchor_keyframe_ids:
+            assert kf.pinned is None
+            continue
+        j = len(w.anchor_keyframe_ids) + kf.frame_index - first[kf.window_id]
+        assert kf.pinned is (j % 2 == 0), (kf.keyframe_id, j, kf.pinned)
+        flags[kf.pinned] += 1
+    assert flags[True] >= 3 and flags[False] >= 3

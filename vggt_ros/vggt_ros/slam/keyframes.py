@@ -42,6 +42,10 @@ class Keyframe:
     depth / conf / image are None once the keyframe is no longer active.
     depth_measured: (like depth) bool, True where depth is a metric depth camera's measurement
         (set_measured_depth): fuse_depth and stitching.refresh_queries leave those pixels alone.
+    pinned: True when PnP pinned the pose to the map's points in the window that made the keyframe,
+        False when it kept the window's Sim(3)-aligned network pose (too few tracks, or a gate of
+        stitching.TrackStitcher.refine_poses), None when unknown (a segment's first window, a baseline
+        stitcher, a loaded map). Diagnostics only (bench/keyframe_chain.py); not saved with the map.
     """
 
     keyframe_id: int
@@ -66,6 +70,7 @@ class Keyframe:
     archived: bool = False
     image_jpeg: bytes | None = None
     depth_measured: np.ndarray | None = None
+    pinned: bool | None = None
 
     def apply_correction(self, C: Sim3) -> None:
         """Move the keyframe by a world-frame Sim(3) correction (pose-graph result): pose, depth in

@@ -1025,6 +1025,7 @@ class Pipeline:
             descriptor=w.pred.descriptors.get(j) if w.pred.descriptors else None,
         )
         self.counters.keyframes += 1
+        kf.pinned = None if sol.pinned is None or not w.anchors else j in sol.pinned
         measured = w.measured.get(j)
         if measured is not None and self.metric.filter.metric:
             kf.set_measured_depth(measured)
