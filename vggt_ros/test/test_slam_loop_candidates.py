@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vggt_ros.geometry.se3 import Sim3, so3_exp
 from vggt_ros.slam.config import LoopConfig, PipelineConfig
 from vggt_ros.slam.keyframes import Keyframe, KeyframeManager
 from vggt_ros.slam.loop_closure import LoopCloser
@@ -173,3 +174,23 @@ def test_a_new_segment_verifies_the_last_keyframes_before_its_break(nth, last, e
     monkeypatch.setattr(LoopCloser, "_verify", lambda self, q, m, *a: calls.append(m.keyframe_id))
     closer.detect(new[-1], keyframes, None, TrackStitcher(), PipelineConfig(), TrackingStatus())
     assert sorted(calls) == expected
+
+
+def test_a_moved_node_keeps_its_place_in_the_next_solve():
+    """LoopCloser.move_node (a re-pinned gauge): the keyframe's node follows the correction and its link
+    records the new relative pose, so a later solve does not pull it back to where stitching put it."""
+    closer = LoopCloser(LoopConfig())
+    d = _unit(np.ones(8))
+    kfs = [_kf(i, 0, d, 0.2 * i) for i in range(3)]
+    closer.add_keyframe(kfs[0], None, 200, 0.02)
+    closer.add_keyframe(kfs[1], kfs[0], 200, 0.02)
+    closer.add_keyframe(kfs[2], kfs[1], 200, 0.02)
+    C = Sim3(1.0, so3_exp(np.array([0.0, 0.03, 0.0])), np.array([0.0, 0.05, 0.0]))
+    kfs[2].apply_correction(C)
+    closer.move_node(2, C)
+    g = closer.graph
+    np.testing.assert_allclose(g.node(2).R, kfs[2].T_world_cam[:3, :3], atol=1e-12)
+    np.testing.assert_allclose(g.node(2).t, kfs[2].T_world_cam[:3, 3], atol=1e-12)
+    res = g.optimize()
+    assert max(float(np.linalg.norm(Ci.t)) for Ci in res.correction.values()) < 1e-6
+    assert g.num_edges == 2

@@ -13,7 +13,7 @@ from vggt_ros.geometry.se3 import rotation_angle
 from vggt_ros.io.map_store import load_map, read_saved, save_map
 from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.sim.simulated_predictor import SimNoise, SimulatedPredictor
-from vggt_ros.slam.config import PipelineConfig
+from vggt_ros.slam.config import PipelineConfig, StitchConfig
 from vggt_ros.slam.pipeline import Pipeline
 from vggt_ros.slam.stitching import StitchInput, StitchResult, TrackStitcher
 from vggt_ros.slam.updates import (
@@ -329,12 +329,14 @@ class _EvenPinned(TrackStitcher):
         return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned or () if j % 2 == 0))
 
 
-def _even_pinned_run(wait: int) -> tuple[Pipeline, list[Any]]:
-    """The 96-frame room loop with _EvenPinned and pinned_keyframe_wait `wait`: (pipeline, updates)."""
+def _even_pinned_run(wait: int, repin: bool = True) -> tuple[Pipeline, list[Any]]:
+    """The 96-frame room loop with _EvenPinned, pinned_keyframe_wait `wait` and StitchConfig.repin_gauge
+    `repin`: (pipeline, updates)."""
     seq = make_sequence("loop", 96, width=W, height=H)
     cfg = PipelineConfig()
     kf_cfg = dataclasses.replace(cfg.keyframes, pinned_keyframe_wait=wait)
-    cfg = dataclasses.replace(cfg, keyframes=kf_cfg)
+    st_cfg = dataclasses.replace(cfg.stitch, repin_gauge=repin)
+    cfg = dataclasses.replace(cfg, keyframes=kf_cfg, stitch=st_cfg)
     p = Pipeline(SimulatedPredictor(seq.ground_truth, SimNoise()), cfg)
     p.stitcher = _EvenPinned(cfg.stitch)
     return p, _run(p, [seq[i] for i in range(len(seq))])
@@ -373,19 +375,29 @@ def test_a_keyframe_waits_for_a_frame_pnp_pinned():
 
 def test_a_keyframe_records_whether_pnp_pinned_its_pose():
     """Keyframe.pinned: True / False as the stitcher reported the keyframe's window index, None for the
-    first window's (no map to pin it to)."""
-    p, ups = _even_pinned_run(0)
-    stats = {w.window_id: w for w in _of(ups, WindowStats)}
-    first: dict[int, int] = {}
-    for u in _of(ups, FramePose):
-        first.setdefault(u.window_id, u.frame_index)
-    flags = {True: 0, False: 0}
-    for kf in p.keyframes.keyframes:
-        w = stats[kf.window_id]
-        if not w.anchor_keyframe_ids:
-            assert kf.pinned is None
-            continue
-        j = len(w.anchor_keyframe_ids) + kf.frame_index - first[kf.window_id]
-        assert kf.pinned is (j % 2 == 0), (kf.keyframe_id, j, kf.pinned)
-        flags[kf.pinned] += 1
-    assert flags[True] >= 3 and flags[False] >= 3
+    first window's (no map to pin it to). With StitchConfig.repin_gauge (shipped) a network-posed keyframe
+    is re-pinned on its anchors' map points when it gauges the next window (counted)."""
+    assert StitchConfig().repin_gauge
+
+    def flags(repin: bool) -> tuple[list[tuple[bool, bool | None]], int]:
+        p, ups = _even_pinned_run(0, repin)
+        stats = {w.window_id: w for w in _of(ups, WindowStats)}
+        first: dict[int, int] = {}
+        for u in _of(ups, FramePose):
+            first.setdefault(u.window_id, u.frame_index)
+        out = []
+        for kf in p.keyframes.keyframes:
+            w = stats[kf.window_id]
+            if not w.anchor_keyframe_ids:
+                assert kf.pinned is None
+                continue
+            j = len(w.anchor_keyframe_ids) + kf.frame_index - first[kf.window_id]
+            out.append((j % 2 == 0, kf.pinned))
+        return out, p.counters.gauges_repinned
+
+    reported, n = flags(False)
+    assert n == 0 and all(even is pinned for even, pinned in reported), reported
+    assert sum(e for e, _ in reported) >= 3 and sum(not e for e, _ in reported) >= 3
+    repinned, n = flags(True)
+    assert all(pinned for even, pinned in repinned if even)
+    assert n >= 2 and sum(1 for even, pinned in repinned if not even and pinned) == n

@@ -24,6 +24,7 @@ from vggt_ros.slam.stitching import (
     fuse_track_depths,
     make_stitcher,
     refresh_queries,
+    repin_gauge,
     rescale_through,
     track_observations,
     unconnected_frame,
@@ -425,3 +426,35 @@ def test_a_pnp_pose_its_few_tracks_cannot_pin_keeps_the_networks_pose(seq):
     for k in inp.new_indices[:-1]:  # only through the map points the frame's depth was fused into
         R_a, R_b = checked.T_world_cam[k][:3, :3], unchecked.T_world_cam[k][:3, :3]
         assert np.degrees(rotation_angle(R_a.T @ R_b)) < 0.2
+
+
+def test_a_network_posed_gauge_is_repinned_on_its_anchors_map_points(seq):
+    """repin_gauge: a gauge keyframe 2 deg and 3 % of its depth off (the network's pose stood when it was
+    made) comes back onto its anchors' map points by PnP on its queries tracked into them: within
+    0.3 deg and 1 % of depth of the truth; an exact gauge stays within the tracks' noise."""
+    inp, _ = _input(seq, SimNoise(), seed=2)
+    gauge = inp.anchors[0]
+    T_true = gauge.T_world_cam.copy()
+    assert repin_gauge(inp, StitchConfig()) is not None
+    T_exact = repin_gauge(inp, StitchConfig())
+    d = gauge.median_depth
+
+    def errors(T: np.ndarray) -> tuple[float, float]:
+        return (float(np.degrees(rotation_angle(T[:3, :3].T @ T_true[:3, :3]))),
+                float(np.linalg.norm(T[:3, 3] - T_true[:3, 3]) / d))
+
+    assert errors(T_exact) < (0.2, 0.005)
+    off = Sim3(1.0, so3_exp(np.radians(2.0) * np.array([0.6, 0.8, 0.0])), np.zeros(3))
+    gauge.T_world_cam = off.transform_pose(T_true)
+    gauge.T_world_cam[:3, 3] += 0.03 * d * np.array([1.0, 0.0, 0.0])
+    assert errors(gauge.T_world_cam)[0] > 1.9
+    queries = TrackQueries(inp.queries.uv, gauge.points_world_at(inp.queries.uv))
+    moved = dataclasses.replace(inp, queries=queries)
+    T_new = repin_gauge(moved, StitchConfig())
+    assert T_new is not None
+    rot, centre = errors(T_new)
+    assert rot < 0.3 and centre < 0.01, (rot, centre)
+    # nothing to pin it to: the other anchors see none of its queries
+    for a in range(1, len(inp.anchors)):
+        moved.prediction.vis[a][:] = 0.0
+    assert repin_gauge(moved, StitchConfig()) is None

@@ -121,6 +121,23 @@ class LoopCloser:
                 return
             self.places.add(kf.keyframe_id, kf.descriptor, kf.T_world_cam, kf.segment_id)
 
+    def move_node(self, kf_id: int, C: Sim3) -> None:
+        """Keyframe kf_id moved by the world-frame correction C outside an optimisation (a re-pinned gauge):
+        its node follows, and the sequential edges into it, which only recorded where stitching had put
+        it, now record where it is."""
+        g = self.graph
+        if not g.has_node(kf_id):
+            return
+        S = g.node(kf_id)
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = S.R, S.t
+        g.set_node(kf_id, C.transform_pose(T), S.scale)
+        for e in g.edge_ids("sequential"):
+            kind, i, j, _, sig = g.edge(e)
+            if j == kf_id:
+                g.remove_edge(e)
+                g.add_sequential(i, j, g.relative(i, j), sig)
+
     # --- detection --------------------------------------------------------------------------------
     def revisits_place(
         self, descriptor: np.ndarray | None, segment_id: int, keyframes: KeyframeManager

@@ -68,6 +68,7 @@ from vggt_ros.slam.stitching import (
     TrackQueries,
     TrackStitcher,
     make_stitcher,
+    repin_gauge,
     rescale_through,
     track_seen,
     unconnected_frame,
@@ -132,6 +133,7 @@ class PipelineCounters:
     windows_predicted_ahead: int = 0  # predicted with anchors chosen ahead and used as predicted
     ahead_repredicted: int = 0  # their anchors became unusable before the stitch: predicted again
     ahead_requeued: int = 0  # an earlier window's view break put their frames back in the buffer
+    gauges_repinned: int = 0  # network-posed gauge keyframes moved onto their anchors' map points
 
     def as_dict(self) -> dict[str, object]:
         return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}
@@ -613,6 +615,13 @@ class Pipeline:
         )
         if self.metric.filter.metric:  # map units are metres: the measured depth refines the poses
             inp.metric_depth = w.measured
+        if cfg.stitch.repin_gauge and A >= 2 and w.anchors[0].pinned is False and (
+            isinstance(self.stitcher, TrackStitcher)
+            and self.keyframes.last_in_segment(w.anchors[0].segment_id) is w.anchors[0]
+        ):
+            T_new = repin_gauge(inp, cfg.stitch)
+            if T_new is not None:
+                inp = self._repin(w, inp, T_new)
         gap = unconnected_frame(inp, cfg.stitch) if isinstance(self.stitcher, TrackStitcher) else None
         if gap is not None:
             if gap == A:  # not even the first new frame sees the map: recovery
@@ -645,6 +654,22 @@ class Pipeline:
             res.num_correspondences,
             pinned=res.pinned,
         )
+
+    def _repin(self, w: _Window, inp: StitchInput, T_new: np.ndarray) -> StitchInput:
+        """Move the window's gauge keyframe (its map points, pose-graph node and link) to T_new; the window's
+        queries move with it. Poses already emitted stay as they were: a standstill held at the keyframe's
+        frame keeps standing. Returns the StitchInput with the moved queries."""
+        kf = w.anchors[0]
+        C = Sim3.from_T(T_new @ invert_T(kf.T_world_cam))
+        kf.apply_correction(C)
+        kf.pinned = True
+        if kf.keyframe_id in self.global_map.keyframes:
+            self.global_map.update_pose(kf.keyframe_id, T_BODY_OPTICAL @ kf.T_world_cam)
+        self.loops.move_node(kf.keyframe_id, C)
+        assert w.queries is not None
+        w.queries = TrackQueries(w.queries.uv, C.apply(w.queries.X_world))
+        self.counters.gauges_repinned += 1
+        return dataclasses.replace(inp, queries=w.queries)
 
     def _measured_depths(self, w: _Window) -> dict[int, np.ndarray]:
         """Window index -> the new frame's paired metric depth at its pixels ((H, W) metres, NaN invalid),

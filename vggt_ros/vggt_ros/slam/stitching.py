@@ -615,6 +615,54 @@ def _poses_from_sim3(inp: StitchInput, sim: Sim3) -> dict[int, np.ndarray]:
     return {j: sim.transform_pose(invert_T(inp.prediction.T_cam_win[j])) for j in inp.new_indices}
 
 
+def pnp_pixel_bounds(cfg: StitchConfig, size: tuple[int, int]) -> tuple[float, float]:
+    """PnP's adaptive inlier bound limits (min_px, max_px) in pixels for images of size (H, W)."""
+    min_px = max(1.0, cfg.pnp_min_px * size[1])
+    return min_px, max(2.0 * min_px, cfg.pnp_max_px * size[1])
+
+
+def near_pose(cfg: StitchConfig, T: np.ndarray, T_ref: np.ndarray, depth: float) -> bool:
+    """A PnP pose T (4,4) within the deviation gates of the pose it started from: camera centres within
+    max_pnp_deviation_rel x depth (world units), orientations within max_pnp_deviation_deg."""
+    dc = np.linalg.norm(T[:3, 3] - T_ref[:3, 3]) / depth
+    dr = np.degrees(rotation_angle(T[:3, :3].T @ T_ref[:3, :3]))
+    return bool(dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg)
+
+
+def repin_gauge(inp: StitchInput, cfg: StitchConfig) -> np.ndarray | None:
+    """The gauge keyframe's pose T_world_cam (4,4) by PnP on the other anchors' map points, or None.
+
+    The gauge's track queries followed into anchor a (window index a >= 1) land on a's stored depth: a
+    world point through a's pose, seen in the gauge at the query pixel. For a gauge whose pose the network
+    set (Keyframe.pinned False) this ties it to its anchors' PnP-pinned poses. None with fewer than
+    min_pnp_points matches, a failed PnP, a pose outside refine_poses' gates (max_pnp_deviation_rel x the
+    gauge's median depth, max_pnp_deviation_deg) or an orientation PnP leaves more uncertain than
+    max_pnp_sigma_deg.
+    """
+    pred, gauge = inp.prediction, inp.anchors[0]
+    Xs, uvs = [], []
+    for a in range(1, len(inp.anchors)):
+        kf = inp.anchors[a]
+        if kf.depth is None or a >= len(pred.tracks):
+            continue
+        seen = np.flatnonzero(track_seen(pred, a, inp.size, cfg))
+        uv_a = pred.tracks[a][seen].astype(np.float64)
+        d = sample_bilinear(kf.depth, uv_a / kf.depth_stride).astype(np.float64)
+        ok = np.isfinite(d) & (d > 0)
+        Xs.append(unproject_pixels(uv_a[ok], d[ok], kf.K, kf.T_world_cam))
+        uvs.append(inp.queries.uv[seen[ok]].astype(np.float64))
+    if not Xs or sum(len(x) for x in Xs) < cfg.min_pnp_points:
+        return None
+    X, uv = np.concatenate(Xs), np.concatenate(uvs)
+    min_px, max_px = pnp_pixel_bounds(cfg, inp.size)
+    T, _, px = refine_pose_pnp(X, uv, inp.K[0], gauge.T_world_cam, min_px, max_px, cfg.min_pnp_points, 2)
+    if T is None or not near_pose(cfg, T, gauge.T_world_cam, _scene_depth(inp)):
+        return None
+    if cfg.max_pnp_sigma_deg > 0 and not rotation_sigma_deg(X, uv, inp.K[0], T, px) <= cfg.max_pnp_sigma_deg:
+        return None
+    return T
+
+
 def _scene_depth(inp: StitchInput) -> float:
     return max(float(inp.anchors[0].median_depth), 1e-9) if inp.anchors else 1.0
 
@@ -713,8 +761,7 @@ class TrackStitcher:
         """
         cfg = self.config
         poses = dict(poses)
-        min_px = max(1.0, cfg.pnp_min_px * inp.size[1])
-        max_px = max(2.0 * min_px, cfg.pnp_max_px * inp.size[1])
+        min_px, max_px = pnp_pixel_bounds(cfg, inp.size)
         used, inliers = 0, 0
         pinned: set[int] = set()
         depth_scales: dict[int, float] = {}
@@ -731,11 +778,7 @@ class TrackStitcher:
             )
             if T_pnp is not None:
                 T_pnp = refine_with_measured_depth(inp, j, q, T_pnp, px, cfg.min_pnp_points)
-                dc = np.linalg.norm(T_pnp[:3, 3] - poses[j][:3, 3]) / depth
-                dr = np.degrees(rotation_angle(T_pnp[:3, :3].T @ poses[j][:3, :3]))
-                if dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg and (
-                    self._well_determined(inp, j, X, uv, T_pnp, px)
-                ):
+                if near_pose(cfg, T_pnp, poses[j], depth) and self._well_determined(inp, j, X, uv, T_pnp, px):
                     poses[j] = T_pnp
                     pinned.add(j)
                     if cfg.frame_depth_scale != "window":  # "window": the window scale holds for all
