@@ -45,7 +45,8 @@ class Keyframe:
     pinned: True when PnP pinned the pose to the map's points in the window that made the keyframe,
         False when it kept the window's Sim(3)-aligned network pose (too few tracks, or a gate of
         stitching.TrackStitcher.refine_poses), None when unknown (a segment's first window, a baseline
-        stitcher, a loaded map). Diagnostics only (bench/keyframe_chain.py); not saved with the map.
+        stitcher, a loaded map; not saved with the map). A gauge with pinned False is re-pinned first
+        (StitchConfig.repin_gauge); bench/keyframe_chain.py splits the keyframe chain by it.
     """
 
     keyframe_id: int
