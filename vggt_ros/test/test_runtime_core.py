@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -14,6 +15,7 @@ from vggt_ros.runtime.params import Params
 from vggt_ros.runtime.publishing import ListSink, TransformOut
 from vggt_ros.sim.sequence import make_sequence
 from vggt_ros.sim.simulated_predictor import SimulatedPredictor
+from vggt_ros.slam.stitching import StitchInput, StitchResult, TrackStitcher
 
 
 class SlowPredictorDouble:
@@ -450,3 +452,28 @@ def test_stop_with_a_window_predicted_ahead_is_bounded_and_publishes_nothing_lat
     assert core.stop(timeout=0.1) is False  # the worker waits for window 2: abandoned
     d = abandoned_worker_ends_silently(core, sink)
     assert d.frames_processed == 28 and d.drops == {"shutdown": 12}
+
+
+class _EvenPinnedStitcher(TrackStitcher):
+    """TrackStitcher that reports only the even window indices as pinned by PnP (poses unchanged)."""
+
+    def stitch(self, inp: StitchInput) -> StitchResult:
+        res = super().stitch(inp)
+        return dataclasses.replace(res, pinned=frozenset(j for j in res.pinned or () if j % 2 == 0))
+
+
+def test_repinned_gauges_are_counted_on_diagnostics():
+    """Keyframes the stitcher reports network-posed are re-pinned when they gauge the next window
+    (StitchConfig.repin_gauge): /diagnostics counts them as gauges_repinned."""
+    seq = make_sequence("loop", 96, width=128, height=96)
+    params = Params({"predictor": "simulated"})
+    pipeline = make_pipeline(params, SimulatedPredictor(seq.ground_truth))
+    core = NodeCore(params, pipeline, ListSink(), mode="sync")
+    core.pipeline.stitcher = _EvenPinnedStitcher(core.pipeline.config.stitch)
+    for i in range(len(seq)):
+        assert core.submit(seq[i])
+    core.finish()
+    d = core.diagnostics()
+    n = core.pipeline.counters.gauges_repinned
+    assert n >= 1 and d.gauges_repinned == n
+    assert ("gauges_repinned", str(n)) in d.key_values()

@@ -836,14 +836,16 @@ class NodeCore:
             )
 
     def _pipeline_stats(self) -> dict[str, int]:
-        """The pipeline's predict-ahead and standstill counters (slam.pipeline.PipelineCounters) and its
-        retracted loops (slam.tracking.TrackingStatus), when it has them."""
+        """The pipeline's predict-ahead, standstill and gauge re-pinning counters
+        (slam.pipeline.PipelineCounters) and its retracted loops (slam.tracking.TrackingStatus), when it has
+        them."""
         c: Any = getattr(self.pipeline, "counters", None)
         if not hasattr(c, "windows_predicted_ahead"):
             return {}
         return {"windows_predicted_ahead": int(c.windows_predicted_ahead),
                 "ahead_repredicted": int(c.ahead_repredicted + c.ahead_requeued),
                 "frames_held": int(c.frames_held),
+                "gauges_repinned": int(getattr(c, "gauges_repinned", 0)),
                 "loops_retracted": int(getattr(getattr(self.pipeline, "tracking", None),
                                                "loops_retracted", 0))}
 
