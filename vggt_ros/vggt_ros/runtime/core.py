@@ -845,7 +845,7 @@ class NodeCore:
         return {"windows_predicted_ahead": int(c.windows_predicted_ahead),
                 "ahead_repredicted": int(c.ahead_repredicted + c.ahead_requeued),
                 "frames_held": int(c.frames_held),
-                "gauges_repinned": int(getattr(c, "gauges_repinned", 0)),
+                "gauges_repinned": int(c.gauges_repinned),
                 "loops_retracted": int(getattr(getattr(self.pipeline, "tracking", None),
                                                "loops_retracted", 0))}
 

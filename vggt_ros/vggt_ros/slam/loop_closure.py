@@ -133,7 +133,7 @@ class LoopCloser:
         T[:3, :3], T[:3, 3] = S.R, S.t
         g.set_node(kf_id, C.transform_pose(T), S.scale)
         for e in g.edge_ids("sequential"):
-            kind, i, j, _, sig = g.edge(e)
+            _, i, j, _, sig = g.edge(e)
             if j == kf_id:
                 g.remove_edge(e)
                 g.add_sequential(i, j, g.relative(i, j), sig)

@@ -615,9 +615,9 @@ class Pipeline:
         )
         if self.metric.filter.metric:  # map units are metres: the measured depth refines the poses
             inp.metric_depth = w.measured
+        # pinned is False only where a PnP-refining stitcher reported the keyframe's pose unpinned
         if cfg.stitch.repin_gauge and A >= 2 and w.anchors[0].pinned is False and (
-            isinstance(self.stitcher, TrackStitcher)
-            and self.keyframes.last_in_segment(w.anchors[0].segment_id) is w.anchors[0]
+            self.keyframes.last_in_segment(w.anchors[0].segment_id) is w.anchors[0]
         ):
             T_new = repin_gauge(inp, cfg.stitch)
             if T_new is not None:

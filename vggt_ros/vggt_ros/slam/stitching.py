@@ -629,6 +629,15 @@ def near_pose(cfg: StitchConfig, T: np.ndarray, T_ref: np.ndarray, depth: float)
     return bool(dc <= cfg.max_pnp_deviation_rel and dr <= cfg.max_pnp_deviation_deg)
 
 
+def orientation_pinned(
+    cfg: StitchConfig, X: np.ndarray, uv: np.ndarray, K: np.ndarray, T: np.ndarray, px: float
+) -> bool:
+    """PnP's pose T (4,4) from matches X (N,3 world) / uv (N,2 pixels) determines its orientation to within
+    cfg.max_pnp_sigma_deg (1 sigma over the inliers within px; always True with the check off at 0)."""
+    limit = cfg.max_pnp_sigma_deg
+    return limit <= 0 or rotation_sigma_deg(X, uv, K, T, px) <= limit
+
+
 def repin_gauge(inp: StitchInput, cfg: StitchConfig) -> np.ndarray | None:
     """The gauge keyframe's pose T_world_cam (4,4) by PnP on the other anchors' map points, or None.
 
@@ -658,9 +667,7 @@ def repin_gauge(inp: StitchInput, cfg: StitchConfig) -> np.ndarray | None:
     T, _, px = refine_pose_pnp(X, uv, inp.K[0], gauge.T_world_cam, min_px, max_px, cfg.min_pnp_points, 2)
     if T is None or not near_pose(cfg, T, gauge.T_world_cam, _scene_depth(inp)):
         return None
-    if cfg.max_pnp_sigma_deg > 0 and not rotation_sigma_deg(X, uv, inp.K[0], T, px) <= cfg.max_pnp_sigma_deg:
-        return None
-    return T
+    return T if orientation_pinned(cfg, X, uv, inp.K[0], T, px) else None
 
 
 def _scene_depth(inp: StitchInput) -> float:
@@ -801,10 +808,7 @@ class TrackStitcher:
     ) -> bool:
         """Frame j's PnP pose determines its orientation to within config.max_pnp_sigma_deg (1 sigma;
         always True with the check off or a measured depth for the frame)."""
-        limit = self.config.max_pnp_sigma_deg
-        if limit <= 0 or j in inp.metric_depth:
-            return True
-        return rotation_sigma_deg(X, uv, inp.K[j], T_pnp, px) <= limit
+        return j in inp.metric_depth or orientation_pinned(self.config, X, uv, inp.K[j], T_pnp, px)
 
     def _frame_scale(
         self,
