@@ -18,8 +18,9 @@ seeds of these figures of the longest segment's keyframes, against ground truth:
 
 The orientation error of keyframe k is dR_k = R_est_k R_true_k^T; dR_{k+L} dR_k^T does not depend on how
 the map's world frame sits in the simulator's. Ablations (--ablate) switch one part of the simulated
-network's error off: none, depth_bias (depth_bias_frac 0), tracks (track_px 0 and no outliers), pose
-(the predicted camera rotation and translation noise 0).
+network's error off: none, depth_bias (depth_bias_frac 0), tracks (track_px 0 and no outliers), track_px
+(the tracks' 1 px noise only), track_outliers (their outliers only), pose (the predicted camera rotation and
+translation noise 0).
 
 Usage (from the repository root; ~10-30 s per run on one core):
     python vggt_ros/bench/keyframe_chain.py [--cases figure8,kidnapped] [--seeds 0,1,2,3] [--noise 1]
@@ -54,6 +55,8 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "none": (),
     "depth_bias": ("depth_bias_frac",),
     "tracks": ("track_px", "track_outlier_frac"),
+    "track_px": ("track_px",),
+    "track_outliers": ("track_outlier_frac",),
     "pose": ("rot_deg", "trans_frac"),
 }
 WALK_LAGS = (1, 10, 30)

@@ -69,5 +69,9 @@ def test_ablations_zero_their_noise_only(bench: ModuleType) -> None:
     pose = bench.ablated(harsh, "pose")
     assert pose.rot_deg == 0.0 and pose.trans_frac == 0.0 and pose.track_px == harsh.track_px
     assert bench.ablated(harsh, "none") == harsh
+    px = bench.ablated(harsh, "track_px")
+    assert px.track_px == 0.0 and px.track_outlier_frac == harsh.track_outlier_frac > 0.0
+    out = bench.ablated(harsh, "track_outliers")
+    assert out.track_outlier_frac == 0.0 and out.track_px == harsh.track_px > 0.0
     with pytest.raises(SystemExit):
         bench.main(["--cases", "figure8", "--ablate", "no_such_noise"])

@@ -396,6 +396,30 @@ def test_a_window_whose_new_frames_barely_see_the_maps_tracks_is_a_view_break(se
     assert TrackStitcher().stitch(inp).accepted
 
 
+def test_the_view_break_bound_is_a_fraction_of_the_queries(seq):
+    """A frame that still sees 20 of frame 0's tracks: with 256 queries that is a thinning view (above
+    8 = 1/32 of them), with the same window at 1024 queries (each tracked 4 times) it is the handful of
+    outlier tracks that pass the vis/conf bounds by chance (below 32): a view break. A fixed count of 8
+    stitched the dropouts case across its 2 s gap at 1024 queries."""
+    inp, _ = _input(seq, SimNoise())
+    cfg = StitchConfig()
+    big = dataclasses.replace(
+        inp,
+        prediction=dataclasses.replace(
+            inp.prediction, tracks=np.tile(inp.prediction.tracks, (1, 4, 1)),
+            vis=np.tile(inp.prediction.vis, (1, 4)), conf=np.tile(inp.prediction.conf, (1, 4))),
+        queries=TrackQueries(np.tile(inp.queries.uv, (4, 1)), np.tile(inp.queries.X_world, (4, 1))),
+    )
+    for window in (inp, big):
+        pred = window.prediction
+        seen = (pred.vis > cfg.min_track_vis) & (pred.conf > cfg.min_track_conf)
+        assert seen[4:7].sum(axis=1).min() >= 128  # the first new frames see frame 0's view
+        for j in range(7, len(pred.vis)):  # from window index 7 on: 20 tracks left
+            pred.vis[j][np.flatnonzero(seen[j])[20:]] = 0.0
+    assert unconnected_frame(inp, cfg) is None
+    assert unconnected_frame(big, cfg) == 7
+
+
 def test_a_pnp_pose_its_few_tracks_cannot_pin_keeps_the_networks_pose(seq):
     """The last new frame sees only the 12 tracks nearest its image centre (the fewest PnP takes): its
     PnP pose fits them but the matches leave its orientation uncertain (geometry.pnp_uncertainty:

@@ -387,13 +387,13 @@ def tracked_depth(
 def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     """First new window index where the tracks from frame 0 break off, else None.
 
-    A break: frame j sees fewer than min_frame_tracks of them while the frame before it in time saw
-    at least 4x that many. Such a frame shares no view with the frames before it (a kidnap, a cut):
-    its pose in the window is VGGT's guess across a gap, so the window is not stitched as it is. In
-    ordinary motion the count falls off over several frames instead (fast motion may end a window
-    with few tracks, and that is no break). The frame before the first new frame is frame 0 (the
-    newest keyframe, where the queries are), not the window index before it: that is the oldest
-    anchor, which may see little of frame 0 (8 anchors: a kidnapped window was stitched as 'ok').
+    A break: frame j sees fewer than min_frame_track_frac of the window's queries (at least 1) while the
+    frame before it in time saw at least 4x that many. Such a frame shares no view with the frames before
+    it (a kidnap, a cut): its pose in the window is VGGT's guess across a gap, so the window is not
+    stitched as it is. In ordinary motion the count falls off over several frames instead (fast motion
+    may end a window with few tracks, and that is no break). The frame before the first new frame is
+    frame 0 (the newest keyframe, where the queries are), not the window index before it: that is the
+    oldest anchor, which may see little of frame 0 (8 anchors: a kidnapped window was stitched as 'ok').
     """
     pred = inp.prediction
     valid = inp.queries.valid if inp.queries.valid.any() else np.ones(len(inp.queries.uv), bool)
@@ -401,9 +401,10 @@ def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     def seen(j: int) -> int:
         return int(np.count_nonzero(track_seen(pred, j, inp.size, cfg) & valid))
 
+    bound = max(1.0, cfg.min_frame_track_frac * len(inp.queries.uv))
     before = 0
     for j in inp.new_indices:
-        if j >= 1 and seen(j) < cfg.min_frame_tracks and seen(before) >= 4 * cfg.min_frame_tracks:
+        if j >= 1 and seen(j) < bound and seen(before) >= 4 * bound:
             return j
         before = j
     return None
