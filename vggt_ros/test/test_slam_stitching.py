@@ -398,7 +398,7 @@ def test_a_window_whose_new_frames_barely_see_the_maps_tracks_is_a_view_break(se
 
 def test_the_view_break_bound_is_a_fraction_of_the_queries(seq):
     """A frame that still sees 20 of frame 0's tracks: with 256 queries that is a thinning view (above
-    8 = 1/32 of them), with the same window at 1024 queries (each tracked 4 times) it is the handful of
+    8 = 1/32 of them), with the same window at num_queries 1024 (each tracked 4 times) it is the handful of
     outlier tracks that pass the vis/conf bounds by chance (below 32): a view break. A fixed count of 8
     stitched the dropouts case across its 2 s gap at 1024 queries."""
     inp, _ = _input(seq, SimNoise())
@@ -417,7 +417,7 @@ def test_the_view_break_bound_is_a_fraction_of_the_queries(seq):
         for j in range(7, len(pred.vis)):  # from window index 7 on: 20 tracks left
             pred.vis[j][np.flatnonzero(seen[j])[20:]] = 0.0
     assert unconnected_frame(inp, cfg) is None
-    assert unconnected_frame(big, cfg) == 7
+    assert unconnected_frame(big, dataclasses.replace(cfg, num_queries=1024)) == 7
 
 
 def test_a_pnp_pose_its_few_tracks_cannot_pin_keeps_the_networks_pose(seq):

@@ -89,7 +89,7 @@ class StitchConfig:
         as fractions of the image width (160 px wide: 1 .. 6.4 px).
     min_pnp_points: fewest track inliers to refine a frame's pose by PnP.
     min_frame_track_frac: a new frame that sees fewer tracks from window frame 0 than this fraction of
-        the window's queries (8 of 256), right after a frame that saw 4x as many, shares no view with the
+        num_queries (8 of 256), right after a frame that saw 4x as many, shares no view with the
         map (kidnap, cut): the window is not stitched (stitching.unconnected_frame; recovery starts a
         segment). A fraction, not a count: outlier tracks that happen to pass the vis/conf bounds grow
         with the queries; a fixed 8 with num_queries 1024 stitched the dropouts case across its 2 s gap

@@ -387,7 +387,7 @@ def tracked_depth(
 def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     """First new window index where the tracks from frame 0 break off, else None.
 
-    A break: frame j sees fewer than min_frame_track_frac of the window's queries (at least 1) while the
+    A break: frame j sees fewer than min_frame_track_frac of num_queries (at least 1) while the
     frame before it in time saw at least 4x that many. Such a frame shares no view with the frames before
     it (a kidnap, a cut): its pose in the window is VGGT's guess across a gap, so the window is not
     stitched as it is. In ordinary motion the count falls off over several frames instead (fast motion
@@ -401,7 +401,7 @@ def unconnected_frame(inp: StitchInput, cfg: StitchConfig) -> int | None:
     def seen(j: int) -> int:
         return int(np.count_nonzero(track_seen(pred, j, inp.size, cfg) & valid))
 
-    bound = max(1.0, cfg.min_frame_track_frac * len(inp.queries.uv))
+    bound = max(1.0, cfg.min_frame_track_frac * cfg.num_queries)
     before = 0
     for j in inp.new_indices:
         if j >= 1 and seen(j) < bound and seen(before) >= 4 * bound:
