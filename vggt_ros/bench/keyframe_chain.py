@@ -24,7 +24,7 @@ translation noise 0).
 
 Usage (from the repository root; ~10-30 s per run on one core):
     python vggt_ros/bench/keyframe_chain.py [--cases figure8,kidnapped] [--seeds 0,1,2,3] [--noise 1]
-        [--ablate none,pose] [--loop-closure off|on]
+        [--ablate none,pose] [--loop-closure off|on] [--param track_queries=1024]
 """
 
 from __future__ import annotations
@@ -131,17 +131,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--noise", type=float, default=1.0, help="multiple of SimNoise.harsh()")
     ap.add_argument("--ablate", default="none,pose", help=f"comma list of {', '.join(ABLATIONS)}")
     ap.add_argument("--loop-closure", choices=("off", "on"), default="off")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="node parameter override (runtime/params.py name, YAML value), repeatable")
     args = ap.parse_args(argv)
+    params = sr.param_overrides(ap, args.param)
     cases = [c for c in args.cases.split(",") if c]
     ablations = [a for a in args.ablate.split(",") if a]
     bad = [c for c in cases if c not in CASES] + [a for a in ablations if a not in ABLATIONS]
     if bad:
         ap.error(f"unknown case or ablation: {', '.join(bad)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    cfg = sr.node_config(loop_closure=args.loop_closure == "on")
+    cfg = sr.node_config(loop_closure=args.loop_closure == "on", overrides=params)
     noise = sr.scaled_noise(SimNoise.harsh(), args.noise)
-    print(f"# keyframe_chain: shipped node defaults, loop closure {args.loop_closure}, {args.noise:g}x "
-          f"SimNoise.harsh(), seeds {seeds}; cells: median [min-max] over seeds\n")
+    print(f"# keyframe_chain: shipped node defaults{f' but {params}' if params else ''}, loop closure "
+          f"{args.loop_closure}, {args.noise:g}x SimNoise.harsh(), seeds {seeds}; cells: median [min-max] "
+          "over seeds\n")
     for name in cases:
         case, t0 = CASES[name], time.perf_counter()
         seq = make_case_sequence(case)

@@ -452,6 +452,17 @@ def bench_case(case: Case, args: argparse.Namespace, base: SimNoise, lc_modes: l
     print(f"\n({time.time() - t0:.0f} s wall)")
 
 
+def param_overrides(ap: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Any]:
+    """--param NAME=VALUE items (YAML values) as node parameter overrides, validated by the parameter table
+    as the node does (ap.error, exit 2, on a bad one)."""
+    try:
+        out = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in items)}
+        Params(out)
+    except (ValueError, ParamError) as exc:
+        ap.error(f"--param: {exc}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
@@ -472,11 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.noise = "0", "1"
-    try:
-        args.param = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.param)}
-        Params(args.param)
-    except (ValueError, ParamError) as exc:
-        ap.error(f"--param: {exc}")
+    args.param = param_overrides(ap, args.param)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.noise = [float(x) for x in args.noise.split(",") if x]
     names = [c for c in args.cases.split(",") if c]

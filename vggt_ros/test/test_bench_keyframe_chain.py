@@ -75,3 +75,5 @@ def test_ablations_zero_their_noise_only(bench: ModuleType) -> None:
     assert out.track_outlier_frac == 0.0 and out.track_px == harsh.track_px > 0.0
     with pytest.raises(SystemExit):
         bench.main(["--cases", "figure8", "--ablate", "no_such_noise"])
+    with pytest.raises(SystemExit):  # a node parameter out of its range, refused as the node does
+        bench.main(["--cases", "figure8", "--param", "track_queries=3"])

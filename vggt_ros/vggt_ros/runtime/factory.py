@@ -43,6 +43,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         stitch=StitchConfig(
             max_rel_rms=params["max_window_residual_rel"],
             min_inlier_ratio=params["min_inlier_ratio"],
+            num_queries=params["track_queries"],
         ),
         map=MapConfig(
             voxel_size_rel=params["map_voxel_size_rel"],

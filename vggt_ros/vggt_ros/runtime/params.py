@@ -212,6 +212,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        0.0, 10.0),
     _p("min_inlier_ratio", float, _SLAM.stitch.min_inlier_ratio,
        "Reject a window with fewer Sim(3) inliers than this fraction of its correspondences.", 0.0, 1.0),
+    _p("track_queries", int, _SLAM.stitch.num_queries,
+       "Points of the newest keyframe that VGGT's track head follows through each window; PnP pins the new "
+       "frames on them. More pin tighter and cost more of the track head (README 'What sets a pinned link').",
+       16, 4096),
     # --- metric scale (slam.config.ScaleConfig; docs/architecture.md#scale)
     _p("scale_source", str, _SLAM.scale.source,
        "Where metres come from: 'none' = map units stay the first window's (arbitrary); 'depth' = a "
