@@ -17,6 +17,8 @@
 #     its own: cd vggt_ros && python3 bench/model_bench.py --device cuda --config full --dtype bf16
 #     --weights random --frames 16 --res 392x518 --heads node --queries 256 --repeats 3 --warmup 2
 #     --compile inductor);
+# 2d. the 16-frame node window at 256 / 512 / 1024 track queries (and without the track head): what
+#     the track_queries parameter costs;
 #  3. the cached-token path vs the plain forward;
 #  4. bf16 (and fp32) outputs with the formula weights VGGT-FW1 against the fp32 golden fixtures
 #     (tolerance printed);
@@ -46,7 +48,7 @@ PKG="$(dirname "$HERE")"                      # vggt_ros/ (the package root with
 OUT="${OUT:-$PKG/bench_out}"
 PY="${PYTHON:-python3}"
 if [[ "${DRY:-0}" == "1" ]]; then   # a dry run of this script on a CPU: tiny model, small sizes
-  DEVICE=cpu CONFIG=tiny FRAMES=1,2 WIN_FRAMES=2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
+  DEVICE=cpu CONFIG=tiny FRAMES=1,2 WIN_FRAMES=2 Q_FRAMES=2 RES=56x84 CMP_FRAMES=2 E2E_ARGS="--frames 40 --width 160 --height 120 --image-size 84"
   COMPILE="${COMPILE:-aot_eager}" COMPILE_FRAMES=2
 fi
 FRAMES="${FRAMES:-1,2,4,8,16,32}"
@@ -125,6 +127,12 @@ if [[ -n "${COMPILE:-}" ]]; then
     --weights random --frames "${COMPILE_FRAMES:-16}" --res "$RES" --heads node --queries 256 --repeats 3 --warmup 2 \
     --compile "$COMPILE" 2>&1 | tee -a "$OUT/log.txt"
 fi
+
+# 2d) the track head's cost by query count (node parameter track_queries; README "What sets a pinned link":
+# 1024 queries pin the keyframes tighter, at a cost this measures): a 16-frame node window at 256, 512, 1024.
+step "2d. track queries" 60 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 \
+  --weights random --frames "${Q_FRAMES:-16}" --res "$RES" --heads cam+depth,node --queries 256,512,1024 \
+  --repeats 3 --warmup 2 2>&1 | tee -a "$OUT/log.txt"
 
 # 3) cached DINO tokens (sliding window: all frames but the last reused) vs plain forward.
 step "3. cached tokens" 45 "$PY" bench/model_bench.py --device "$DEVICE" --config "$CONFIG" --dtype bf16 --weights random \

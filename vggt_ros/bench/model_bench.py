@@ -204,6 +204,11 @@ def measure(
     return wall, cpu, peak
 
 
+def _head_rows(heads_list: list[str], counts: list[int]) -> list[tuple[str, int]]:
+    """(heads preset, query count) per row: a preset with the track head once per count, others once."""
+    return [(hp, n) for hp in heads_list for n in (counts if "track" in HEAD_PRESETS[hp] else counts[:1])]
+
+
 def _ints(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t]
 
@@ -229,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", default="1,2", help="comma list, e.g. 1,2,4,8")
     ap.add_argument("--res", default="294x518", help="HxW list, multiples of 14, e.g. 294x518,392x518")
     ap.add_argument("--heads", default="all", help=f"comma list of {sorted(HEAD_PRESETS)}")
-    ap.add_argument("--queries", type=int, default=64, help="track query points (heads 'all')")
+    ap.add_argument("--queries", default="64",
+                    help="track query points (heads with the track head), comma list: a row per count")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=None, help="default 0 on CPU, 2 on CUDA")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -290,28 +296,27 @@ def main(argv: list[str] | None = None) -> int:
     for h, w in _res(args.res):
         for s in _ints(args.frames):
             images = torch.rand(s, 3, h, w, generator=gen).to(device)
-            queries = (torch.rand(args.queries, 2, generator=gen) * torch.tensor([w - 1.0, h - 1.0])).to(
-                device
-            )
-            for hp in heads_list:
+            for hp, nq in _head_rows(heads_list, _ints(args.queries)):
                 heads = HEAD_PRESETS[hp]
+                queries = (torch.rand(nq, 2, generator=gen) * torch.tensor([w - 1.0, h - 1.0])).to(device)
+                label = f"{hp} ({nq} q)" if "track" in heads and len(_ints(args.queries)) > 1 else hp
                 if args.compare:
                     emit(
                         _compare_row(
-                            model, images, heads or ("camera",), queries, dtype, warmup, hp, args.repeats
+                            model, images, heads or ("camera",), queries, dtype, warmup, label, args.repeats
                         )
                     )
                     continue
                 if args.compile:
                     t0 = time.perf_counter()
                     measure(model, images, heads, queries, dtype, 1, 0)
-                    emit(f"# {s} frames {hp}: first call (compile) {time.perf_counter() - t0:.1f} s")
+                    emit(f"# {s} frames {label}: first call (compile) {time.perf_counter() - t0:.1f} s")
                 rate = gemm_gflops(device)  # right before the row: how busy the machine is
                 t, cpu, peak = measure(model, images, heads, queries, dtype, args.repeats, warmup)
                 cpu_per = cpu / torch.get_num_threads() if device.type == "cpu" else float("nan")
                 ref = _ref_text(device, s, h, w, hp, dtype)
                 emit(
-                    f"| {s} | {h}x{w} | {hp} | {dtype} | {t:.3g} | {cpu_per:.3g} | {peak:.2f} | {rate:.0f} "
+                    f"| {s} | {h}x{w} | {label} | {dtype} | {t:.3g} | {cpu_per:.3g} | {peak:.2f} | {rate:.0f} "
                     f"| {ref[0]} | {_ratio(t, ref[1])} | {_ratio(cpu_per, ref[1])} |"
                 )
     if args.out:

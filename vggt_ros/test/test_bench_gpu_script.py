@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow  # ~40 s on 2 shared cores
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_model_bench.sh"
 STEPS = ("0. sdpa kernels", "1. tiny smoke", "2. forward table", "2b. node window",
-         "2c. compiled node window", "3. cached tokens", "4. golden", "5. end to end")
+         "2c. compiled node window", "2d. track queries", "3. cached tokens", "4. golden", "5. end to end")
 
 
 def test_gpu_script_dry_run_completes_every_step(tmp_path):
@@ -25,6 +25,7 @@ def test_gpu_script_dry_run_completes_every_step(tmp_path):
     for step in STEPS:
         assert f"##### {step}: done" in out, f"step {step!r} did not complete:\n{out[-3000:]}"
     assert "backends that run:" in out and "bf16 tolerance" in out
+    assert "| node (1024 q) |" in out and "| cam+depth |" in out  # 2d: a row per query count
     assert "replay (sync), formula weights:" in out
     assert "| shipped defaults | 30 Hz |" in out
     assert "| predict_ahead=True, window_anchors=6 | all queued |" in out
