@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_per = cpu / torch.get_num_threads() if device.type == "cpu" else float("nan")
                 ref = _ref_text(device, s, h, w, hp, dtype)
                 emit(
-                    f"| {s} | {h}x{w} | {label} | {dtype} | {t:.3g} | {cpu_per:.3g} | {peak:.2f} | {rate:.0f} "
-                    f"| {ref[0]} | {_ratio(t, ref[1])} | {_ratio(cpu_per, ref[1])} |"
+                    f"| {s} | {h}x{w} | {label} | {dtype} | {t:.3g} | {cpu_per:.3g} | {peak:.2f} "
+                    f"| {rate:.0f} | {ref[0]} | {_ratio(t, ref[1])} | {_ratio(cpu_per, ref[1])} |"
                 )
     if args.out:
         with open(args.out, "w") as fh:
