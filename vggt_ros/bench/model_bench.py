@@ -204,9 +204,15 @@ def measure(
     return wall, cpu, peak
 
 
-def _head_rows(heads_list: list[str], counts: list[int]) -> list[tuple[str, int]]:
-    """(heads preset, query count) per row: a preset with the track head once per count, others once."""
-    return [(hp, n) for hp in heads_list for n in (counts if "track" in HEAD_PRESETS[hp] else counts[:1])]
+def _head_rows(heads_list: list[str], counts: list[int]) -> list[tuple[str, int, str]]:
+    """(heads preset, query count, row label) per row: a preset with the track head once per count (labelled
+    with it when there are several), others once."""
+    rows = []
+    for hp in heads_list:
+        tracked = "track" in HEAD_PRESETS[hp]
+        for n in counts if tracked else counts[:1]:
+            rows.append((hp, n, f"{hp} ({n} q)" if tracked and len(counts) > 1 else hp))
+    return rows
 
 
 def _ints(text: str) -> list[int]:
@@ -293,13 +299,13 @@ def main(argv: list[str] | None = None) -> int:
             "| reference s | ratio (time) | ratio (CPU s / threads) |"
         )
         emit("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = _head_rows(heads_list, _ints(args.queries))
     for h, w in _res(args.res):
         for s in _ints(args.frames):
             images = torch.rand(s, 3, h, w, generator=gen).to(device)
-            for hp, nq in _head_rows(heads_list, _ints(args.queries)):
+            for hp, nq, label in rows:
                 heads = HEAD_PRESETS[hp]
                 queries = (torch.rand(nq, 2, generator=gen) * torch.tensor([w - 1.0, h - 1.0])).to(device)
-                label = f"{hp} ({nq} q)" if "track" in heads and len(_ints(args.queries)) > 1 else hp
                 if args.compare:
                     emit(
                         _compare_row(

@@ -27,6 +27,7 @@ from vggt_ros.slam.stitching import (
     repin_gauge,
     rescale_through,
     track_observations,
+    track_seen,
     unconnected_frame,
     with_depth_scale,
 )
@@ -412,7 +413,7 @@ def test_the_view_break_bound_is_a_fraction_of_the_queries(seq):
     )
     for window in (inp, big):
         pred = window.prediction
-        seen = (pred.vis > cfg.min_track_vis) & (pred.conf > cfg.min_track_conf)
+        seen = np.stack([track_seen(pred, j, window.size, cfg) for j in range(len(pred.vis))])
         assert seen[4:7].sum(axis=1).min() >= 128  # the first new frames see frame 0's view
         for j in range(7, len(pred.vis)):  # from window index 7 on: 20 tracks left
             pred.vis[j][np.flatnonzero(seen[j])[20:]] = 0.0
