@@ -477,3 +477,20 @@ def test_repinned_gauges_are_counted_on_diagnostics():
     n = core.pipeline.counters.gauges_repinned
     assert n >= 1 and d.gauges_repinned == n
     assert ("gauges_repinned", str(n)) in d.key_values()
+
+
+def test_anchor_links_are_counted_on_diagnostics():
+    """Each window's older anchors measured again (StitchConfig.anchor_links, shipped) are pose-graph
+    edges: /diagnostics counts them as anchor_links (and those refused again as anchor_links_refused)."""
+    seq = make_sequence("loop", 96, width=128, height=96)
+    params = Params({"predictor": "simulated"})
+    pipeline = make_pipeline(params, SimulatedPredictor(seq.ground_truth))
+    core = NodeCore(params, pipeline, ListSink(), mode="sync")
+    for i in range(len(seq)):
+        assert core.submit(seq[i])
+    core.finish()
+    d = core.diagnostics()
+    c = core.pipeline.counters
+    assert c.anchor_links >= 6 and d.anchor_links == c.anchor_links
+    assert ("anchor_links", str(c.anchor_links)) in d.key_values()
+    assert ("anchor_links_refused", str(c.anchor_links_refused)) in d.key_values()

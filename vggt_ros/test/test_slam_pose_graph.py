@@ -241,8 +241,10 @@ def test_window_keeps_outside_nodes_exactly_and_gauges_segments():
     full = g.optimize()
     win = g.optimize(window=15)
     assert win.num_free == 15
-    for k in range(n - 15):
-        np.testing.assert_array_equal(win.correction[k].matrix(), np.eye(4))
+    for k in range(n - 15):  # fixed: identity where the solve's edges reach them, else left out
+        C = win.correction.get(k)
+        assert C is None or np.array_equal(C.matrix(), np.eye(4))
+    assert 15 < len(win.correction) < n  # the window and the nodes it is tied to, not the whole graph
     end_drift = np.linalg.norm(g.node(n - 1).t - truth[-1].t)
     # the last 15 of 40 nodes absorb the loop alone: the end error halves (full solve: ~1 mm)
     assert np.linalg.norm(win.T_world_cam[n - 1][:3, 3] - truth[-1].t) < 0.5 * end_drift

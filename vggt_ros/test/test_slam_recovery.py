@@ -162,7 +162,9 @@ def test_loop_closure_reduces_drift_and_moves_path_and_map(two_laps, tmp_path):
     assert ate_on < 0.8 * ate_off, (ate_on, ate_off)
     # the correction reached the published path and the map's keyframes
     corr = _of(ups, TrajectoryCorrected)
-    assert len(corr) == len(loops)
+    at = [i for i, u in enumerate(ups) if isinstance(u, LoopClosure)]
+    assert all(isinstance(ups[i + 1], TrajectoryCorrected) for i in at)  # each loop republishes the path
+    assert len(corr) > len(loops)  # and so does each window's anchor-link solve (StitchConfig.anchor_links)
     s, T = p.trajectory()
     last = corr[-1]
     n = len(last.stamps_ns)
@@ -229,22 +231,25 @@ def test_loop_verifications_per_window_are_bounded_by_the_budget(two_laps):
 def test_a_failing_pose_graph_solve_rejects_the_loop_and_keeps_the_window(two_laps, monkeypatch):
     """gtsam failing to solve (PoseGraphError) must not escape Pipeline.push: that would drop a window
     whose frames and keyframes were already posed. The loop is rejected (counted), the graph keeps no
-    edge of it, every frame is posed, and loops close again once the solver works."""
+    edge of it, every frame is posed, and loops close again once the solver works. A failed local solve of
+    a window's anchor links refuses them (counted) and the next windows link again."""
     from vggt_ros.slam.pose_graph import PoseGraph, PoseGraphError
 
     real = PoseGraph.optimize
-    fails = {"n": 0}
+    fails = {"loop": 0, "local": 0}
 
-    def failing(self, window=None):
-        if fails["n"] < 2:
-            fails["n"] += 1
+    def failing(self, window=None, exclude=()):
+        kind = "loop" if window is None else "local"  # a loop's solve is global, anchor links' local
+        if fails[kind] < 2:
+            fails[kind] += 1
             raise PoseGraphError("pose graph solve failed: test")
-        return real(self, window)
+        return real(self, window, exclude)
 
     monkeypatch.setattr(PoseGraph, "optimize", failing)
     p = Pipeline(SimulatedPredictor(two_laps.ground_truth, SimNoise()), PipelineConfig())
     ups = _run(p, two_laps)
-    assert fails["n"] == 2 and p.tracking.loops_rejected >= 2
+    assert fails == {"loop": 2, "local": 2} and p.tracking.loops_rejected >= 2
+    assert p.counters.anchor_links_refused >= 2 and p.counters.anchor_links > 0  # refused, then kept
     assert len(_of(ups, LoopClosure)) >= 1  # closed after the two failures
     assert len(p.loops.graph.edge_ids("loop")) == len(_of(ups, LoopClosure))
     assert {u.stamp_ns for u in _of(ups, FramePose)} == {int(s) for s in two_laps.stamps_ns}

@@ -21,6 +21,7 @@ from vggt_ros.slam.stitching import (
     TrackQueries,
     TrackStitcher,
     anchor_depth_scale,
+    anchor_links,
     fuse_track_depths,
     make_stitcher,
     refresh_queries,
@@ -483,3 +484,38 @@ def test_a_network_posed_gauge_is_repinned_on_its_anchors_map_points(seq):
     for a in range(1, len(inp.anchors)):
         moved.prediction.vis[a][:] = 0.0
     assert repin_gauge(moved, StitchConfig()) is None
+
+
+def test_anchor_links_measure_each_older_anchor_again(seq):
+    """anchor_links: each older anchor's pose by PnP on the gauge's map points through the gauge's tracks
+    followed into it (1 px track noise, exact depth): within 0.4 deg and 1 % of depth of the truth (here
+    0.09-0.24 deg, 0.1-0.3 %), with finite per-axis sigmas that cover the error (< 4 sigma, here 0.6-1.3);
+    an anchor whose stored pose is 2 deg off is measured where it truly is, not where the map put it; the
+    stitch reports the links only with StitchConfig.anchor_links."""
+    inp, _ = _input(seq, SimNoise(), seed=3)
+    d = inp.anchors[0].median_depth
+    truth = {a: inp.anchors[a].T_world_cam.copy() for a in range(1, len(inp.anchors))}
+
+    def errors(links):
+        out = {}
+        for a, link in links.items():
+            T, T_true = link.T_world_cam, truth[a]
+            rot = float(rotation_angle(T[:3, :3].T @ T_true[:3, :3]))
+            out[a] = (rot, float(np.linalg.norm(T[:3, 3] - T_true[:3, 3])), link)
+        return out
+
+    links = anchor_links(inp, StitchConfig())
+    assert sorted(links) == [1, 2, 3]
+    for rot, centre, link in errors(links).values():
+        assert np.degrees(rot) < 0.4 and centre < 0.01 * d, (np.degrees(rot), centre / d)
+        assert 0 < link.rot_sigma_rad < np.radians(0.5) and 0 < link.trans_sigma < 0.02 * d
+        assert rot < 4 * np.sqrt(3) * link.rot_sigma_rad and link.inliers >= StitchConfig().min_pnp_points
+    kf = inp.anchors[2]
+    off = Sim3(1.0, so3_exp(np.radians(2.0) * np.array([0.0, 1.0, 0.0])), np.zeros(3))
+    kf.T_world_cam = off.transform_pose(kf.T_world_cam)
+    rot, centre, _ = errors(anchor_links(inp, StitchConfig()))[2]
+    assert np.degrees(rot) < 0.4 and centre < 0.01 * d
+    kf.T_world_cam = truth[2]
+    assert TrackStitcher(StitchConfig(anchor_links=False)).stitch(inp).anchor_links == {}
+    res = TrackStitcher().stitch(inp)
+    assert res.accepted and sorted(res.anchor_links) == [1, 2, 3]

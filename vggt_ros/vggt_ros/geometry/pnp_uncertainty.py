@@ -50,22 +50,40 @@ def pose_covariance(
     return float(sigma_px) ** 2 * np.linalg.inv(info)
 
 
-def rotation_sigma_deg(
+def fitted_pose_covariance(
     X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, max_px: float = np.inf
-) -> float:
-    """1-sigma orientation uncertainty (degrees, sqrt of the rotation block's trace) of a PnP pose.
+) -> np.ndarray:
+    """(6,6) pose_covariance of a PnP fit at its own pixel noise, or all inf with fewer than 4 inliers.
 
     X_world (N,3) the matched points, uv (N,2) their observed pixels, T_world_cam the fitted pose;
     only matches reprojecting within max_px count (the fit's inliers). The pixel noise is estimated
     from their residuals: median length / sqrt(2 ln 2), times sqrt(2n / (2n - 6)) for the 6 fitted
-    parameters. inf with fewer than 4 inliers.
+    parameters.
     """
     proj, _ = project_points(K, invert_T(T_world_cam), X_world)
     err = np.linalg.norm(proj - np.asarray(uv, np.float64), axis=1)
     inl = np.isfinite(err) & (err < max_px)
     n = int(np.count_nonzero(inl))
     if n < 4:
-        return float("inf")
+        return np.full((6, 6), np.inf)
     sigma = float(np.median(err[inl])) / _MEDIAN_NORM_PER_SIGMA * np.sqrt(2 * n / (2 * n - 6))
-    cov = pose_covariance(np.asarray(X_world)[inl], K, T_world_cam, sigma)
+    return pose_covariance(np.asarray(X_world)[inl], K, T_world_cam, sigma)
+
+
+def rotation_sigma_deg(
+    X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, max_px: float = np.inf
+) -> float:
+    """1-sigma orientation uncertainty (degrees, sqrt of the rotation block's trace) of a PnP pose
+    (fitted_pose_covariance's arguments); inf with fewer than 4 inliers."""
+    cov = fitted_pose_covariance(X_world, uv, K, T_world_cam, max_px)
     return float(np.degrees(np.sqrt(np.trace(cov[:3, :3]))))
+
+
+def pose_sigmas(
+    X_world: np.ndarray, uv: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, max_px: float = np.inf
+) -> tuple[float, float]:
+    """Per-axis 1-sigma of a PnP pose (fitted_pose_covariance's arguments): orientation (rad, RMS over
+    the 3 axes) and camera centre (world units, RMS over the 3 axes; the centre -R_cw^T t_cw moves by
+    -R_cw^T tau to first order, so its covariance is tau's rotated); (inf, inf) with fewer than 4 inliers."""
+    cov = fitted_pose_covariance(X_world, uv, K, T_world_cam, max_px)
+    return float(np.sqrt(np.trace(cov[:3, :3]) / 3.0)), float(np.sqrt(np.trace(cov[3:, 3:]) / 3.0))

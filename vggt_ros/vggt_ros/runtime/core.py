@@ -836,7 +836,7 @@ class NodeCore:
             )
 
     def _pipeline_stats(self) -> dict[str, int]:
-        """The pipeline's predict-ahead, standstill and gauge re-pinning counters
+        """The pipeline's predict-ahead, standstill, gauge re-pinning and anchor-link counters
         (slam.pipeline.PipelineCounters) and its retracted loops (slam.tracking.TrackingStatus), when it has
         them."""
         c: Any = getattr(self.pipeline, "counters", None)
@@ -846,6 +846,8 @@ class NodeCore:
                 "ahead_repredicted": int(c.ahead_repredicted + c.ahead_requeued),
                 "frames_held": int(c.frames_held),
                 "gauges_repinned": int(c.gauges_repinned),
+                "anchor_links": int(c.anchor_links),
+                "anchor_links_refused": int(c.anchor_links_refused),
                 "loops_retracted": int(getattr(getattr(self.pipeline, "tracking", None),
                                                "loops_retracted", 0))}
 

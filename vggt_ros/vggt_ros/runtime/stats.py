@@ -102,6 +102,8 @@ class Diagnostics:
     ahead_repredicted: int = 0  # ... whose anchors became unusable (or were requeued): predicted again
     frames_held: int = 0  # standing still: published at the pose where the stop began (slam.standstill)
     gauges_repinned: int = 0  # network-posed keyframes moved onto their anchors' map points (repin_gauge)
+    anchor_links: int = 0  # pose-graph edges from anchors measured again by later windows (anchor_links)
+    anchor_links_refused: int = 0  # ... removed again: their local solve failed or moved a keyframe too far
     oom_retries: int = 0  # CUDA out-of-memory errors survived by splitting the window (runtime/memory.py)
     forward_frames: int = 0  # frames per network forward after an OOM; 0 = the whole window
     scale_source: str = "none"  # params scale_source (docs/architecture.md#scale)

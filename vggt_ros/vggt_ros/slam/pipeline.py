@@ -35,6 +35,7 @@ chooses them), and that window's cloud, loop closure and map run beside the pred
 Overload hooks for the runtime: `skip_next_window(reason)` (the next window that fills is not
 predicted; its frames are dropped under `reason`) and `drop_pending(reason)`.
 Per-window Update order: FramePose/DepthFrame per new frame, KeyframeAdded, WindowCloud,
+TrajectoryCorrected (when the window's anchor links moved the newest keyframes, StitchConfig.anchor_links),
 LoopClosure/TrajectoryCorrected (when a loop was closed), MapChanged, WindowStats last.
 WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to each point's depth
 (unitless; 0 for a window that starts a segment), so one threshold fits any map scale.
@@ -134,6 +135,8 @@ class PipelineCounters:
     ahead_repredicted: int = 0  # their anchors became unusable before the stitch: predicted again
     ahead_requeued: int = 0  # an earlier window's view break put their frames back in the buffer
     gauges_repinned: int = 0  # network-posed gauge keyframes moved onto their anchors' map points
+    anchor_links: int = 0  # pose-graph edges from older anchors measured again (StitchConfig.anchor_links)
+    anchor_links_refused: int = 0  # ... removed again: their local solve failed or moved a keyframe too far
 
     def as_dict(self) -> dict[str, object]:
         return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in self.__dict__.items()}
@@ -653,6 +656,7 @@ class Pipeline:
             res.num_inliers,
             res.num_correspondences,
             pinned=res.pinned,
+            anchor_links=res.anchor_links,
         )
 
     def _repin(self, w: _Window, inp: StitchInput, T_new: np.ndarray) -> StitchInput:
@@ -793,6 +797,7 @@ class Pipeline:
         cloud = self._cloud(w, sol, depths)
         if cloud is not None:
             out.append(cloud)
+        out += self._link_anchors(w, sol)
         w.timings["emit"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         out += self._close_loops(w, new_kfs)
@@ -816,6 +821,27 @@ class Pipeline:
             )
         )
         return out
+
+    def _link_anchors(self, w: _Window, sol: WindowSolution) -> list[Update]:
+        """The window's older anchors measured again (sol.anchor_links) become pose-graph edges from its
+        gauge; the newest anchor_link_window keyframes of the segment are solved and keyframes, map points
+        and emitted poses follow (TrajectoryCorrected: the path is republished). A solve that fails or
+        moves a keyframe too far leaves everything as it was (its edges removed; counted)."""
+        if not sol.anchor_links or not w.anchors:
+            return []
+        gauge = w.anchors[0]
+        edges = [e for a, link in sol.anchor_links.items()
+                 if (e := self.loops.add_anchor_link(gauge, w.anchors[a], link)) is not None]
+        if not edges:
+            return []
+        segment = [k.keyframe_id for k in self.keyframes.keyframes if k.segment_id == gauge.segment_id]
+        corrections = self.loops.adjust_recent(segment[-self.config.stitch.anchor_link_window:], edges)
+        if corrections is None:
+            self.counters.anchor_links_refused += len(edges)
+            return []
+        self.counters.anchor_links += len(edges)
+        self._apply_corrections(corrections)
+        return [self._trajectory_update(w.stamp_ns)]
 
     # --- metric scale ---------------------------------------------------------------------------
     def _metric_window(self, w: _Window, sol: WindowSolution) -> None:

@@ -220,6 +220,8 @@ class PoseGraphResult:
     T_world_cam: kf_id -> (4,4) rigid pose (optimised rotation and camera centre, world units).
     scale: kf_id -> optimised node scale (keyframe-local units -> world units).
     correction: kf_id -> Sim3 C_i = S_new_i S_old_i^-1 (world -> world); identity for fixed nodes.
+    The three hold every node of the solve (free, and the fixed ones its edges reach); a windowed solve
+    leaves the other nodes out (they keep their estimates), so its cost does not grow with the graph.
     edges: edge id -> EdgeResidual for every edge in the solve.
     flagged_loops: loop edge ids whose chi2_final > config.loop_chi2_max.
     initial_error / final_error: gtsam's graph error 0.5 * sum(robust chi2), priors included.
@@ -313,6 +315,8 @@ class PoseGraph:
         self.config = config or PoseGraphConfig()
         self._nodes: dict[int, Sim3] = {}  # insertion order = age (gauge = oldest of a component)
         self._edges: dict[int, _Edge] = {}
+        self._adjacent: dict[int, set[int]] = {}  # kf_id -> ids of the edges at it
+        self._age: dict[int, int] = {}  # kf_id -> insertion rank (the order of _nodes)
         self._scale_priors: dict[int, tuple[float, float, Any]] = {}  # kf_id -> (scale, sigma, factor)
         self._next_edge = 0
         self.revision = 0
@@ -328,6 +332,8 @@ class PoseGraph:
         if kf_id in self._nodes:
             raise ValueError(f"node {kf_id} already exists")
         self._nodes[kf_id] = Sim3.from_T(_check_pose(T_world_cam), scale)
+        self._adjacent[kf_id] = set()
+        self._age[kf_id] = len(self._age)
         self.revision += 1
 
     def set_node(self, kf_id: int, T_world_cam: np.ndarray, scale: float = 1.0) -> None:
@@ -402,6 +408,8 @@ class PoseGraph:
         eid = self._next_edge
         self._next_edge += 1
         self._edges[eid] = edge
+        self._adjacent[i].add(eid)
+        self._adjacent[j].add(eid)
         self.revision += 1
         return eid
 
@@ -409,7 +417,9 @@ class PoseGraph:
         """Remove an edge (e.g. a rejected loop). Raises KeyError if there is no such edge."""
         if int(edge_id) not in self._edges:
             raise KeyError(f"no edge {edge_id}")
-        del self._edges[int(edge_id)]
+        e = self._edges.pop(int(edge_id))
+        self._adjacent[e.i].discard(int(edge_id))
+        self._adjacent[e.j].discard(int(edge_id))
         self._votes.pop(int(edge_id), None)
         self.revision += 1
 
@@ -457,12 +467,13 @@ class PoseGraph:
         solved; their non-free endpoints are pinned (tight prior at the current estimate), and so
         is the oldest node of every component that has no pinned node (the gauge).
         """
-        edges = {k: e for k, e in self._edges.items() if (e.i in free or e.j in free) and k not in exclude}
+        ids = sorted({k for n in free for k in self._adjacent[n]} - {int(k) for k in exclude})
+        edges = {k: self._edges[k] for k in ids}
         included = set(free)
         for e in edges.values():
             included.update((e.i, e.j))
         pinned = included - free
-        order = [n for n in self._nodes if n in included]
+        order = sorted(included, key=self._age.__getitem__)
         for comp in _components(order, [(e.i, e.j) for e in edges.values()]):
             if not any(n in pinned for n in comp):
                 pinned.add(comp[0])
@@ -501,7 +512,8 @@ class PoseGraph:
         except RuntimeError as exc:  # gtsam's IndeterminantLinearSystemException and friends
             raise PoseGraphError(f"pose graph solve failed: {exc}") from exc
         T, scale, corr = {}, {}, {}
-        for n, old in self._nodes.items():
+        for n in (self._nodes if len(free) == len(self._nodes) else sorted(free | pinned)):
+            old = self._nodes[n]
             if n in pinned or n not in free:
                 T[n], scale[n], corr[n] = make_T(old.R, old.t), old.scale, Sim3.identity()
                 continue
@@ -530,7 +542,7 @@ class PoseGraph:
         changed since that solve (its corrections would not match the stored estimates)."""
         if result.revision != self.revision:
             raise ValueError(f"stale result: solved revision {result.revision}, graph is at {self.revision}")
-        for n in self._nodes:
+        for n in result.T_world_cam:
             self._nodes[n] = Sim3.from_T(result.T_world_cam[n], result.scale[n])
         self.revision += 1
 

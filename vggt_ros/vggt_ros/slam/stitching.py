@@ -14,8 +14,9 @@ identical predictions in the benchmark:
   PnP (Levenberg-Marquardt on the 2D-3D track/map correspondences, with the camera's or the
   window's intrinsics) starting from the Sim(3) pose; the map points are first cleared of depth
   outliers (refresh_queries) and, after a first PnP, averaged with the new frames' depth of the same
-  points (fuse_track_depths) before a second. Windows are rejected when the Sim(3)
-  residual or inlier ratio, or the tracks' reprojection inlier ratio, is bad.
+  points (fuse_track_depths) before a second. The older anchors are measured again the same way,
+  each by PnP on the gauge's points (anchor_links; pose-graph edges). Windows are rejected when the
+  Sim(3) residual or inlier ratio, or the tracks' reprojection inlier ratio, is bad.
 - `CameraCentreStitcher` (baseline, what vggt-slam-ros2 does): Umeyama Sim(3) between the
   overlap (anchor) frames' camera centres in the window and in the map.
 - `PointMapStitcher` (baseline, what VGGT-Long does): confidence-weighted point-map Sim(3) by
@@ -44,7 +45,7 @@ from vggt_ros.geometry.depth import (
     sample_nearest,
     unproject_pixels,
 )
-from vggt_ros.geometry.pnp_uncertainty import rotation_sigma_deg
+from vggt_ros.geometry.pnp_uncertainty import pose_sigmas, rotation_sigma_deg
 from vggt_ros.geometry.rgbd_pose import refine_pose_rgbd
 from vggt_ros.geometry.se3 import Sim3, apply_T, invert_T, nearest_rotation, rotation_angle
 from vggt_ros.slam.config import StitchConfig
@@ -88,6 +89,20 @@ class StitchInput:
     metric_depth: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AnchorLink:
+    """An anchor keyframe's pose measured again by a later window (stitching.anchor_links).
+
+    T_world_cam (4,4) world units; rot_sigma_rad / trans_sigma: per-axis 1-sigma of the orientation
+    (radians) and of the camera centre (world units) from the PnP's covariance; inliers: its matches.
+    """
+
+    T_world_cam: np.ndarray
+    rot_sigma_rad: float
+    trans_sigma: float
+    inliers: int
+
+
 @dataclass
 class StitchResult:
     """accepted / reason; sim3 maps the window frame into the world; T_world_cam per new window index.
@@ -108,6 +123,7 @@ class StitchResult:
     track_inlier_ratio: float = float("nan")
     depth_scale: dict[int, float] = field(default_factory=dict)
     pinned: frozenset[int] | None = None
+    anchor_links: dict[int, AnchorLink] = field(default_factory=dict)
 
     @property
     def pnp_refined(self) -> int:
@@ -671,6 +687,34 @@ def repin_gauge(inp: StitchInput, cfg: StitchConfig) -> np.ndarray | None:
     return T if orientation_pinned(cfg, X, uv, inp.K[0], T, px) else None
 
 
+def anchor_links(inp: StitchInput, cfg: StitchConfig) -> dict[int, AnchorLink]:
+    """Window index a >= 1 -> anchor a's pose by PnP on the gauge's map points (inp.queries, after
+    refresh_queries and fuse_track_depths) through the gauge's tracks followed into a.
+
+    The reverse of a new frame's PnP: the same kind of measurement, with this window's tracks and depth,
+    so each anchor's pose relative to the gauge is measured once more, independently of the window that
+    placed it (StitchConfig.anchor_links). Only anchors with >= min_pnp_points tracks whose PnP pose
+    stays inside refine_poses' deviation gates (from the anchor's stored pose) and has a finite
+    covariance are returned.
+    """
+    out: dict[int, AnchorLink] = {}
+    min_px, max_px = pnp_pixel_bounds(cfg, inp.size)
+    depth = _scene_depth(inp)
+    for a in range(1, len(inp.anchors)):
+        q = track_observations(inp, a, cfg)
+        if len(q) < cfg.min_pnp_points:
+            continue
+        X, uv = inp.queries.X_world[q], inp.prediction.tracks[a][q].astype(np.float64)
+        T0 = inp.anchors[a].T_world_cam
+        T, n, px = refine_pose_pnp(X, uv, inp.K[a], T0, min_px, max_px, cfg.min_pnp_points, 2)
+        if T is None or not near_pose(cfg, T, T0, depth):
+            continue
+        rot, trans = pose_sigmas(X, uv, inp.K[a], T, px)
+        if np.isfinite(rot) and np.isfinite(trans):
+            out[a] = AnchorLink(T, rot, trans, n)
+    return out
+
+
 def _scene_depth(inp: StitchInput) -> float:
     return max(float(inp.anchors[0].median_depth), 1e-9) if inp.anchors else 1.0
 
@@ -737,6 +781,7 @@ class TrackStitcher:
             # per-frame depth scales stay measured against the gauge's own depth: the fused points carry
             # each frame's own depth already
             ref = replace(fused, depth_scale=ref.depth_scale)
+            inp = fused_inp
         if ref.observations < cfg.min_pnp_points:
             # no new frame sees enough of the map's tracks to check its pose: their poses would be the
             # network's guess across whatever separates them from the map (2 s of dropped frames, 2x noise:
@@ -754,6 +799,7 @@ class TrackStitcher:
             track_inlier_ratio=track_ratio,
             depth_scale=ref.depth_scale,
             pinned=ref.pinned,
+            anchor_links=anchor_links(inp, cfg) if cfg.anchor_links else {},
         )
 
     def refine_poses(

@@ -9,12 +9,16 @@ poses in the pipeline's world (first keyframe's OPTICAL frame); outputs in the m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vggt_ros.geometry.depth import unproject_pixels
 from vggt_ros.slam.updates import WindowCloud
 from vggt_ros.types import Frame, WindowPrediction
+
+if TYPE_CHECKING:
+    from vggt_ros.slam.stitching import AnchorLink
 
 
 @dataclass
@@ -31,6 +35,7 @@ class WindowSolution:
     note: str = "ok"  # WindowStats.reason of the accepted window ("recovered (<why>)", "new_segment (<why>)")
     weak_link: bool = False  # placed by the continuity guess: its first keyframe is only weakly linked
     pinned: frozenset[int] | None = None  # window indices whose pose PnP pinned to the map (None: unknown)
+    anchor_links: dict[int, AnchorLink] = field(default_factory=dict)  # anchors measured again, by index
 
     def depth_scale_of(self, j: int) -> float:
         return float(self.depth_scale.get(j, self.scale))
