@@ -19,13 +19,14 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
 from vggt_ros.geometry.alignment import ROBUST_SIGMA, median_and_sigma
-from vggt_ros.geometry.se3 import rotation_angle
+from vggt_ros.geometry.se3 import Sim3, rotation_angle
 from vggt_ros.slam.config import ScaleConfig
 
 
@@ -387,6 +388,15 @@ class MetricScale:
     def forget_motion(self) -> None:
         """Drop the odometry increments (the map moved under them: loop closure, new segment)."""
         self.increments = OdometryIncrements(self.cfg)
+
+    def follow_correction(self, correction_at: Callable[[int], Sim3 | None]) -> None:
+        """The emitted poses moved a little (a window's anchor-link solve): the last odometry sample's map
+        position follows its frame's world-frame correction (correction_at(stamp_ns), None: unmoved), so the
+        next increment does not count the move as motion."""
+        last = self.increments.last
+        C = correction_at(last[0]) if last is not None else None
+        if last is not None and C is not None:
+            self.increments.last = (last[0], C.apply(last[1]), last[2])
 
     def summary(self) -> dict[str, object]:
         return {

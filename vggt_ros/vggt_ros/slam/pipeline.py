@@ -43,6 +43,7 @@ WindowStats.residual_rms is the stitch's Sim(3) inlier RMS relative to each poin
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import logging
@@ -841,7 +842,13 @@ class Pipeline:
             return []
         self.counters.anchor_links += len(edges)
         self._apply_corrections(corrections)
+        self.metric.follow_correction(lambda stamp: corrections.get(self._keyframe_of(stamp), None))
         return [self._trajectory_update(w.stamp_ns)]
+
+    def _keyframe_of(self, stamp_ns: int) -> int:
+        """Keyframe id the emitted pose of stamp_ns is attached to (-1: no such emitted pose)."""
+        i = bisect.bisect_left(self._stamps, stamp_ns)
+        return self._frame_ref[i] if i < len(self._stamps) and self._stamps[i] == stamp_ns else -1
 
     # --- metric scale ---------------------------------------------------------------------------
     def _metric_window(self, w: _Window, sol: WindowSolution) -> None:
@@ -870,8 +877,9 @@ class Pipeline:
         ratio = self.metric.window(frames)
         if ratio != 1.0:
             local = use_depth and was_metric and bool(w.anchors)
-            if not local:
+            if not local:  # the anchors move too: so do their poses measured again (about the origin)
                 self._rescale_world(ratio)
+                sol.anchor_links = {a: link.rescaled(ratio) for a, link in sol.anchor_links.items()}
             centre = w.anchors[0].T_world_cam[:3, 3] if local else np.zeros(3)
             for j, T in sol.poses.items():
                 T = T.copy()

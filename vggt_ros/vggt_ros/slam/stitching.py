@@ -102,6 +102,12 @@ class AnchorLink:
     trans_sigma: float
     inliers: int
 
+    def rescaled(self, ratio: float) -> AnchorLink:
+        """The same measurement after the world was rescaled by ratio about its origin."""
+        T = self.T_world_cam.copy()
+        T[:3, 3] *= ratio
+        return replace(self, T_world_cam=T, trans_sigma=self.trans_sigma * ratio)
+
 
 @dataclass
 class StitchResult:
