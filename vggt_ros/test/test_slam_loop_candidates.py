@@ -199,10 +199,10 @@ def test_a_moved_node_keeps_its_place_in_the_next_solve():
 def test_anchor_links_correct_the_newest_keyframes_or_are_refused():
     """LoopCloser.add_anchor_link / adjust_recent: a chain 0 -> 1 -> 2 in which keyframe 2 was placed 1 deg
     off; keyframe 2's window measures 0 and 1 again where they are seen from the true pose of 2. Solved with
-    2 free (0 and 1 fixed), keyframe 2 turns back by most of the 1 deg (0.85: its sequential edge holds the
-    rest) and the edges stay. A link that would turn it
-    by 30 deg (a wrong PnP) is refused: no correction, the edges are removed, the graph is as before."""
-    def chain() -> tuple[LoopCloser, list[Keyframe], np.ndarray]:
+    the segment's newest keyframe free (2; 0 and 1 fixed), keyframe 2 turns back by most of the 1 deg (0.85:
+    its sequential edge holds the rest) and the edges stay. A link that would turn it by 30 deg (a wrong
+    PnP) is refused: no correction, the edges are removed, the graph is as before."""
+    def chain() -> tuple[LoopCloser, KeyframeManager, list[Keyframe], np.ndarray]:
         lc = LoopCloser(LoopConfig())
         kfs = [_kf(i, 0, _unit(np.eye(16)[i]), 0.3 * i) for i in range(3)]
         T2_true = kfs[2].T_world_cam.copy()
@@ -210,28 +210,30 @@ def test_anchor_links_correct_the_newest_keyframes_or_are_refused():
                                   np.zeros(3)).transform_pose(T2_true)
         for i, kf in enumerate(kfs):
             lc.add_keyframe(kf, kfs[i - 1] if i else None, 500, 0.02)
-        return lc, kfs, T2_true
+        km = KeyframeManager()
+        km.keyframes = kfs
+        return lc, km, kfs, T2_true
 
     def seen_from(T2: np.ndarray, kfs: list[Keyframe], a: int) -> np.ndarray:
         """Where keyframe a is measured by keyframe 2's window if keyframe 2 sat at T2."""
         return kfs[2].T_world_cam @ np.linalg.inv(T2) @ kfs[a].T_world_cam
 
-    lc, kfs, T2_true = chain()
+    lc, km, kfs, T2_true = chain()
     edges = [lc.add_anchor_link(kfs[2], kfs[a], AnchorLink(seen_from(T2_true, kfs, a), 0.002, 0.005, 150))
              for a in (0, 1)]
     assert None not in edges and lc.graph.num_edges == 4
-    corrections = lc.adjust_recent([2], edges)
+    corrections = lc.adjust_recent(km, 0, 1, edges)
     assert corrections is not None and set(corrections) == {2}
     turn = np.degrees(rotation_angle(corrections[2].R))
     assert 0.7 < turn < 1.05, turn
     assert abs(np.log(corrections[2].scale)) < 0.01 and lc.graph.num_edges == 4
 
-    lc, kfs, _ = chain()
+    lc, km, kfs, _ = chain()
     before = lc.graph.node(2)
     wrong = Sim3(1.0, so3_exp(np.radians(30.0) * np.array([0.0, 1.0, 0.0])), np.zeros(3))
     edges = [lc.add_anchor_link(kfs[2], kfs[a], AnchorLink(
         seen_from(wrong.transform_pose(kfs[2].T_world_cam), kfs, a), 1e-4, 1e-3, 150)) for a in (0, 1)]
-    assert lc.adjust_recent([2], edges) is None
+    assert lc.adjust_recent(km, 0, 1, edges) is None
     assert lc.graph.num_edges == 2
     after = lc.graph.node(2)
     np.testing.assert_allclose(after.R, before.R)

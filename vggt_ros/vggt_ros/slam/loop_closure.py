@@ -168,14 +168,15 @@ class LoopCloser:
         sig = EdgeSigmas(max(link.rot_sigma_rad, LINK_MIN_ROT_RAD), trans / S_g.scale, LINK_LOG_SCALE_SIGMA)
         return g.add_sequential(gauge.keyframe_id, anchor.keyframe_id, S_g.inverse() @ S_meas, sig)
 
-    def adjust_recent(self, keyframe_ids: list[int], edges: list[int]) -> dict[int, Sim3] | None:
-        """Solve the pose graph with only `keyframe_ids` free (every other node keeps its estimate) after
-        the anchor-link `edges` were added, and commit it. Returns the world-frame correction of each free
-        keyframe, or None when the solve fails or moves a keyframe by more than LINK_MAX_ROT_DEG or
-        LINK_MAX_LOG_SCALE (a wrong link, not drift): the edges are then removed and the graph is as
-        before."""
+    def adjust_recent(self, keyframes: KeyframeManager, segment_id: int, n: int, edges: list[int]
+                      ) -> dict[int, Sim3] | None:
+        """Solve the pose graph with only the n newest keyframes of the segment free (every other node
+        keeps its estimate) after the anchor-link `edges` were added, and commit it. Returns the
+        world-frame correction of each free keyframe, or None when the solve fails or moves a keyframe by
+        more than LINK_MAX_ROT_DEG or LINK_MAX_LOG_SCALE (a wrong link, not drift): the edges are then
+        removed and the graph is as before."""
         g = self.graph
-        free = [k for k in keyframe_ids if g.has_node(k)]
+        free = [k for k in self._recent_in_segment(keyframes, segment_id, n) if g.has_node(k)]
         try:
             result = g.optimize(window=free) if free else None
         except PoseGraphError as exc:
@@ -188,7 +189,7 @@ class LoopCloser:
         ):
             if result is not None:
                 log.warning("anchor links of keyframe %d dropped: the local solve moved a keyframe too far",
-                            keyframe_ids[-1])
+                            max(free))
             for e in edges:
                 g.remove_edge(e)
             return None

@@ -835,8 +835,8 @@ class Pipeline:
                  if (e := self.loops.add_anchor_link(gauge, w.anchors[a], link)) is not None]
         if not edges:
             return []
-        segment = [k.keyframe_id for k in self.keyframes.keyframes if k.segment_id == gauge.segment_id]
-        corrections = self.loops.adjust_recent(segment[-self.config.stitch.anchor_link_window:], edges)
+        corrections = self.loops.adjust_recent(self.keyframes, gauge.segment_id,
+                                               self.config.stitch.anchor_link_window, edges)
         if corrections is None:
             self.counters.anchor_links_refused += len(edges)
             return []

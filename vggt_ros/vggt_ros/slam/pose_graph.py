@@ -512,7 +512,7 @@ class PoseGraph:
         except RuntimeError as exc:  # gtsam's IndeterminantLinearSystemException and friends
             raise PoseGraphError(f"pose graph solve failed: {exc}") from exc
         T, scale, corr = {}, {}, {}
-        for n in (self._nodes if len(free) == len(self._nodes) else sorted(free | pinned)):
+        for n in sorted(free | pinned):  # every node of the solve (the graph's when all are free)
             old = self._nodes[n]
             if n in pinned or n not in free:
                 T[n], scale[n], corr[n] = make_T(old.R, old.t), old.scale, Sim3.identity()
