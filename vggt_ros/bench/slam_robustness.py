@@ -16,7 +16,8 @@ Per case a markdown table, medians over seeds with [min-max]:
              Pipeline.trajectory(), so a loop closure's correction counts), each segment
              aligned on its own and pooled (frame-weighted RMS); m and % of the segments' path length
   drift %    end-to-end scale drift of the longest segment (n/a under 50 posed frames): the Sim(3) scale
-             of the first vs the last 20 % of its poses (eval.metrics.scale_drift)
+             of the first vs the last 20 % of its poses over the camera's motion (a standing start or
+             end left out: eval.metrics.scale_drift, moving_span)
   drift floor %  what that drift figure reads from the same segment's own position errors moved along
              the path (no scale drift in them: eval.metrics.scale_drift_floor); a drift near its floor
              is the poses' error, not scale

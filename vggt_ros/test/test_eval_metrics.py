@@ -8,6 +8,7 @@ from vggt_ros.eval.metrics import (
     TrajectoryMismatchError,
     associate,
     evaluate_trajectory,
+    moving_span,
     scale_drift,
     scale_drift_floor,
 )
@@ -54,6 +55,28 @@ def test_scale_drift_detects_growing_scale():
     assert scale_drift(p, 3.0 * p) < 1e-12
     # a true drift stands well above what its own errors, moved along the path, read (7.8 % vs 2.1 %)
     assert m.scale_drift > 3.0 * m.scale_drift_floor > 0.0
+
+
+def test_scale_drift_is_measured_over_the_motion_between_standing_ends():
+    """150 standing poses before a drifting circle and 40 after it: the standing poses carry no scale
+    (a Sim(3) of one repeated position is undefined, the drift read NaN before), so the drift is that of
+    the motion, the same figure as without them; a pose that moves by less than the tolerance stands."""
+    _, T = _circle(500)
+    p = T[:, :3, 3]
+    q = p[0] + np.concatenate([[np.zeros(3)], np.cumsum(
+        np.diff(p, axis=0) * np.linspace(1.0, 1.1, len(p) - 1)[:, None], axis=0)])
+    moving = scale_drift(p, q)
+    assert 0.06 < moving < 0.1
+    jitter = np.random.default_rng(0).normal(0, 1e-4, (150, 3))  # 0.1 mm on a 4 m path: standing
+    P = np.concatenate([p[0] + jitter, p, np.repeat(p[-1:], 40, axis=0)])
+    Q = np.concatenate([np.repeat(q[:1], 150, axis=0), q, np.repeat(q[-1:], 40, axis=0)])
+    span = moving_span(P)
+    assert (span.start, span.stop) == (150, 150 + 500)
+    assert scale_drift(P, Q) == pytest.approx(moving, abs=1e-3)
+    # what the estimate does while the reference stands is not scale (the ATE scores it)
+    Q[:150] += np.linspace(0, 1, 150)[:, None] * np.array([0.5, 0.0, 0.0])
+    assert scale_drift(P, Q) == pytest.approx(moving, abs=1e-3)
+    assert moving_span(np.zeros((7, 3))) == slice(0, 7)
 
 
 def _smooth_error(rng: np.random.Generator, n: int, rms: float) -> np.ndarray:

@@ -31,7 +31,8 @@ class TrajectoryMetrics:
     rpe_trans_rmse: relative translation error over `rpe_delta` frames (after alignment).
     rpe_rot_deg: relative rotation error RMSE (degrees) over the same pairs.
     scale_drift: |s_end / s_start - 1|, s = Sim(3) scale (estimate per reference unit) of the first
-        and last `drift_fraction` of the matched poses, each aligned on its own (see scale_drift).
+        and last `drift_fraction` of the matched poses while the reference moves (a standing start or
+        end is left out: moving_span), each aligned on its own (see scale_drift).
     scale_drift_floor: what scale_drift reads from the estimate's own position errors moved along the
         path (no drift in them; see scale_drift_floor): a scale_drift near it is pose error, not scale.
     align_scale: the Sim(3) scale that maps the estimate into reference units.
@@ -106,12 +107,36 @@ def _segment_scale(p_ref: np.ndarray, p_est: np.ndarray) -> float:
         return d_est / d_ref if d_ref > 1e-9 else float("nan")
 
 
+#: a reference position within this fraction of the path's extent of its first (last) one is standing
+STANDING_TOL_REL = 1e-3
+
+
+def moving_span(p_ref: np.ndarray) -> slice:
+    """The poses of positions p_ref (N,3) between the reference's standing ends: leading poses within
+    STANDING_TOL_REL x its extent (largest bounding-box side) of the first position and trailing ones of
+    the last are left out (a camera standing still has no scale to measure). The whole range when the
+    reference never moves."""
+    p = np.asarray(p_ref, np.float64)
+    if len(p) == 0:
+        return slice(0, 0)
+    tol = STANDING_TOL_REL * float(np.ptp(p, axis=0).max())
+    moved0 = np.flatnonzero(np.linalg.norm(p - p[0], axis=1) > tol)
+    moved1 = np.flatnonzero(np.linalg.norm(p - p[-1], axis=1) > tol)
+    if moved0.size == 0:
+        return slice(0, len(p))
+    return slice(max(int(moved0[0]) - 1, 0), min(int(moved1[-1]) + 2, len(p)))
+
+
 def scale_drift(p_ref: np.ndarray, p_est: np.ndarray, drift_fraction: float = 0.2) -> float:
     """End-to-end scale drift |s_end/s_start - 1| of positions (N,3) (any estimate scale).
 
-    s = Sim(3) scale of the first / last `drift_fraction` of the poses against the reference
-    (NaN when a segment has < 5 poses or the reference does not move in it).
+    s = Sim(3) scale of the first / last `drift_fraction` of the poses against the reference, taken
+    over the reference's motion (moving_span: a standing start or end is left out, so 150 standing
+    frames do not make the first segment's scale undefined). NaN when the span has < 10 poses or the
+    reference does not move in a segment.
     """
+    span = moving_span(p_ref)
+    p_ref, p_est = np.asarray(p_ref)[span], np.asarray(p_est)[span]
     n = len(p_ref)
     m = max(5, int(round(drift_fraction * n)))
     if n < 2 * m:
