@@ -320,11 +320,13 @@ def test_a_pnp_pose_on_a_few_close_tracks_does_not_bend_the_path(bench: ModuleTy
     network's (inside max_pnp_deviation_deg) with an orientation uncertainty of 8.7 deg, 13.4 deg
     wrong; it became the next windows' gauge keyframe and the path after it turned with it (ATE 1.24 %
     of the 600 frames, against 0.28 % now). max_pnp_sigma_deg (shipped 2) keeps the network's pose there.
-    The anchor links (StitchConfig.anchor_links, shipped) also undo most of such a bend on their own: the
-    next windows measure the bent keyframe again and the local solve turns it back (check off: 5.2 deg)."""
+    The anchor links (StitchConfig.anchor_links, shipped) also undo part of such a bend on their own: the
+    next windows measure the bent keyframe again and the local solve turns it back a little (check off:
+    13.0 deg; 5.2 deg while a link's camera centre was held to 1e-4 of the depth, which made the links
+    turn their disagreements into scale: loop_closure.LINK_MIN_TRANS_REL)."""
     unchecked = _orientation_jumps(bench, 0.0, anchor_links=False)
     assert unchecked.max() > 10.0  # the bend, one step: 15.7 deg
     checked = _orientation_jumps(bench, StitchConfig().max_pnp_sigma_deg)
     assert checked.max() < 6.0  # 4.0: a network pose's own error (1.2 deg RMS per frame at 1x)
     linked = _orientation_jumps(bench, 0.0)
-    assert linked.max() < 0.6 * unchecked.max()
+    assert linked.max() < 0.9 * unchecked.max()

@@ -242,3 +242,22 @@ def test_anchor_links_correct_the_newest_keyframes_or_are_refused():
     other = _kf(3, 1, _unit(np.eye(16)[3]), 1.0)
     lc.add_keyframe(other, None, 500, 0.02)
     assert lc.add_anchor_link(other, kfs[1], AnchorLink(kfs[1].T_world_cam, 0.002, 0.005, 150)) is None
+
+
+def test_an_anchor_link_is_never_surer_of_the_camera_centre_than_1_percent_of_depth():
+    """The PnP's sigmas of a link see the tracks' pixel noise only; the gauge's map points carry a smooth
+    depth error that moves the measured camera centre by ~1 % of the scene depth whatever the pixels say.
+    With exact tracks (sigma ~0) the edge holds 1 % of the gauge's median depth (2.5 -> 0.025); a less
+    certain PnP keeps its own sigma; the rotation keeps the PnP's."""
+    lc = LoopCloser(LoopConfig())
+    kfs = [_kf(i, 0, _unit(np.eye(16)[i]), 0.3 * i) for i in range(2)]
+    kfs[1].median_depth = 2.5
+    for i, kf in enumerate(kfs):
+        lc.add_keyframe(kf, kfs[i - 1] if i else None, 500, 0.02)
+    exact = lc.add_anchor_link(kfs[1], kfs[0], AnchorLink(kfs[0].T_world_cam, 0.002, 1e-6, 150))
+    loose = lc.add_anchor_link(kfs[1], kfs[0], AnchorLink(kfs[0].T_world_cam, 0.002, 0.04, 150))
+    assert exact is not None and loose is not None
+    sig_exact, sig_loose = lc.graph.edge(exact)[4], lc.graph.edge(loose)[4]
+    assert sig_exact.trans == pytest.approx(0.025) and sig_loose.trans == pytest.approx(0.04)
+    assert sig_exact.rot_rad == pytest.approx(0.002)
+
