@@ -260,4 +260,3 @@ def test_an_anchor_link_is_never_surer_of_the_camera_centre_than_1_percent_of_de
     sig_exact, sig_loose = lc.graph.edge(exact)[4], lc.graph.edge(loose)[4]
     assert sig_exact.trans == pytest.approx(0.025) and sig_loose.trans == pytest.approx(0.04)
     assert sig_exact.rot_rad == pytest.approx(0.002)
-
