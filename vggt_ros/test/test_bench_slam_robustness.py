@@ -277,6 +277,48 @@ def test_a_camera_standing_at_close_range_holds_still_and_adds_no_keyframes(benc
     assert np.all(moving > 0)  # before the stop every frame has its own pose
 
 
+def _frozen_run(bench: ModuleType, refuse: bool) -> tuple[Any, dict[int, np.ndarray], Any]:
+    """The 3-lap loop's first 220 frames with frames 100-129 frozen (repeating frame 99 while the camera
+    moves on), seed 0, harsh 1x, shipped defaults but refuse_repeated_images: (pipeline, final pose (4,4)
+    by frame index, sequence)."""
+    from vggt_ros.sim.sequence import Cover
+    from vggt_ros.slam.pipeline import Pipeline
+
+    case = dataclasses.replace(bench.CASES["covered_frozen"], covers=(Cover(100, 30, "frozen"),))
+    seq = bench.make_case_sequence(case, 160, 120, 220)
+    cfg = bench.node_config("tracks", True, {"refuse_repeated_images": refuse})
+    p = Pipeline(bench.make_case_predictor(case, seq, SimNoise.harsh(), 0), cfg)
+    for i in range(len(seq)):
+        p.push(seq[i])
+    p.flush()
+    stamps, T = p.trajectory()
+    return p, {seq.index_of(int(s)): Ti for s, Ti in zip(stamps, T)}, seq
+
+
+@pytest.mark.slow  # ~10 s: two runs of 220 frames
+def test_a_frozen_driver_is_refused_not_posed_standing_while_the_camera_moves(bench: ModuleType) -> None:
+    """A stalled driver re-sends frame 99 for 1 s while the camera moves 1.25 m on. Shipped: the 30 repeats
+    are refused at the door ("repeated_image", counted), none is posed, and every other frame is. Without
+    the check they passed the standstill hold as a standing camera: posed within a hair of frame 99 while
+    the true camera was up to 1.25 m away (2.5 cm from frame 99, seed 0: what TF would have published)."""
+    p, poses, seq = _frozen_run(bench, True)
+    frozen = set(range(100, 130))
+    assert p.counters.frames_refused["repeated_image"] == 30
+    assert not frozen & set(poses) and set(poses) == set(range(220)) - frozen
+    moved = np.linalg.norm(seq.poses[129, :3, 3] - seq.poses[99, :3, 3])
+    assert moved > 1.0
+    q, held, _ = _frozen_run(bench, False)
+    assert q.counters.frames_refused["repeated_image"] == 0 and set(held) == set(range(220))
+    assert q.counters.frames_held >= 29
+    def centre(i: int) -> np.ndarray:
+        return held[i][:3, 3]
+
+    true_span = np.linalg.norm(seq.poses[219, :3, 3] - seq.poses[0, :3, 3])
+    scale = np.linalg.norm(centre(219) - centre(0)) / true_span  # map units per metre
+    still = max(np.linalg.norm(centre(i) - centre(99)) for i in frozen) / scale  # metres
+    assert still < 0.1 * moved
+
+
 def test_a_recovered_window_keeps_the_maps_scale(bench: ModuleType) -> None:
     """The figure-eight five times faster, seed 0, harsh 1x: window 10's tracks do not fit the map, it is
     re-predicted alone and continues the segment. Its scale used to be the last posed camera's median depth

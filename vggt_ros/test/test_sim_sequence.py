@@ -57,6 +57,28 @@ def test_scene_seed_changes_texture_not_geometry() -> None:
     np.testing.assert_array_equal(a.ground_truth_at(0).depth, b.ground_truth_at(0).depth)
 
 
+def test_a_standing_camera_has_sensor_noise_and_a_frozen_one_repeats_its_bytes() -> None:
+    """Two exposures of a standing camera differ by a grey level here and there (so a repeated buffer is a
+    stalled driver, slam.validation), not enough to read as motion (the standstill hold still holds);
+    a frozen cover repeats the shown frame's bytes, noise and all."""
+    from vggt_ros.geometry.image import image_change, thumbnail
+    from vggt_ros.sim.sequence import Cover
+
+    still = make_sequence("still", 4, width=160, height=120)
+    a, b = still[0].rgb.astype(np.int16), still[1].rgb.astype(np.int16)
+    assert 0.3 < np.mean(a != b) < 0.9 and np.abs(a - b).max() <= 2
+    assert image_change(thumbnail(still[0].rgb), thumbnail(still[1].rgb)) < 0.3  # the hold's: 1
+    clean = SyntheticSequence(still.scene, still.poses, still.K, (160, 120), sensor_noise=0)
+    np.testing.assert_array_equal(clean[0].rgb, clean[1].rgb)
+    assert np.abs(clean[0].rgb.astype(np.int16) - a).max() == 1
+    frozen = SyntheticSequence(still.scene, make_sequence("loop", 6).poses, intrinsics(160, 120), (160, 120),
+                               covers=(Cover(2, 3, "frozen"),))
+    assert all(np.array_equal(frozen[i].rgb, frozen[1].rgb) for i in (2, 3, 4))
+    assert not np.array_equal(frozen[5].rgb, frozen[1].rgb)
+    with pytest.raises(ValueError, match="sensor_noise"):
+        SyntheticSequence(still.scene, still.poses, still.K, (160, 120), sensor_noise=-1)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         make_sequence("spiral", 10)

@@ -79,7 +79,7 @@ def test_sizer_majority_of_the_first_frames_sets_the_working_size():
     assert {f.size for f in out} == {(120, 160)} and s.size == (120, 160)
     assert s.changes == 1 and s.frames_rescaled == 2
     np.testing.assert_allclose(out[0].K, K, atol=1e-12)  # K scaled with the image: the 160x120 camera
-    v = FrameValidator()
+    v = FrameValidator(refuse_repeats=False)  # the frames are one checkerboard: repeats by design
     assert all(v.check(f) is None for f in out)
 
 
@@ -118,3 +118,23 @@ def test_blank_check_on_a_vga_frame():
     v, u = np.mgrid[0:480, 0:640]
     dark = np.repeat((10 + 12 * (((u // 16) + (v // 16)) % 2))[..., None], 3, 2).astype(np.uint8)
     assert is_blank(covered) and not is_blank(dark)
+
+
+def test_a_repeated_image_is_refused_until_the_view_changes():
+    """A stalled driver re-sends its last buffer with new stamps: byte for byte the last accepted image is
+    refused ("repeated_image"), however many times it comes; one grey level anywhere is a new exposure."""
+    v = FrameValidator()
+    first = _f(1)
+    assert v.check(first) is None
+    for stamp in (2, 3, 4):
+        assert v.check(Frame(stamp, first.rgb.copy(), K)) == "repeated_image"
+    assert v.last_stamp_ns == 1  # a refused repeat does not move the stream state
+    moved = first.rgb.copy()
+    moved[60, 80, 1] ^= 1
+    assert v.check(Frame(5, moved, K)) is None
+    assert v.check(Frame(6, first.rgb, K)) is None  # an older image is not a repeat of the last one
+    assert v.check(Frame(6, first.rgb, K)) == "non_monotonic_stamp"  # stamps are checked first
+    v.reset()
+    assert v.check(Frame(7, first.rgb, K)) is None  # a new stream has no last image
+    off = FrameValidator(refuse_repeats=False)  # a noise-free simulated camera standing still
+    assert [off.check(Frame(s, first.rgb, K)) for s in (1, 2, 3)] == [None, None, None]

@@ -34,6 +34,7 @@ def pipeline_config(params: Params) -> PipelineConfig:
         cloud_stride=params["points_stride"],
         emit_depth=params["publish_depth"],
         standstill_max_change=params["standstill_max_change"],
+        refuse_repeated_images=params["refuse_repeated_images"],
         keyframes=KeyframeConfig(
             min_covisible=params["keyframe_min_covisible"],
             max_motion_rel=params["keyframe_max_motion_rel"],

@@ -202,6 +202,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "A frame whose view changed less than this (grey levels, mean over a 32 x 24 thumbnail) since the "
        "last moving frame keeps that frame's pose and adds no keyframe: a standing camera's pose does not "
        "jitter. 0 = off.", 0.0, 255.0),
+    _p("refuse_repeated_images", bool, _SLAM.refuse_repeated_images,
+       "Refuse a frame whose image is byte for byte the last accepted one (a stalled driver re-sending its "
+       "buffer: posing it would publish a standing camera while the robot moves). Real sensors' noise "
+       "never repeats; turn off for a noise-free simulated camera, whose standing frames do."),
     _p("keyframe_max_active", int, _SLAM.keyframes.max_active,
        "Keyframes that keep image and depth as anchor candidates (older ones keep pose and points).", 1, 256),
     _p("depth_conf_threshold", float, _SLAM.depth_conf_threshold,

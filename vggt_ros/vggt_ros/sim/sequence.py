@@ -74,6 +74,11 @@ class SyntheticSequence:
     ground_truth(stamp_ns) gives GroundTruth (where the camera really is: score against this);
     unknown stamps raise KeyError.
 
+    sensor_noise: grey levels of sensor noise on every rendered view: each pixel channel gets a
+    uniform integer in [-sensor_noise, sensor_noise], seeded by the frame index (1 by default: a real
+    camera's two exposures never match to the bit, so a standing camera's frames differ while a
+    stalled driver's repeats do not; 0 = the noise-free render).
+
     covers: frames whose image is replaced (Cover: black or frozen). image_truth(stamp_ns) is the
     ground truth of the view the image shows, the lookup to give a simulated predictor: on a
     frozen frame it is the repeated frame's pose and depth (the image cannot tell more), on every
@@ -84,7 +89,7 @@ class SyntheticSequence:
     def __init__(self, scene: Scene, poses: np.ndarray, K: np.ndarray, size: tuple[int, int] = (320, 240),
                  *, t0_ns: int = DEFAULT_T0_NS, rate_hz: float = 30.0,
                  frame_id: str = "camera_optical_frame", cache_size: int = 32,
-                 covers: tuple[Cover, ...] = ()) -> None:
+                 covers: tuple[Cover, ...] = (), sensor_noise: int = 1) -> None:
         self.scene = scene
         self.poses = np.asarray(poses, dtype=np.float64)
         if self.poses.ndim != 3 or self.poses.shape[1:] != (4, 4):
@@ -101,6 +106,9 @@ class SyntheticSequence:
         self._index = {int(s): i for i, s in enumerate(self.stamps_ns)}
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = int(cache_size)
+        if not 0 <= int(sensor_noise) <= 32:
+            raise ValueError(f"sensor_noise must be 0..32 grey levels, got {sensor_noise}")
+        self.sensor_noise = int(sensor_noise)
         self.covers = tuple(covers)
         for c in self.covers:
             if c.start + c.length > n:
@@ -114,11 +122,17 @@ class SyntheticSequence:
         return len(self.poses)
 
     def _render(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rgb with sensor noise, depth) of pose i, cached."""
         hit = self._cache.get(i)
         if hit is not None:
             self._cache.move_to_end(i)
             return hit
-        out = render(self.scene, self.K, self.poses[i], self.hw)
+        rgb, depth = render(self.scene, self.K, self.poses[i], self.hw)
+        if self.sensor_noise:
+            n = self.sensor_noise
+            noise = np.random.default_rng([i, 11]).integers(-n, n + 1, rgb.shape, dtype=np.int16)
+            rgb = (rgb + noise).clip(0, 255).astype(np.uint8)
+        out = (rgb, depth)
         out[0].setflags(write=False)
         out[1].setflags(write=False)
         self._cache[i] = out

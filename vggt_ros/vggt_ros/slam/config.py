@@ -370,6 +370,9 @@ class PipelineConfig:
         than this (grey levels, geometry.image.image_change) is published at that frame's pose and never
         becomes a keyframe (slam.standstill); 0 = off. 1.0: sensor noise of sigma 3 reads 0.35 at 160 x
         120 (less at higher resolution), a move of about a pixel 1-3.
+    refuse_repeated_images: refuse a frame whose image is byte for byte the last accepted one
+        ("repeated_image", slam.validation): a stalled driver's repeats are not posed as a standing
+        camera. Off for a noise-free simulated camera, whose standing frames repeat exactly.
     """
 
     window_size: int = 16
@@ -385,6 +388,7 @@ class PipelineConfig:
     predict_ahead: bool = False
     predict_after_keyframes: bool = False
     standstill_max_change: float = 1.0
+    refuse_repeated_images: bool = True
     seed: int = 0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     stitch: StitchConfig = field(default_factory=StitchConfig)

@@ -251,7 +251,7 @@ class Pipeline:
         pending = [p for w in inflight for p in w.pending] + (window.clear() if window is not None else [])
         out: list[Update] = [FrameRefused(int(p.frame.stamp_ns), "reset") for p in pending]
         cfg = self.config
-        self.validator = FrameValidator()
+        self.validator = FrameValidator(cfg.refuse_repeated_images)
         self.window = FrameWindow(cfg.window_size, cfg.num_anchors)
         self.keyframes = KeyframeManager(cfg.keyframes)
         self.global_map = GlobalMap(

@@ -10,6 +10,11 @@ Reasons (stable strings, counted by the pipeline and reported in FrameRefused):
 - "bad_stamp": stamp not an integer.
 - "blank_image": a (nearly) uniform image (covered lens, black frame): no geometry to predict, so it is
   refused before it can spoil a window (is_blank).
+- "repeated_image": the image is byte for byte the last accepted frame's (with refuse_repeats). A
+  stalled driver re-sending its last buffer with new stamps: the frame shows where the camera was, not
+  where it is, and posing it would publish a standing camera while the robot moves. Two exposures of a
+  real sensor never match to the bit (shot and read noise); a noise-free simulated camera's do when it
+  stands, so the check can be turned off (node parameter `refuse_repeated_images`).
 """
 
 from __future__ import annotations
@@ -28,15 +33,34 @@ log = logging.getLogger("vggt_ros.frames")
 
 
 class FrameValidator:
-    """Keeps the stream's image size and last stamp; `check(frame)` -> None (accept) or a reason."""
+    """Keeps the stream's image size, last stamp and (refuse_repeats) a copy of the last accepted image;
+    `check(frame)` -> None (accept) or a reason."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse_repeats: bool = True) -> None:
+        self.refuse_repeats = bool(refuse_repeats)
         self.size: tuple[int, int] | None = None
         self.last_stamp_ns: int | None = None
+        self._last_rgb: np.ndarray | None = None  # a copy: a caller may reuse its buffer
 
     def reset(self) -> None:
         self.size = None
         self.last_stamp_ns = None
+        self._last_rgb = None
+
+    def _repeats_last(self, rgb: np.ndarray) -> bool:
+        """rgb is byte for byte the last accepted image. A moving or noisy camera differs already on a
+        1/256 pixel sample (~10 us); only a match there pays the full comparison."""
+        last = self._last_rgb
+        if last is None or last.shape != rgb.shape:
+            return False
+        return bool(np.array_equal(rgb[::16, ::16], last[::16, ::16]) and np.array_equal(rgb, last))
+
+    def _remember(self, rgb: np.ndarray) -> None:
+        if not self.refuse_repeats:
+            return
+        if self._last_rgb is None or self._last_rgb.shape != rgb.shape:
+            self._last_rgb = np.empty_like(rgb)
+        np.copyto(self._last_rgb, rgb)
 
     def check(self, frame: object) -> str | None:
         if not isinstance(frame, Frame) and not (hasattr(frame, "rgb") and hasattr(frame, "stamp_ns")):
@@ -73,8 +97,11 @@ class FrameValidator:
             return "non_monotonic_stamp"
         if is_blank(rgb):
             return "blank_image"
+        if self.refuse_repeats and self._repeats_last(rgb):
+            return "repeated_image"
         self.size = hw
         self.last_stamp_ns = int(stamp)
+        self._remember(rgb)
         return None
 
 
