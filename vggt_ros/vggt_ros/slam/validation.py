@@ -48,17 +48,16 @@ class FrameValidator:
         self._last_rgb = None
 
     def _repeats_last(self, rgb: np.ndarray) -> bool:
-        """rgb is byte for byte the last accepted image. A moving or noisy camera differs already on a
-        1/256 pixel sample (~10 us); only a match there pays the full comparison."""
+        """rgb (the stream's size: size_changed is checked first) is byte for byte the last accepted image.
+        A moving or noisy camera differs already on a 1/256 pixel sample (~10 us); only a match there pays
+        the full comparison."""
         last = self._last_rgb
-        if last is None or last.shape != rgb.shape:
-            return False
-        return bool(np.array_equal(rgb[::16, ::16], last[::16, ::16]) and np.array_equal(rgb, last))
+        return last is not None and bool(np.array_equal(rgb[::16, ::16], last[::16, ::16])
+                                         and np.array_equal(rgb, last))
 
     def _remember(self, rgb: np.ndarray) -> None:
-        if not self.refuse_repeats:
-            return
-        if self._last_rgb is None or self._last_rgb.shape != rgb.shape:
+        """Copy rgb into the last-image buffer (allocated at the stream's first frame; reset drops it)."""
+        if self._last_rgb is None:
             self._last_rgb = np.empty_like(rgb)
         np.copyto(self._last_rgb, rgb)
 
@@ -101,7 +100,8 @@ class FrameValidator:
             return "repeated_image"
         self.size = hw
         self.last_stamp_ns = int(stamp)
-        self._remember(rgb)
+        if self.refuse_repeats:
+            self._remember(rgb)
         return None
 
 
