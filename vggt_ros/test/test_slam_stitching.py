@@ -274,18 +274,26 @@ def test_map_depth_outliers_do_not_tilt_the_new_frames(seq):
     assert errs[True] < errs[False] / 1.6
 
 
+def _map_points_off_in_depth(
+    seq, seed: int, outliers: int = 0
+) -> tuple[StitchInput, list, np.ndarray, np.ndarray]:
+    """A window whose frames predict depth with 5 % noise (nothing else) and whose map points are 5 % off in
+    depth along the gauge's rays (white, per point; the first `outliers` 1.5x too deep). Returns (input,
+    new frame indices, gauge centre (3,), true map points (N,3))."""
+    inp, new = _input(seq, dataclasses.replace(SimNoise.zero(), depth_frac=0.05))
+    C = inp.anchors[0].T_world_cam[:3, 3]
+    truth = inp.queries.X_world.copy()
+    f = 1.0 + np.random.default_rng(seed).normal(0.0, 0.05, len(truth))
+    f[:outliers] = 1.5
+    inp.queries.X_world[:] = C + f[:, None] * (truth - C)
+    return inp, new, C, truth
+
+
 def test_track_depth_fusion_averages_the_new_frames_depth_into_the_map_points(seq):
     """Map points 5 % off in depth (white, per point), new frames predicting depth with 5 % noise: after
     fusing the ~12 new frames' samples the points' depth error falls below half; the gauge's map depth
     disagreeing by more than 15 % takes no sample (the point stays as it was)."""
-    noise = dataclasses.replace(SimNoise.zero(), depth_frac=0.05)
-    inp, new = _input(seq, noise)
-    gauge = inp.anchors[0]
-    C = gauge.T_world_cam[:3, 3]
-    truth = inp.queries.X_world.copy()
-    f = 1.0 + np.random.default_rng(3).normal(0.0, 0.05, len(truth))
-    f[:5] = 1.5  # five map-depth outliers
-    inp.queries.X_world[:] = C + f[:, None] * (truth - C)
+    inp, new, C, truth = _map_points_off_in_depth(seq, seed=3, outliers=5)
     poses = {4 + k: G.transform_pose(seq.ground_truth_at(i).T_world_cam) for k, i in enumerate(new)}
     s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
     out = fuse_track_depths(inp, poses, s_true, StitchConfig())
@@ -297,6 +305,23 @@ def test_track_depth_fusion_averages_the_new_frames_depth_into_the_map_points(se
     assert np.sqrt(np.mean(before**2)) > 0.04
     assert np.sqrt(np.mean(after**2)) < 0.5 * np.sqrt(np.mean(before**2))
     np.testing.assert_allclose(out.queries.X_world[:5], inp.queries.X_world[:5], rtol=1e-9)
+
+
+def test_track_depth_fusion_takes_the_older_anchors_depth_at_their_map_poses(seq):
+    """No new frame posed yet: the three older anchors alone (their predicted depth of the tracked points,
+    placed by their map poses) still average into the map points: 5 % white error per point, 5 % depth
+    noise per anchor sample -> (2 x 5 % + 3 samples) / 5, RMS ~0.53x (measured 0.61x; before, none)."""
+    inp, _, C, truth = _map_points_off_in_depth(seq, seed=4)
+    s_true = G.scale / inp.prediction.timings["scale_m_to_win"]
+    out = fuse_track_depths(inp, {}, s_true, StitchConfig())
+    ok = inp.queries.valid
+
+    def rms(X: np.ndarray) -> float:
+        e = np.linalg.norm(X[ok] - C, axis=1) / np.linalg.norm(truth[ok] - C, axis=1) - 1.0
+        return float(np.sqrt(np.mean(e**2)))
+
+    assert rms(inp.queries.X_world) > 0.04
+    assert rms(out.queries.X_world) < 0.7 * rms(inp.queries.X_world)
 
 
 def test_unknown_frame_depth_scale():

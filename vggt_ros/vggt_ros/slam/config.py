@@ -124,8 +124,9 @@ class StitchConfig:
     ransac_iterations: RANSAC hypotheses of the robust Sim(3) (cost ~ iterations x points).
     refresh_queries: average the gauge keyframe's re-predicted depth into the track map points
         before PnP (stitching.refresh_queries).
-    fuse_track_depth: average the new frames' predicted depth of each tracked point (posed by a first PnP)
-        into its map point, then refine the poses again (stitching.fuse_track_depths).
+    fuse_track_depth: average the older anchors' (at their map poses) and the new frames' (posed by a first
+        PnP) predicted depth of each tracked point into its map point, then refine the poses again
+        (stitching.fuse_track_depths).
     frame_depth_scale: where a new frame's depth scale (window units -> map) comes from.
         "window" (default): the window's scale, i.e. the depth ratio of all its anchors, for every new
         frame: VGGT's scale is one per window, and a keyframe made from a new frame then inherits the

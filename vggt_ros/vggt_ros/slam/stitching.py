@@ -13,9 +13,10 @@ identical predictions in the benchmark:
   depth at the tracked pixel vs the map point. Then each new frame's pose is refined by
   PnP (Levenberg-Marquardt on the 2D-3D track/map correspondences, with the camera's or the
   window's intrinsics) starting from the Sim(3) pose; the map points are first cleared of depth
-  outliers (refresh_queries) and, after a first PnP, averaged with the new frames' depth of the same
-  points (fuse_track_depths) before a second. The older anchors are measured again the same way,
-  each by PnP on the gauge's points (anchor_links; pose-graph edges). Windows are rejected when the
+  outliers (refresh_queries) and, after a first PnP, averaged with the other window frames' depth of the
+  same points (the older anchors' and the new frames': fuse_track_depths) before a second. The older
+  anchors are measured again the same way, each by PnP on the gauge's points (anchor_links; pose-graph
+  edges). Windows are rejected when the
   Sim(3) residual or inlier ratio, or the tracks' reprojection inlier ratio, is bad.
 - `CameraCentreStitcher` (baseline, what vggt-slam-ros2 does): Umeyama Sim(3) between the
   overlap (anchor) frames' camera centres in the window and in the map.
@@ -25,6 +26,7 @@ identical predictions in the benchmark:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -340,41 +342,63 @@ def fuse_track_depths(
     cfg: StitchConfig,
     max_rel_diff: float = 0.15,
 ) -> StitchInput:
-    """Queries whose map points average the gauge's depth with every new frame's depth of the same point.
+    """Queries whose map points average the gauge's depth with every other window frame's depth of the
+    same point (track_depth_samples: the older anchors' and the new frames').
 
-    A new frame j that tracks query i predicts the depth at the tracked pixel; with j's pose (PnP) that
-    is a point in the world, and its depth in the gauge camera is one more sample of the query's depth
-    (within max_rel_diff of the gauge's, else skipped). The gauge's depth counts twice (map and this
-    window's re-prediction, refresh_queries). Why: PnP on noisy 3D points is biased (errors in the
-    variables dilute the translation's parallax, and rotation absorbs the rest), by ~0.1 deg per frame at
-    3 % depth noise when the camera moves sideways at close range. An orbit repeats that bias at every
-    keyframe: twin rooms, harsh noise, seed 0, loop closure off: 25 deg of yaw drift over 1,000 frames,
-    mean per-frame yaw error vs the gauge -0.16 deg; with ~10 samples per point: -0.04 deg, ATE 1.13 ->
-    0.30 %. Queries a depth camera measured keep the measurement. Returns a new StitchInput.
+    A frame j that tracks query i gives a depth at the tracked pixel; with j's pose that is a point in the
+    world, and its depth in the gauge camera is one more sample of the query's depth (within max_rel_diff
+    of the gauge's, else skipped). The gauge's depth counts twice (map and this window's re-prediction,
+    refresh_queries). Why: PnP on noisy 3D points is biased (errors in the variables dilute the
+    translation's parallax, and rotation absorbs the rest), by ~0.1 deg per frame at 3 % depth noise when
+    the camera moves sideways at close range. An orbit repeats that bias at every keyframe: twin rooms,
+    harsh noise, seed 0, loop closure off: 25 deg of yaw drift over 1,000 frames, mean per-frame yaw error
+    vs the gauge -0.16 deg; with ~10 samples per point: -0.04 deg, ATE 1.13 -> 0.30 %. Queries a depth
+    camera measured keep the measurement. Returns a new StitchInput.
     """
     if not inp.anchors:
         return inp
-    pred, gauge = inp.prediction, inp.anchors[0]
+    gauge = inp.anchors[0]
     T_gw = invert_T(gauge.T_world_cam)
     X0 = inp.queries.X_world
     z0 = apply_T(T_gw, X0)[:, 2]
     own = np.isfinite(z0) & ~measured_queries(inp)
     total, count = np.where(own, 2.0 * z0, 0.0), np.where(own, 2.0, 0.0)
-    for j in inp.new_indices:
-        if j not in pred.depth or j not in poses:
-            continue
-        q = track_observations(inp, j, cfg)
-        q = q[own[q]]
-        uv, d, _, ok = tracked_depth(inp, j, q)
-        z = apply_T(T_gw, unproject_pixels(uv[ok], d[ok] * scale, inp.K[j], poses[j]))[:, 2]
-        qi = q[ok]
-        agree = np.abs(z / z0[qi] - 1.0) <= max_rel_diff
-        np.add.at(total, qi[agree], z[agree])
-        np.add.at(count, qi[agree], 1.0)
+    for q, X in track_depth_samples(inp, poses, scale, cfg, own):
+        z = apply_T(T_gw, X)[:, 2]
+        agree = np.abs(z / z0[q] - 1.0) <= max_rel_diff
+        np.add.at(total, q[agree], z[agree])
+        np.add.at(count, q[agree], 1.0)
     X = X0.copy()
     uv0 = inp.queries.uv[own].astype(np.float64)
     X[own] = unproject_pixels(uv0, total[own] / count[own], gauge.K, gauge.T_world_cam)
     return replace(inp, queries=TrackQueries(inp.queries.uv, X))
+
+
+def track_depth_samples(
+    inp: StitchInput, poses: dict[int, np.ndarray], scale: float, cfg: StitchConfig, use: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(query indices (M,), world points (M,3)) per window frame that takes a second look at the gauge's
+    tracked points, queries limited to `use` (N,) bool: its predicted depth at the tracked pixel x scale,
+    placed by its pose: each older anchor (window index >= 1) at its map pose, each new frame in `poses`
+    (its PnP pose).
+
+    The anchors are independent samples the window predicts anyway, posed by the map rather than by a
+    first PnP: on the robustness cases (harsh 1x, loop closure on, seeds 0-11, bench/slam_robustness.py)
+    adding them lowered the ATE median figure-eight 0.26 -> 0.24 %, kidnapped 0.24 -> 0.21 %, open
+    figure-eight 0.36 -> 0.32 % (lower in 8, 10, 10 of the 12 runs). Their stored map depth at the tracked
+    pixel was tried too (a little better again, 0.22 / 0.19 / 0.33 %) and left out: interpolated between
+    its depth_stride samples it is no longer exact, not even without noise.
+    """
+    pred = inp.prediction
+    posed = {a: inp.anchors[a].T_world_cam for a in range(1, len(inp.anchors))}
+    posed.update({j: poses[j] for j in inp.new_indices if j in poses})
+    for j, T_world_cam in posed.items():
+        if j not in pred.depth:
+            continue
+        q = track_observations(inp, j, cfg)
+        q = q[use[q]]
+        uv, d, _, ok = tracked_depth(inp, j, q)
+        yield q[ok], unproject_pixels(uv[ok], d[ok] * scale, inp.K[j], T_world_cam)
 
 
 def track_seen(pred: WindowPrediction, j: int, size: tuple[int, int], cfg: StitchConfig) -> np.ndarray:
