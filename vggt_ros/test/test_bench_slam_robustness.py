@@ -346,7 +346,7 @@ def _orientation_jumps(bench: ModuleType, max_pnp_sigma_deg: float, anchor_links
     cfg = bench.node_config("tracks", False)
     stitch = dataclasses.replace(cfg.stitch, max_pnp_sigma_deg=max_pnp_sigma_deg, anchor_links=anchor_links)
     cfg = dataclasses.replace(cfg, stitch=stitch)
-    out = bench.run_once(case, seq, cfg, SimNoise.harsh(), 11)
+    out = bench.run_once(case, seq, cfg, SimNoise.harsh(), 5)
     assert out["posed_pct"] == 100.0
     stamps = sorted(out["poses"], key=seq.index_of)
     R_est = [(out["poses"][s][0] @ T_BODY_OPTICAL)[:3, :3] for s in stamps]
@@ -366,13 +366,14 @@ def test_a_pnp_pose_on_a_few_close_tracks_does_not_bend_the_path(bench: ModuleTy
     next windows measure the bent keyframe again and the local solve turns it back a little (check off:
     13.0 deg; 5.2 deg while a link's camera centre was held to 1e-4 of the depth, which made the links
     turn their disagreements into scale: loop_closure.LINK_MIN_TRANS_REL). That was seed 2; since the older
-    anchors' depth joined the tracked points (stitching.track_depth_samples, 2026-12-06) its unchecked bend
-    is 6.1 deg, and of seeds 0-12 only seed 11 still bends by more than 10 deg without the check (11.0 deg
-    at frame ~183, the same pillar pass; 3.8 deg with the check, 3.8 with the links alone): this test's
-    seed now."""
+    anchors' depth joined the tracked points (stitching.track_depth_samples) it bent 6.1 deg, and seed 11
+    11.0; since the last anchor slot went to an older keyframe (KeyframeConfig.long_anchor_rel) seed 11
+    bends 3.8 deg, and of seeds 0-19 only seed 5 still bends by more than 8 deg without the check (10.3
+    deg at frame 181, the same pillar pass; 3.7 deg with the check, 3.7 with the links alone; every
+    other step of every seed <= 7.4 deg, most <= 4.6): this test's seed now."""
     unchecked = _orientation_jumps(bench, 0.0, anchor_links=False)
-    assert unchecked.max() > 10.0  # the bend, one step: 11.0 deg
+    assert unchecked.max() > 8.0 and 170 <= unchecked.argmax() <= 195  # the bend at the pass: 10.3 deg
     checked = _orientation_jumps(bench, StitchConfig().max_pnp_sigma_deg)
-    assert checked.max() < 6.0  # 3.8: a network pose's own error (1.2 deg RMS per frame at 1x)
+    assert checked.max() < 6.0  # 3.7: a network pose's own error (1.2 deg RMS per frame at 1x)
     linked = _orientation_jumps(bench, 0.0)
     assert linked.max() < 0.9 * unchecked.max()

@@ -92,6 +92,24 @@ def test_criteria():
     assert m.covisible_tracks(tracks, vis, conf, valid, (H, W), 0.5, 0.5) == 1 / 3
 
 
+def test_the_last_anchor_slot_goes_to_the_oldest_keyframe_still_seen_well():
+    """Eight keyframes 0.3 m apart along x over a wall 2 m away, the camera at x = 2.25 m: the covisibility
+    ranking gives the gauge and the three newest; with long_anchor_rel 0.5 the last slot takes the oldest
+    keyframe seen at least half as well as the best (x = 0.6 m: 48 % of its points in view, 0.5 in the
+    ranking's tenths, against 86 %, 0.9), not the older ones seen less (x = 0.3, 0.0: 0.4, 0.3)."""
+    def ids(rel: float, posed: bool = True) -> list[int]:
+        m = KeyframeManager(KeyframeConfig(depth_stride=4, long_anchor_rel=rel))
+        for i in range(8):
+            _add(m, i, T=make_T(np.eye(3), [0.3 * i, 0, 0]))
+        return [k.keyframe_id for k in m.anchors(4, 0, make_T(np.eye(3), [2.25, 0, 0]) if posed else None)]
+
+    assert ids(0.0) == [7, 6, 5, 4]  # by covisibility alone
+    assert ids(0.5) == [7, 6, 5, 2]
+    assert ids(0.7) == [7, 6, 5, 4]  # bar 0.63: x = 1.2 m (0.7) is the oldest seen that well
+    assert ids(0.5, posed=False) == [7, 6, 5, 4]  # without a pose: the newest
+    assert KeyframeConfig().long_anchor_rel == 0.5
+
+
 def test_a_motion_keyframe_needs_the_image_to_have_moved():
     """The pose says the camera moved 20 % of the depth; a keyframe only when the tracks moved too
     (min_motion_parallax_deg): a camera standing at close range otherwise keyframes its own pose noise."""

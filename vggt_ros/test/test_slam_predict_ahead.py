@@ -4,6 +4,7 @@ inline (replay) order; every frame is still accounted for, also across view brea
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -161,8 +162,12 @@ def test_reset_returns_the_frames_of_windows_in_flight(seq):
 def test_predict_after_keyframes_is_the_serial_map_with_predictions_beside_it(seq):
     """predict_after_keyframes: each window is launched (here on a thread) once the previous window's
     keyframes are in the map, with the anchors a serial run chooses: the same poses as the serial run, bit
-    for bit (a loop closes in this sequence too), and most windows predicted on the predictor thread."""
-    serial = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig())
+    for bit (a loop closes in this sequence too), and most windows predicted on the predictor thread.
+    Predicting ahead the anchors are by covisibility alone, so the serial run here is too (no older anchor:
+    KeyframeConfig.long_anchor_rel 0)."""
+    serial_cfg = PipelineConfig()
+    serial_cfg.keyframes = dataclasses.replace(serial_cfg.keyframes, long_anchor_rel=0.0)
+    serial = Pipeline(SimulatedPredictor(seq.ground_truth), serial_cfg)
     ups_serial = _run(serial, seq)
     double = ThreadNotingDouble(SimulatedPredictor(seq.ground_truth))
     early = Pipeline(double, PipelineConfig(predict_after_keyframes=True))

@@ -54,6 +54,16 @@ class KeyframeConfig:
         -> 0.83, 3-lap loop 0.40 -> 0.32; at 1x neutral (open_eight / standing start, seeds 0-11: 0.39
         -> 0.41, 0.33 -> 0.35, as many seeds better as worse). Unbounded (any later pinned frame of the
         window) did as well at 2x but made keyframes sparser at 1x: open_eight seed 3 ATE 0.29 -> 0.67 %.
+    long_anchor_rel: the last anchor slot goes to the oldest active keyframe of the segment that the last
+        posed camera still sees at least this fraction as well as the best-seen older keyframe
+        (KeyframeManager.anchors; 0 = every slot by covisibility, newest first on ties). Kidnapped and open
+        figure-eight cases, seeds 0-23, harsh 1x, loop closure on (README, "An older anchor"): end-to-end
+        scale drift median 1.98 -> 1.28 % and 3.09 -> 2.21 % (lower in 17 and 14 of 24 runs), ATE
+        unchanged; the map's own scale walk did not move and the anchors grew only a little older (the
+        last slot 4.05 -> 4.44 keyframes behind the gauge, kidnapped seed 0). Loop closure off (seeds
+        0-2) the ATE fell in 8 of 15 cases and rose in 4. The twin rooms lost: drift 0.96 -> 1.53 %
+        (seeds 0-11), fewer loops closed where keyframes fell off the first pass's views. 0.3 was mixed
+        (figure-eight drift 0.6 -> 1.0 %), as was giving the older keyframes two slots (1.7 %).
     """
 
     min_covisible: float = 0.7
@@ -65,6 +75,7 @@ class KeyframeConfig:
     min_frame_gap: int = 4
     min_motion_parallax_deg: float = 1.0
     pinned_keyframe_wait: int = 2
+    long_anchor_rel: float = 0.5
 
 #: sources of a new frame's depth scale (StitchConfig.frame_depth_scale)
 FRAME_DEPTH_SCALES = ("window", "dense", "tracks")
@@ -361,12 +372,15 @@ class PipelineConfig:
         previous window changes the map, so its prediction may run on the GPU while the previous
         window is stitched (Pipeline.set_executor; without an executor it runs at once, the same
         result: a deterministic replay of what the live node does). Costs: the previous window's new
-        keyframes are not among the anchors. docs/architecture.md#predicting-ahead.
+        keyframes are not among the anchors, nor an older anchor (KeyframeConfig.long_anchor_rel: the
+        oldest active keyframe is the next the window in flight archives).
+        docs/architecture.md#predicting-ahead.
     predict_after_keyframes: the next window (when its frames are in) is launched as soon as this
         window's keyframes are decided, with the anchors a serial run would choose; this window's cloud,
         loop closure and map run beside its prediction (on the executor, as predict_ahead). No accuracy
-        cost (the anchors differ from a serial run's only when that window closes a loop); less overlap
-        than predict_ahead, which it overrides.
+        cost against a serial run with anchors by covisibility alone (the anchors differ from its only
+        when that window closes a loop); no older anchor (with it the two runs came 3 mm apart, not
+        traced); less overlap than predict_ahead, which it overrides.
     standstill_max_change: a frame whose grey thumbnail differs from the last moving frame's by less
         than this (grey levels, geometry.image.image_change) is published at that frame's pose and never
         becomes a keyframe (slam.standstill); 0 = off. 1.0: sensor noise of sigma 3 reads 0.35 at 160 x

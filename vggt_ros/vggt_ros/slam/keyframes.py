@@ -305,11 +305,14 @@ class KeyframeManager:
         out = [k for k in reversed(self.keyframes) if k.active]
         return out[:n]
 
-    def anchors(self, n: int, segment_id: int, T_world_cam: np.ndarray | None = None) -> list[Keyframe]:
+    def anchors(self, n: int, segment_id: int, T_world_cam: np.ndarray | None = None,
+                long_slot: bool = True) -> list[Keyframe]:
         """The window's anchors (gauge first): the segment's newest active keyframe, then up to n-1 more
         active keyframes of the segment ranked by how much of them the last posed camera
-        `T_world_cam` (4,4) still sees (covisible_geometric), newest first on ties; without a pose,
-        simply the newest. Anchors the new frames overlap stitch; stale ones only add outliers."""
+        `T_world_cam` (4,4) still sees (covisible_geometric), newest first on ties; the last slot goes to
+        the oldest one seen at least config.long_anchor_rel as well as the best (see there: less scale
+        drift; not with long_slot False); without a pose, simply the newest. Anchors the new frames
+        overlap stitch; stale ones only add outliers."""
         cands = [k for k in reversed(self.keyframes) if k.active and k.segment_id == segment_id]
         if T_world_cam is None or len(cands) <= n:
             return cands[:n]
@@ -318,7 +321,14 @@ class KeyframeManager:
             round(self.covisible_geometric(k, T_world_cam, k.K, k.size, max_points=200), 1) for k in rest
         ]
         order = sorted(range(len(rest)), key=lambda i: -score[i])  # stable: newest first among equals
-        return [gauge] + [rest[i] for i in order[: n - 1]]
+        pick = order[: n - 1]
+        rel = self.config.long_anchor_rel
+        if long_slot and rel > 0 and n > 2:
+            pick = order[: n - 2]
+            bar = rel * score[order[0]]
+            old = [i for i in reversed(range(len(rest))) if i not in pick and 0 < score[i] >= bar]
+            pick.append(old[0] if old else order[n - 2])
+        return [gauge] + [rest[i] for i in pick]
 
     def last_in_segment(self, segment_id: int) -> Keyframe | None:
         for k in reversed(self.keyframes):

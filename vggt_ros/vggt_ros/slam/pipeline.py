@@ -437,8 +437,14 @@ class Pipeline:
         return out + self._run(w, t_start)
 
     def _current_anchors(self) -> list[Keyframe]:
+        """The next window's anchors (KeyframeManager.anchors). Predicting ahead, by covisibility alone:
+        the older anchor's slot (KeyframeConfig.long_anchor_rel) tends to the oldest active keyframe, the
+        next one the window in flight archives (predict_ahead: the choice goes stale, re-predicted), and
+        predict_after_keyframes stopped giving the serial map bit for bit with it (3 mm apart, not traced)."""
+        cfg = self.config
         last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
-        return self.keyframes.anchors(self.config.num_anchors, self.tracking.segment_id, last_pose)
+        long_slot = not (cfg.predict_ahead or cfg.predict_after_keyframes)
+        return self.keyframes.anchors(cfg.num_anchors, self.tracking.segment_id, last_pose, long_slot)
 
     # --- predicting ahead -------------------------------------------------------------------------
     def _behind_requeued(self, pending: list[PendingFrame]) -> bool:
