@@ -165,9 +165,9 @@ def test_predict_after_keyframes_is_the_serial_map_with_predictions_beside_it(se
     for bit (a loop closes in this sequence too), and most windows predicted on the predictor thread.
     Predicting ahead the anchors are by covisibility alone, so the serial run here is too (no older anchor:
     KeyframeConfig.long_anchor_rel 0)."""
-    serial_cfg = PipelineConfig()
-    serial_cfg.keyframes = dataclasses.replace(serial_cfg.keyframes, long_anchor_rel=0.0)
-    serial = Pipeline(SimulatedPredictor(seq.ground_truth), serial_cfg)
+    cfg = PipelineConfig()
+    cfg = dataclasses.replace(cfg, keyframes=dataclasses.replace(cfg.keyframes, long_anchor_rel=0.0))
+    serial = Pipeline(SimulatedPredictor(seq.ground_truth), cfg)
     ups_serial = _run(serial, seq)
     double = ThreadNotingDouble(SimulatedPredictor(seq.ground_truth))
     early = Pipeline(double, PipelineConfig(predict_after_keyframes=True))
