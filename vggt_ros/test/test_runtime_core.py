@@ -422,9 +422,7 @@ def test_live_predict_ahead_predicts_on_its_thread_and_matches_the_replay(seq):
 
 def test_live_predict_after_keyframes_matches_the_serial_replay(seq):
     """predict_after_keyframes live: windows predicted on the vggt_ros-predict thread once the previous
-    window's keyframes are in, every frame published once, the map the serial replay's, bit for bit
-    (over these 100 frames the serial replay's older anchor, KeyframeConfig.long_anchor_rel, which this mode
-    leaves out, picks what covisibility alone picks)."""
+    window's keyframes are in, every frame published once, the map the serial replay's, bit for bit."""
     frames = frames_of(seq, 100)
     params = Params({"queue_size": 200, "predict_after_keyframes": True})
     core = live_with_predictor_thread(seq, params, frames)

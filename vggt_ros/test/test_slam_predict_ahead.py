@@ -161,13 +161,10 @@ def test_reset_returns_the_frames_of_windows_in_flight(seq):
 
 def test_predict_after_keyframes_is_the_serial_map_with_predictions_beside_it(seq):
     """predict_after_keyframes: each window is launched (here on a thread) once the previous window's
-    keyframes are in the map, with the anchors a serial run chooses: the same poses as the serial run, bit
-    for bit (a loop closes in this sequence too), and most windows predicted on the predictor thread.
-    Predicting ahead the anchors are by covisibility alone, so the serial run here is too (no older anchor:
-    KeyframeConfig.long_anchor_rel 0)."""
-    cfg = PipelineConfig()
-    cfg = dataclasses.replace(cfg, keyframes=dataclasses.replace(cfg.keyframes, long_anchor_rel=0.0))
-    serial = Pipeline(SimulatedPredictor(seq.ground_truth), cfg)
+    keyframes and anchor links are in the map, with the anchors a serial run chooses: the same poses as the
+    serial run (older anchor included), bit for bit (a loop closes in this sequence too), and most windows
+    predicted on the predictor thread, none predicted again."""
+    serial = Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig())
     ups_serial = _run(serial, seq)
     double = ThreadNotingDouble(SimulatedPredictor(seq.ground_truth))
     early = Pipeline(double, PipelineConfig(predict_after_keyframes=True))
@@ -178,5 +175,35 @@ def test_predict_after_keyframes_is_the_serial_map_with_predictions_beside_it(se
     assert sum(t.startswith("predict-after") for t in double.threads) >= 12
     p_serial, p_early = _poses(ups_serial), _poses(ups_early)
     assert sorted(p_early) == sorted(p_serial) == [int(s) for s in seq.stamps_ns]
+    for s in p_serial:
+        np.testing.assert_array_equal(p_early[s], p_serial[s])
+
+
+class _OffChoicePipeline(Pipeline):
+    """A Pipeline whose launches after keyframes take, in window `off`, the anchors without the last one
+    (what a loop closure or an anchor link after the launch can do to the serial choice)."""
+
+    off = 7
+
+    def _choose_anchors(self, window_id):
+        c = super()._choose_anchors(window_id)
+        if c is not None and window_id == self.off and len(c.anchors) > 2:
+            c = dataclasses.replace(c, anchors=c.anchors[:-1], frames=c.frames[:-1])
+        return c
+
+
+def test_a_launch_that_is_not_the_serial_choice_is_predicted_again(seq):
+    """When the window finishing before it leaves a different serial choice than the one launched, the
+    launched prediction is thrown away and the window predicted with the serial anchors: the map stays the
+    serial one, bit for bit, and the re-prediction is counted."""
+    ups_serial = _run(Pipeline(SimulatedPredictor(seq.ground_truth), PipelineConfig()), seq)
+    cfg = PipelineConfig(predict_after_keyframes=True)
+    early = _OffChoicePipeline(SimulatedPredictor(seq.ground_truth), cfg)
+    with ThreadPoolExecutor(1) as pool:
+        early.set_executor(pool.submit)
+        ups_early = _run(early, seq)
+    assert early.counters.ahead_repredicted == 1 and early.counters.windows_predicted_ahead >= 12
+    p_serial, p_early = _poses(ups_serial), _poses(ups_early)
+    assert sorted(p_early) == sorted(p_serial)
     for s in p_serial:
         np.testing.assert_array_equal(p_early[s], p_serial[s])

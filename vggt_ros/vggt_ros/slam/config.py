@@ -377,11 +377,11 @@ class PipelineConfig:
         oldest active keyframe is the next the window in flight archives).
         docs/architecture.md#predicting-ahead.
     predict_after_keyframes: the next window (when its frames are in) is launched as soon as this
-        window's keyframes are decided, with the anchors a serial run would choose; this window's cloud,
-        loop closure and map run beside its prediction (on the executor, as predict_ahead). No accuracy
-        cost against a serial run with anchors by covisibility alone (the anchors differ from its only
-        when that window closes a loop); no older anchor (with it the two runs came 3 mm apart, not
-        traced); less overlap than predict_ahead, which it overrides.
+        window's keyframes and anchor links are in the map, with the anchors a serial run would choose;
+        this window's cloud, loop closure and map run beside its prediction (on the executor, as
+        predict_ahead). No accuracy cost: a launch that is no longer the serial choice when the window
+        is stitched (this window closed a loop) is predicted again, so the map is the serial one; less
+        overlap than predict_ahead, which it overrides.
     standstill_max_change: a frame whose grey thumbnail differs from the last moving frame's by less
         than this (grey levels, geometry.image.image_change) is published at that frame's pose and never
         becomes a keyframe (slam.standstill); 0 = off. 1.0: sensor noise of sigma 3 reads 0.35 at 160 x

@@ -437,14 +437,23 @@ class Pipeline:
         return out + self._run(w, t_start)
 
     def _current_anchors(self) -> list[Keyframe]:
-        """The next window's anchors (KeyframeManager.anchors). Predicting ahead, by covisibility alone:
-        the older anchor's slot (KeyframeConfig.long_anchor_rel) tends to the oldest active keyframe, the
-        next one the window in flight archives (predict_ahead: the choice goes stale, re-predicted), and
-        predict_after_keyframes stopped giving the serial map bit for bit with it (3 mm apart, not traced)."""
+        """The next window's anchors (KeyframeManager.anchors). With predict_ahead (anchors one window
+        behind) by covisibility alone: the older anchor's slot (KeyframeConfig.long_anchor_rel) tends to
+        the oldest active keyframe, the next one the window in flight archives (the choice goes stale)."""
         cfg = self.config
         last_pose = self._last_posed.T_world_cam if self._last_posed is not None else None
-        long_slot = not (cfg.predict_ahead or cfg.predict_after_keyframes)
+        long_slot = cfg.predict_after_keyframes or not cfg.predict_ahead
         return self.keyframes.anchors(cfg.num_anchors, self.tracking.segment_id, last_pose, long_slot)
+
+    def _still_chosen(self, c: _AnchorChoice) -> bool:
+        """predict_after_keyframes: the anchors and query pixels launched with window c are the ones a
+        serial run chooses now that the previous window has finished (its anchor links and loop closure
+        moved keyframes after the launch); predict_ahead's lag a window by design."""
+        if not self.config.predict_after_keyframes:
+            return True
+        now = self._current_anchors()
+        same = [k.keyframe_id for k in now] == [k.keyframe_id for k in c.anchors]
+        return same and np.array_equal(self._queries(now, c.window_id, now[0].size).uv, c.uv)
 
     # --- predicting ahead -------------------------------------------------------------------------
     def _behind_requeued(self, pending: list[PendingFrame]) -> bool:
@@ -512,10 +521,11 @@ class Pipeline:
         t_start = time.perf_counter()
         self._note_ahead(w.window_id + 1)
         assert w.ahead is not None
-        if w.ahead.usable(self.tracking.segment_id):
+        if w.ahead.usable(self.tracking.segment_id) and self._still_chosen(w.ahead):
             self.counters.windows_predicted_ahead += 1
         else:
-            log.info("window %d: anchors chosen ahead are no longer usable; predicting it again", w.window_id)
+            log.info("window %d: anchors chosen ahead are no longer usable (or, after keyframes, no longer "
+                     "a serial run's choice); predicting it again", w.window_id)
             self.counters.ahead_repredicted += 1
             w.ahead, w.job, w.anchors = None, None, self._current_anchors()
         return self._run(w, t_start)
@@ -800,11 +810,10 @@ class Pipeline:
             self._fuse_anchors(w.anchors, w.pred, sol.scale)
         depths = self._frame_depths(w, sol)
         out, new_kfs = self._emit_frames(w, sol, depths)
+        linked = self._link_anchors(w, sol)  # moves keyframes and the last pose: before the next choice
         self._launch_after_keyframes()  # predict_after_keyframes: the rest of this window runs beside it
         cloud = self._cloud(w, sol, depths)
-        if cloud is not None:
-            out.append(cloud)
-        out += self._link_anchors(w, sol)
+        out += ([cloud] if cloud is not None else []) + linked
         w.timings["emit"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         out += self._close_loops(w, new_kfs)
