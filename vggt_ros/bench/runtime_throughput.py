@@ -11,12 +11,12 @@ live path: NodeCore (live) -> slam.Pipeline -> MessageSink -> BagWriter (.mcap).
 
 Runtimes: serial (`pipelined` false), pipelined (the shipped default: messages built and published on a
 publisher thread), after keyframes (pipelined + `predict_after_keyframes`: the next window is predicted
-on a predictor thread from the moment the previous one's keyframes are decided, with the anchors a serial
-run chooses, while the worker does that window's cloud, loop closure and map), ahead (pipelined +
-`predict_ahead`: the next window is predicted on a predictor
-thread while the worker stitches the previous one, with anchors chosen one window earlier; its
-accuracy cost is measured by bench/slam_robustness.py --param predict_ahead=true) and ahead with 6
-anchors (18-frame windows: most of that accuracy back, README "Real time on one GPU").
+on a predictor thread from the moment the previous one's keyframes and anchor links are in, with the
+anchors a serial run chooses, while the worker does that window's cloud, loop closure and map), ahead
+(pipelined + `predict_ahead`: the next window is predicted on a predictor thread while the worker
+stitches the previous one, with anchors chosen one window earlier; its accuracy cost is measured by
+bench/slam_robustness.py --param predict_ahead=true) and ahead with 6 anchors (18-frame windows: most
+of that accuracy back, README "Real time on one GPU").
 
 1. Throughput: all frames queued at once (queue 1000, nothing dropped), each runtime, same frames:
    new frames/s and the ratios to serial.

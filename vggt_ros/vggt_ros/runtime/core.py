@@ -16,7 +16,7 @@ Modes:
   With `predict_ahead` (slam.config.PipelineConfig.predict_ahead) the pipeline's predictions run on a
   predictor thread: window k+1 is predicted while the worker stitches and emits window k, and the
   worker collects each finished prediction in order (`Pipeline.collect`); with `predict_after_keyframes`
-  from the moment window k's keyframes are decided.
+  from the moment window k's keyframes and anchor links are in the map.
 
 Stopping (live): `stop()` = `request_stop()` (non-blocking: refuse input, drop every queued frame as
 'shutdown' without starting it) + ONE bounded wait for the window in flight: it may finish and publish

@@ -181,9 +181,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
        "with the same anchors (same result). Costs accuracy: docs/architecture.md#predicting-ahead.",
        read_only=True),
     _p("predict_after_keyframes", bool, _SLAM.predict_after_keyframes,
-       "Launch the next window's prediction as soon as the current window's keyframes are decided, with "
-       "the anchors a serial run chooses; its cloud, loop closure and map run beside it (live: on a "
-       "predictor thread). No accuracy cost; overrides predict_ahead: docs/architecture.md#predicting-ahead.",
+       "Launch the next window's prediction as soon as the current window's keyframes and anchor links are "
+       "in the map, with the anchors a serial run chooses; its cloud, loop closure and map run beside it "
+       "(live: on a predictor thread). No accuracy cost; overrides predict_ahead: "
+       "docs/architecture.md#predicting-ahead.",
        read_only=True),
     _p("stitcher", str, _SLAM.stitcher,
        "Window-to-map alignment: 'tracks' (VGGT point tracks + anchor depth), or the baselines "
